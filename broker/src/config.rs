@@ -1,0 +1,54 @@
+//! Broker settings. Built by the CLI from flags (or directly by tests) and validated before any port is bound.
+
+use crier_proto::partition::DEFAULT_PARTITIONS;
+
+/// Largest accepted payload by default: notifications are small ("notify, then fetch").
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+/// Longest accepted conversation id.
+pub const MAX_CONVERSATION_ID_LEN: usize = 256;
+
+/// What the broker needs besides its log and listener.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Number of partitions; must equal the log's.
+    pub partitions: u32,
+    /// Largest accepted payload, in bytes.
+    pub max_payload_bytes: usize,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self { partitions: DEFAULT_PARTITIONS, max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES }
+    }
+}
+
+impl BrokerConfig {
+    /// Every problem with this config, one line each; empty when it is usable.
+    #[must_use]
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.partitions == 0 || self.partitions > 16_384 {
+            problems.push(format!("--partitions must be 1..=16384, got {}", self.partitions));
+        }
+        if self.max_payload_bytes == 0 || self.max_payload_bytes > 16 * 1024 * 1024 {
+            problems.push(format!(
+                "--max-payload-bytes must be 1..=16777216, got {}",
+                self.max_payload_bytes
+            ));
+        }
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Defaults are valid; zero partitions and zero payload size are each reported.
+    #[test]
+    fn reports_each_problem() {
+        assert!(BrokerConfig::default().problems().is_empty());
+        let bad = BrokerConfig { partitions: 0, max_payload_bytes: 0 };
+        assert_eq!(bad.problems().len(), 2);
+    }
+}

@@ -1,0 +1,53 @@
+//! The broker's errors and their one mapping to gRPC status codes.
+
+use crate::log::LogError;
+
+/// Why a broker request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The conversation id is empty, too long or not printable ASCII.
+    #[error("invalid conversation_id: {0}")]
+    InvalidConversationId(String),
+    /// The payload is not a JSON object within the size limit.
+    #[error("invalid payload: {0}")]
+    InvalidPayload(String),
+    /// The log failed; see [`LogError`] for whether anything may have been appended.
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+impl From<BrokerError> for tonic::Status {
+    fn from(err: BrokerError) -> Self {
+        let message = err.to_string();
+        match err {
+            BrokerError::InvalidConversationId(_) | BrokerError::InvalidPayload(_) => {
+                Self::invalid_argument(message)
+            }
+            BrokerError::Log(LogError::Unavailable { .. }) => Self::unavailable(message),
+            BrokerError::Log(LogError::Protocol { .. } | LogError::NoSuchPartition { .. }) => {
+                Self::internal(message)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Client mistakes are INVALID_ARGUMENT with the reason in the message.
+    #[test]
+    fn validation_errors_are_invalid_argument() {
+        let status = tonic::Status::from(BrokerError::InvalidPayload("not JSON".into()));
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert_eq!(status.message(), "invalid payload: not JSON");
+    }
+
+    /// A log outside the broker's control is UNAVAILABLE, so callers retry.
+    #[test]
+    fn unreachable_log_is_unavailable() {
+        let source = redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        let status = tonic::Status::from(BrokerError::Log(LogError::Unavailable { partition: 3, source }));
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+    }
+}

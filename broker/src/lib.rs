@@ -1,0 +1,28 @@
+//! crier broker: validates notifications and appends them to the partitioned log.
+//!
+//! ```text
+//!  gRPC PublishRequest ─▶ PublishServiceImpl ─▶ Publisher (validate, partition, encode StreamEntry)
+//!                                                  └─▶ PartitionedLog::append (Redis XADD | memory)
+//! ```
+//!
+//! The edge depends on this crate for [`log`] only: the log lives here because the broker writes it and
+//! both sides must agree on one implementation of its format.
+//!
+//! - [`config`]: broker settings and their validation.
+//! - [`error`]: `BrokerError` and its one mapping to `tonic::Status`.
+//! - [`log`]: the `PartitionedLog` trait, `RedisLog`, `MemoryLog`.
+//! - [`publisher`]: validation, partitioning and encoding of one publish.
+//! - [`publish_service`]: the `crier.v1.PublishService` gRPC implementation.
+//! - [`server`]: `run(listener, …, shutdown)`: the tonic server with health and reflection.
+
+pub mod config;
+pub mod error;
+pub mod log;
+pub mod publish_service;
+pub mod publisher;
+pub mod server;
+
+pub use config::BrokerConfig;
+pub use error::BrokerError;
+pub use publisher::Publisher;
+pub use server::run;
