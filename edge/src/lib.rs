@@ -1,1 +1,67 @@
-//! stub
+//! crier edge: terminates browser WebSockets and delivers the notifications of the conversations they
+//! subscribe to, reading only the partitions its local clients need.
+//!
+//! ```text
+//!  browser ◀─ws─ session ◀─ outbox ◀─ hub (conversation → subscribers, per partition)
+//!                 │ auth, subscribe       ▲
+//!                 └──────▶ hub ──starts──▶ consumer: one reader per partition with local interest
+//!                                          └─ PartitionedLog (crier-broker's log: Redis XREAD | memory)
+//! ```
+//!
+//! - [`config`]: edge settings and their validation.
+//! - [`error`]: the close-code table and `EdgeError`.
+//! - [`server`]: hyper accept loop and WebSocket upgrade.
+//! - [`session`]: one task per socket: protocol state machine, writes.
+//! - [`inbound`]: client messages off the wire, size-capped.
+//! - [`protocol`]: client/server frames of the browser protocol (pure).
+//! - [`frame`]: WebSocket frame encoding (once per notification) and batched writes.
+//! - [`outbox`]: a session's byte-bounded outbound queue.
+//! - [`hub`]: conversation → subscribers, sharded by partition; starts and stops readers.
+//! - [`consumer`]: partition reader tasks.
+//! - [`auth`]: `auth` frame → principal (HS256 JWT or dev auth); dev token minting.
+//! - [`acl`]: access decisions.
+
+pub mod acl;
+pub mod auth;
+pub mod config;
+pub mod consumer;
+pub mod error;
+pub mod frame;
+pub mod hub;
+pub mod inbound;
+pub mod outbox;
+pub mod protocol;
+pub mod server;
+pub mod session;
+
+use std::sync::Arc;
+
+use crier_broker::log::PartitionedLog;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::{AuthMode, EdgeConfig};
+pub use error::{CloseCode, EdgeError};
+
+/// Serves WebSockets on `listener` until `shutdown` is cancelled; returns once every session and reader
+/// task has ended.
+pub async fn run(
+    listener: TcpListener,
+    config: EdgeConfig,
+    log: Arc<dyn PartitionedLog>,
+    shutdown: CancellationToken,
+) -> Result<(), EdgeError> {
+    // Our own child token, so the tasks stop even if serving ends with an error.
+    let stop = shutdown.child_token();
+    let tracker = TaskTracker::new();
+    let consumer =
+        consumer::Consumer::new(log, config.read_batch, config.read_block, tracker.clone(), stop.clone());
+    let hub = hub::Hub::new(consumer);
+    let ctx = Arc::new(session::SessionContext::new(config, hub));
+    let result = server::serve(listener, ctx, stop.clone(), tracker.clone()).await;
+    stop.cancel();
+    tracker.close();
+    tracker.wait().await;
+    result
+}

@@ -1,0 +1,118 @@
+//! A session's outbound queue, bounded in bytes.
+//!
+//! Invariant: pushing never waits. The hub pushes shared frames from partition readers; when a session's
+//! queue would exceed its bound, the queue is dropped and marked overflowed, and the session closes with 4008
+//! (slow consumer) the next time it wakes. One slow client therefore never slows the hub or other clients.
+//! An idle outbox holds an empty `VecDeque`, which allocates nothing.
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, PoisonError};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+/// Frames waiting to be written to one socket.
+pub struct Outbox {
+    state: Mutex<State>,
+    /// Wakes the session task; `notify_one` keeps a permit, so a push before the wait is not lost.
+    wake: Notify,
+    max_bytes: usize,
+}
+
+#[derive(Default)]
+struct State {
+    frames: VecDeque<Bytes>,
+    bytes: usize,
+    overflowed: bool,
+}
+
+/// The queue was over its bound; the session must close with 4008.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Overflowed;
+
+impl Outbox {
+    /// An empty outbox holding at most `max_bytes` of frames.
+    #[must_use]
+    pub fn new(max_bytes: usize) -> Self {
+        Self { state: Mutex::new(State::default()), wake: Notify::new(), max_bytes }
+    }
+
+    /// Queues `frame` unless that would exceed the bound. Never waits.
+    pub fn push(&self, frame: Bytes) -> Result<(), Overflowed> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.overflowed {
+            return Err(Overflowed);
+        }
+        if state.bytes + frame.len() > self.max_bytes {
+            state.overflowed = true;
+            state.frames = VecDeque::new();
+            state.bytes = 0;
+            drop(state);
+            self.wake.notify_one();
+            return Err(Overflowed);
+        }
+        state.bytes += frame.len();
+        let was_empty = state.frames.is_empty();
+        state.frames.push_back(frame);
+        drop(state);
+        if was_empty {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Moves every queued frame to the back of `into`; `Err` once the queue has overflowed.
+    pub fn drain_into(&self, into: &mut VecDeque<Bytes>) -> Result<(), Overflowed> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.overflowed {
+            return Err(Overflowed);
+        }
+        state.bytes = 0;
+        if into.is_empty() {
+            std::mem::swap(into, &mut state.frames);
+        } else {
+            into.append(&mut state.frames);
+        }
+        Ok(())
+    }
+
+    /// Resolves once a frame was pushed (or the queue overflowed) since the last drain.
+    pub async fn ready(&self) {
+        self.wake.notified().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Frames come out in the order they went in, and the byte count restarts after a drain.
+    #[test]
+    fn drains_in_order_and_frees_budget() {
+        let outbox = Outbox::new(10);
+        outbox.push(Bytes::from_static(b"abcd")).unwrap();
+        outbox.push(Bytes::from_static(b"efgh")).unwrap();
+        let mut out = VecDeque::new();
+        outbox.drain_into(&mut out).unwrap();
+        assert_eq!(out, [Bytes::from_static(b"abcd"), Bytes::from_static(b"efgh")]);
+        outbox.push(Bytes::from_static(b"0123456789")).unwrap();
+    }
+
+    /// Exceeding the bound drops the queue and reports the overflow to pusher and drainer alike.
+    #[test]
+    fn overflow_is_sticky() {
+        let outbox = Outbox::new(5);
+        outbox.push(Bytes::from_static(b"abc")).unwrap();
+        assert_eq!(outbox.push(Bytes::from_static(b"def")), Err(Overflowed));
+        assert_eq!(outbox.push(Bytes::from_static(b"g")), Err(Overflowed));
+        assert_eq!(outbox.drain_into(&mut VecDeque::new()), Err(Overflowed));
+    }
+
+    /// A push made before anyone waits still wakes the next wait.
+    #[tokio::test]
+    async fn push_before_wait_wakes() {
+        let outbox = Outbox::new(5);
+        outbox.push(Bytes::from_static(b"a")).unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(1), outbox.ready()).await.unwrap();
+    }
+}

@@ -1,0 +1,253 @@
+//! One task per WebSocket: reads client messages, answers them, and writes everything queued in its outbox.
+//!
+//! Invariants:
+//! - Every server frame, replies included, goes through the outbox, so frames leave in the order queued and
+//!   one writer owns the socket.
+//! - `subscribed` is queued before the hub registration and written only after the partition reader holds a
+//!   position taken after it: everything appended after the client sees `subscribed` is delivered.
+//! - A session's failure ends that session only; it unsubscribes everything on the way out.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use crier_broker::publisher::validate_conversation_id;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{Authenticator, Principal};
+use crate::config::EdgeConfig;
+use crate::error::CloseCode;
+use crate::frame::{self, FrameWriter};
+use crate::hub::{Hub, Subscriber};
+use crate::inbound::{Inbound, MessageReader};
+use crate::outbox::Outbox;
+use crate::protocol::{self, ClientFrame, READY_MESSAGE, ServerFrame};
+
+/// How long a subscribe waits for its partition reader to take a position.
+const SUBSCRIBE_READY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What every session of an edge shares.
+pub struct SessionContext {
+    /// Conversation → subscribers.
+    pub hub: Arc<Hub>,
+    /// Checks `auth` frames.
+    pub auth: Authenticator,
+    /// Limits and timeouts.
+    pub config: Arc<EdgeConfig>,
+    next_id: AtomicU64,
+}
+
+impl SessionContext {
+    /// Context for sessions of an edge with `config`, fed by `hub`.
+    #[must_use]
+    pub fn new(config: EdgeConfig, hub: Arc<Hub>) -> Self {
+        let auth = Authenticator::new(&config.auth);
+        Self { hub, auth, config: Arc::new(config), next_id: AtomicU64::new(1) }
+    }
+}
+
+/// How a session ends.
+enum Ending {
+    /// The peer closed (echo queued) or vanished.
+    Peer,
+    /// The server closes with this code and reason.
+    Close(CloseCode, &'static str),
+}
+
+/// Serves one upgraded connection until either side ends it.
+pub async fn run<S>(io: S, ctx: Arc<SessionContext>, shutdown: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (read, write) = tokio::io::split(io);
+    let mut reader = MessageReader::new(read, ctx.config.max_frame_bytes);
+    let mut writer = FrameWriter::new(write);
+    let mut session = Session::new(ctx);
+    tracing::debug!(session = session.id, "ws_client_connected_awaiting_auth");
+    session.send(&ServerFrame::Ready { message: READY_MESSAGE });
+    let ending = session.serve(&mut reader, &mut writer, &shutdown).await;
+    session.leave_all();
+    if let Ending::Close(code, reason) = ending {
+        tracing::debug!(session = session.id, code = code.code(), reason, "closing session");
+        session.pending.push_back(frame::close(code.code(), reason));
+    }
+    // Queued frames (replies, a close echo) go out best-effort; the peer may already be gone.
+    let _ = session.outbox.drain_into(&mut session.pending);
+    let _ = tokio::time::timeout(Duration::from_secs(1), writer.write_all(&mut session.pending)).await;
+}
+
+struct Session {
+    id: u64,
+    ctx: Arc<SessionContext>,
+    outbox: Arc<Outbox>,
+    /// Frames taken from the outbox and not yet fully written.
+    pending: VecDeque<Bytes>,
+    principal: Option<Principal>,
+    subscriptions: HashSet<Box<str>>,
+}
+
+impl Session {
+    fn new(ctx: Arc<SessionContext>) -> Self {
+        let id = ctx.next_id.fetch_add(1, Ordering::Relaxed);
+        let outbox = Arc::new(Outbox::new(ctx.config.max_queue_bytes));
+        Self { id, ctx, outbox, pending: VecDeque::new(), principal: None, subscriptions: HashSet::new() }
+    }
+
+    fn send(&self, frame: &ServerFrame<'_>) {
+        // An overflow is noticed (and closes the session) at the next flush.
+        let _ = self.outbox.push(frame.encode());
+    }
+
+    async fn serve<R, W>(
+        &mut self,
+        reader: &mut MessageReader<R>,
+        writer: &mut FrameWriter<W>,
+        shutdown: &CancellationToken,
+    ) -> Ending
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let auth_deadline = Instant::now() + self.ctx.config.auth_timeout;
+        let outbox = Arc::clone(&self.outbox);
+        loop {
+            // The read future lives across wake-ups for writes: reads are not cancel-safe.
+            let read = reader.read(&outbox);
+            tokio::pin!(read);
+            let message = loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return Ending::Close(CloseCode::GoingAway, "server shutting down"),
+                    () = tokio::time::sleep_until(auth_deadline), if self.principal.is_none() => {
+                        tracing::info!(session = self.id, "ws_auth_timeout");
+                        self.send(&ServerFrame::error("Authentication timeout"));
+                        return Ending::Close(CloseCode::AuthFailed, "Authentication timeout");
+                    }
+                    () = outbox.ready() => {
+                        if let Some(ending) = self.flush(writer).await {
+                            return ending;
+                        }
+                    }
+                    message = &mut read => break message,
+                }
+            };
+            let ending = match message {
+                Ok(message) => self.handle(message).await,
+                Err(err) => {
+                    Some(err.close_code().map_or(Ending::Peer, |code| Ending::Close(code, "invalid frame")))
+                }
+            };
+            if let Some(ending) = ending {
+                return ending;
+            }
+        }
+    }
+
+    /// Writes everything queued; `Some` when the session must end.
+    async fn flush<W: AsyncWrite + Unpin>(&mut self, writer: &mut FrameWriter<W>) -> Option<Ending> {
+        if self.outbox.drain_into(&mut self.pending).is_err() {
+            self.pending.clear();
+            return Some(Ending::Close(CloseCode::SlowConsumer, "slow consumer"));
+        }
+        writer.write_all(&mut self.pending).await.err().map(|_| Ending::Peer)
+    }
+
+    async fn handle(&mut self, message: Inbound) -> Option<Ending> {
+        let text = match message {
+            Inbound::Close => return Some(Ending::Peer),
+            Inbound::Binary => {
+                self.send(&ServerFrame::error("Binary frames are not supported"));
+                return None;
+            }
+            Inbound::Text(text) => text,
+        };
+        match protocol::decode(&text) {
+            Ok(frame) => self.handle_frame(frame).await,
+            Err(err) => {
+                tracing::debug!(session = self.id, reason = %err.message(), "ws_invalid_message");
+                self.send(&ServerFrame::error(&err.message()));
+                None
+            }
+        }
+    }
+
+    async fn handle_frame(&mut self, frame: ClientFrame) -> Option<Ending> {
+        match frame {
+            ClientFrame::Auth { token, user_id } => return self.authenticate(token, user_id),
+            ClientFrame::Ping => self.send(&ServerFrame::Pong),
+            _ if self.principal.is_none() => self.send(&ServerFrame::error("Not authenticated")),
+            ClientFrame::Subscribe { conversation_id, since } => {
+                self.subscribe(&conversation_id, since.is_some()).await;
+            }
+            ClientFrame::Unsubscribe { conversation_id } => self.unsubscribe(&conversation_id),
+        }
+        None
+    }
+
+    fn authenticate(&mut self, token: Option<String>, user_id: Option<String>) -> Option<Ending> {
+        if self.principal.is_some() {
+            self.send(&ServerFrame::error("Already authenticated"));
+            return None;
+        }
+        match self.ctx.auth.authenticate(token.as_deref(), user_id.as_deref()) {
+            Ok(principal) => {
+                tracing::info!(session = self.id, user_id = %principal.user_id, "ws_client_authenticated");
+                self.send(&ServerFrame::Authenticated { user_id: &principal.user_id });
+                self.principal = Some(principal);
+                None
+            }
+            Err(err) => {
+                tracing::debug!(session = self.id, error = %err, "authentication failed");
+                self.send(&ServerFrame::error("Authentication failed"));
+                Some(Ending::Close(CloseCode::AuthFailed, "Authentication failed"))
+            }
+        }
+    }
+
+    async fn subscribe(&mut self, conversation: &str, wants_recovery: bool) {
+        if let Err(reason) = validate_conversation_id(conversation) {
+            tracing::debug!(session = self.id, %reason, "ws_invalid_message");
+            self.send(&ServerFrame::error("Invalid conversationId"));
+            return;
+        }
+        // Recovery with `since` is not implemented yet: say so rather than pretend.
+        let recovered = wants_recovery.then_some(false);
+        self.send(&ServerFrame::Subscribed { conversation_id: conversation, recovered });
+        if self.subscriptions.contains(conversation) {
+            return;
+        }
+        let subscriber = Subscriber { session: self.id, outbox: Arc::clone(&self.outbox) };
+        let mut ready = self.ctx.hub.subscribe(conversation, subscriber);
+        let started = tokio::time::timeout(SUBSCRIBE_READY_TIMEOUT, ready.wait_for(|r| *r)).await;
+        if matches!(started, Ok(Ok(_))) {
+            self.subscriptions.insert(conversation.into());
+            tracing::info!(session = self.id, conversation_id = conversation, "ws_client_subscribed");
+        } else {
+            self.ctx.hub.unsubscribe(conversation, self.id);
+            tracing::warn!(
+                session = self.id,
+                conversation_id = conversation,
+                "subscription failed: log unavailable"
+            );
+            let reason = Some("log unavailable");
+            self.send(&ServerFrame::Unsubscribed { conversation_id: conversation, reason });
+        }
+    }
+
+    fn unsubscribe(&mut self, conversation: &str) {
+        if self.subscriptions.remove(conversation) {
+            self.ctx.hub.unsubscribe(conversation, self.id);
+            tracing::info!(session = self.id, conversation_id = conversation, "ws_client_unsubscribed");
+        }
+        self.send(&ServerFrame::Unsubscribed { conversation_id: conversation, reason: None });
+    }
+
+    fn leave_all(&mut self) {
+        for conversation in self.subscriptions.drain() {
+            self.ctx.hub.unsubscribe(&conversation, self.id);
+        }
+    }
+}
