@@ -1,0 +1,215 @@
+{{/*
+Helpers shared by templates/broker/ and templates/edge/.
+Component-scoped helpers take a dict: (dict "ctx" $ "component" "broker"|"edge").
+*/}}
+
+{{/* Chart name, overridable with nameOverride. */}}
+{{- define "crier.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+Fully qualified app name: <release>-<chart>, or the release name alone when it already contains the chart name.
+Truncated so that "<fullname>-<component>-metrics" stays within the 63 characters of a DNS label.
+*/}}
+{{- define "crier.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Name of one component's resources: <fullname>-<component>. */}}
+{{- define "crier.componentFullname" -}}
+{{- printf "%s-%s" (include "crier.fullname" .ctx) .component -}}
+{{- end -}}
+
+{{/* Chart label value: <chart>-<version>. */}}
+{{- define "crier.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Selector labels of one component: stable across upgrades, never add to these. */}}
+{{- define "crier.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "crier.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* Full label set of one component's resources; commonLabels never override the chart's own labels. */}}
+{{- define "crier.labels" -}}
+{{- $own := include "crier.selectorLabels" . | fromYaml -}}
+{{- $_ := set $own "helm.sh/chart" (include "crier.chart" .ctx) -}}
+{{- $_ := set $own "app.kubernetes.io/version" (.ctx.Values.image.tag | default .ctx.Chart.AppVersion | trunc 63) -}}
+{{- $_ := set $own "app.kubernetes.io/part-of" "crier" -}}
+{{- $_ := set $own "app.kubernetes.io/managed-by" .ctx.Release.Service -}}
+{{- toYaml (merge $own (.ctx.Values.commonLabels | default dict)) -}}
+{{- end -}}
+
+{{/* Labels of a component's pods: its labels plus podLabels (which cannot override them). */}}
+{{- define "crier.podLabels" -}}
+{{- $c := index .ctx.Values .component -}}
+{{- toYaml (merge (include "crier.labels" . | fromYaml) ($c.podLabels | default dict)) -}}
+{{- end -}}
+
+{{/* Labels of resources that belong to no single component (the ServiceAccount). */}}
+{{- define "crier.commonLabels" -}}
+{{- $own := dict "helm.sh/chart" (include "crier.chart" .) "app.kubernetes.io/name" (include "crier.name" .) -}}
+{{- $_ := set $own "app.kubernetes.io/instance" .Release.Name -}}
+{{- $_ := set $own "app.kubernetes.io/version" (.Values.image.tag | default .Chart.AppVersion | trunc 63) -}}
+{{- $_ := set $own "app.kubernetes.io/part-of" "crier" -}}
+{{- $_ := set $own "app.kubernetes.io/managed-by" .Release.Service -}}
+{{- toYaml (merge $own (.Values.commonLabels | default dict)) -}}
+{{- end -}}
+
+{{/* Container image reference; a digest wins over the tag. */}}
+{{- define "crier.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* ServiceAccount the pods run as. */}}
+{{- define "crier.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "crier.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Name of the Secret holding the edge's JWT secret (only ever referenced, never created). */}}
+{{- define "crier.jwtSecretName" -}}
+{{- default (printf "%s-jwt" (include "crier.fullname" .)) .Values.edge.jwt.existingSecret -}}
+{{- end -}}
+
+{{/*
+Checks that values.schema.json cannot express. Included by every Deployment, so a bad combination fails the
+render with a message naming the value to fix.
+*/}}
+{{- define "crier.validate" -}}
+{{- $v := .Values -}}
+{{- if regexMatch "^[a-z+]+://[^/@]*:[^/@]*@" $v.redis.url -}}
+{{- fail "redis.url must not contain a password: put it in a Secret and set redis.existingSecret (and redis.existingSecretPasswordKey)" -}}
+{{- end -}}
+{{- if lt (int $v.edge.terminationGracePeriodSeconds) (add (int $v.edge.drainSeconds) 5 | int) -}}
+{{- fail (printf "edge.terminationGracePeriodSeconds (%d) must be at least edge.drainSeconds (%d) + 5, so a drain can finish before the pod is killed" (int $v.edge.terminationGracePeriodSeconds) (int $v.edge.drainSeconds)) -}}
+{{- end -}}
+{{- range $component := list "broker" "edge" -}}
+{{- $a := (index $v $component).autoscaling -}}
+{{- if and $a.enabled (lt (int $a.maxReplicas) (int $a.minReplicas)) -}}
+{{- fail (printf "%s.autoscaling.maxReplicas (%d) must be >= %s.autoscaling.minReplicas (%d)" $component (int $a.maxReplicas) $component (int $a.minReplicas)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Environment shared by broker and edge: Redis, partitions, logs, traces. */}}
+{{- define "crier.commonEnv" -}}
+{{- $v := .ctx.Values -}}
+- name: CRIER_REDIS_URL
+  value: {{ $v.redis.url | quote }}
+{{- if $v.redis.existingSecret }}
+- name: CRIER_REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.redis.existingSecret | quote }}
+      key: {{ $v.redis.existingSecretPasswordKey | quote }}
+{{- end }}
+- name: CRIER_PARTITIONS
+  value: {{ $v.partitions | int | toString | quote }}
+- name: CRIER_LOG_FORMAT
+  value: {{ $v.logFormat | quote }}
+- name: CRIER_ADMIN_LISTEN
+  value: "0.0.0.0:9090"
+{{- if $v.otlpEndpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ $v.otlpEndpoint | quote }}
+- name: OTEL_SERVICE_NAME
+  value: {{ printf "crier-%s" .component | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* Pod affinity: the component's `affinity` verbatim, else the podAntiAffinity preset over nodes. */}}
+{{- define "crier.affinity" -}}
+{{- $c := index .ctx.Values .component -}}
+{{- if $c.affinity -}}
+{{- toYaml $c.affinity -}}
+{{- else if eq $c.podAntiAffinity "soft" -}}
+podAntiAffinity:
+  preferredDuringSchedulingIgnoredDuringExecution:
+    - weight: 100
+      podAffinityTerm:
+        topologyKey: kubernetes.io/hostname
+        labelSelector:
+          matchLabels:
+            {{- include "crier.selectorLabels" . | nindent 12 }}
+{{- else if eq $c.podAntiAffinity "hard" -}}
+podAntiAffinity:
+  requiredDuringSchedulingIgnoredDuringExecution:
+    - topologyKey: kubernetes.io/hostname
+      labelSelector:
+        matchLabels:
+          {{- include "crier.selectorLabels" . | nindent 10 }}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Pod-spec fields identical for both components: account, security, scheduling, grace period.
+Kubernetes service links are off: they would inject CRIER_*_PORT-style variables into the CRIER_ env namespace
+that the binary reads its settings from.
+*/}}
+{{- define "crier.podSpecCommon" -}}
+{{- $v := .ctx.Values -}}
+{{- $c := index $v .component -}}
+serviceAccountName: {{ include "crier.serviceAccountName" .ctx }}
+automountServiceAccountToken: false
+enableServiceLinks: false
+terminationGracePeriodSeconds: {{ $c.terminationGracePeriodSeconds }}
+{{- with $v.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $v.podSecurityContext }}
+securityContext:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $c.priorityClassName }}
+priorityClassName: {{ . | quote }}
+{{- end }}
+{{- with (include "crier.affinity" .) }}
+affinity:
+  {{- . | nindent 2 }}
+{{- end }}
+{{- with $c.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $c.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $c.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+volumes:
+  - name: tmp
+    emptyDir:
+      sizeLimit: 16Mi
+{{- end -}}
+
+{{/* Probe timing fields from a probe value block. */}}
+{{- define "crier.probeTiming" -}}
+initialDelaySeconds: {{ .initialDelaySeconds }}
+periodSeconds: {{ .periodSeconds }}
+timeoutSeconds: {{ .timeoutSeconds }}
+failureThreshold: {{ .failureThreshold }}
+{{- end -}}
