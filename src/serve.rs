@@ -1,0 +1,153 @@
+//! The server subcommands. Each validates its config first (exit 64), then builds the log, binds its
+//! listeners and runs until SIGTERM or SIGINT.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use crier_broker::Publisher;
+use crier_broker::log::{MemoryLog, PartitionedLog, RedisLog, RedisLogConfig};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{BrokerArgs, DevArgs, EdgeArgs, LogArgs, RedisArgs};
+
+/// BSD `EX_UNAVAILABLE`: a dependency (Redis, a port) is unavailable.
+const EXIT_UNAVAILABLE: u8 = 69;
+
+pub async fn dev(args: DevArgs) -> ExitCode {
+    let (broker_config, edge_config) = match args.configs() {
+        Ok(configs) => configs,
+        Err(problems) => return crate::usage_error(&problems),
+    };
+    let log: Arc<dyn PartitionedLog> =
+        Arc::new(MemoryLog::new(args.log.partitions, args.log.retention_max_len));
+    let (grpc, ws) = match (bind(args.grpc_listen).await, bind(args.listen).await) {
+        (Ok(grpc), Ok(ws)) => (grpc, ws),
+        (Err(code), _) | (_, Err(code)) => return code,
+    };
+    print_dev_banner(&grpc, &ws, &edge_config.ws_path);
+    let shutdown = shutdown_on_signal();
+    let publisher = Publisher::new(Arc::clone(&log), &broker_config);
+    let broker = crier_broker::run(grpc, publisher, shutdown.clone());
+    let edge = crier_edge::run(ws, edge_config, log, shutdown.clone());
+    let (broker, edge) = tokio::join!(broker, edge);
+    finish("dev", broker.map_err(|e| e.to_string()).and(edge.map_err(|e| e.to_string())))
+}
+
+pub async fn broker(args: BrokerArgs) -> ExitCode {
+    let config = match args.config() {
+        Ok(config) => config,
+        Err(problems) => return crate::usage_error(&problems),
+    };
+    let log = match redis_log(&args.redis, &args.log).await {
+        Ok(log) => log,
+        Err(code) => return code,
+    };
+    let listener = match bind(args.grpc_listen).await {
+        Ok(listener) => listener,
+        Err(code) => return code,
+    };
+    let publisher = Publisher::new(log, &config);
+    let result = crier_broker::run(listener, publisher, shutdown_on_signal()).await;
+    finish("broker", result.map_err(|e| e.to_string()))
+}
+
+pub async fn edge(args: EdgeArgs) -> ExitCode {
+    let config = match args.config() {
+        Ok(config) => config,
+        Err(problems) => return crate::usage_error(&problems),
+    };
+    let log = match redis_log(&args.redis, &args.log).await {
+        Ok(log) => log,
+        Err(code) => return code,
+    };
+    let listener = match bind(args.listen).await {
+        Ok(listener) => listener,
+        Err(code) => return code,
+    };
+    let result = crier_edge::run(listener, config, log, shutdown_on_signal()).await;
+    finish("edge", result.map_err(|e| e.to_string()))
+}
+
+async fn redis_log(redis: &RedisArgs, log: &LogArgs) -> Result<Arc<dyn PartitionedLog>, ExitCode> {
+    let config = RedisLogConfig {
+        url: redis.redis_url.clone(),
+        partitions: log.partitions,
+        max_len: log.retention_max_len,
+        command_timeout: redis.redis_timeout,
+    };
+    match RedisLog::connect(config).await {
+        Ok(log) => Ok(Arc::new(log)),
+        Err(err) => {
+            eprintln!("crier: cannot connect to Redis at {}: {err}", redis.redis_url);
+            Err(ExitCode::from(EXIT_UNAVAILABLE))
+        }
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ExitCode> {
+    TcpListener::bind(addr).await.map_err(|err| {
+        eprintln!("crier: cannot listen on {addr}: {err}");
+        ExitCode::from(EXIT_UNAVAILABLE)
+    })
+}
+
+/// A token cancelled on the first SIGTERM or SIGINT.
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested");
+        cancel.cancel();
+    });
+    token
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot watch SIGTERM; only SIGINT stops crier");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn finish(role: &str, result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("crier {role}: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_dev_banner(grpc: &TcpListener, ws: &TcpListener, ws_path: &str) {
+    let grpc = grpc.local_addr().map_or_else(|_| "?".to_owned(), |a| a.to_string());
+    let ws = ws.local_addr().map_or_else(|_| "?".to_owned(), |a| a.to_string());
+    println!(
+        r#"crier dev: in-memory log, dev auth (no Redis, no secrets)
+  WebSocket  ws://{ws}{ws_path}
+  gRPC       http://{grpc}   (crier.v1.PublishService; reflection on)
+
+Try it. In a browser console:
+  const ws = new WebSocket("ws://{ws}{ws_path}");
+  ws.onmessage = (e) => console.log(e.data);
+  ws.onopen = () => {{
+    ws.send(JSON.stringify({{ action: "auth", userId: "u1" }}));
+    ws.send(JSON.stringify({{ action: "subscribe", conversationId: "c1" }}));
+  }};
+Then, in a shell:
+  crier publish --broker http://{grpc} --conversation c1 '{{"type":"job-status","jobId":"job-123","status":"completed","conversationId":"c1"}}'
+"#
+    );
+}
