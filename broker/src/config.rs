@@ -31,10 +31,8 @@ impl BrokerConfig {
             problems.push(format!("--partitions must be 1..=16384, got {}", self.partitions));
         }
         if self.max_payload_bytes == 0 || self.max_payload_bytes > 16 * 1024 * 1024 {
-            problems.push(format!(
-                "--max-payload-bytes must be 1..=16777216, got {}",
-                self.max_payload_bytes
-            ));
+            problems
+                .push(format!("--max-payload-bytes must be 1..=16777216, got {}", self.max_payload_bytes));
         }
         problems
     }

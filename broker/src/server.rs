@@ -22,7 +22,11 @@ pub enum ServeError {
 }
 
 /// Serves the broker's gRPC API on `listener` until `shutdown` is cancelled, then finishes in-flight calls.
-pub async fn run(listener: TcpListener, publisher: Publisher, shutdown: CancellationToken) -> Result<(), ServeError> {
+pub async fn run(
+    listener: TcpListener,
+    publisher: Publisher,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<PublishServiceServer<PublishServiceImpl>>().await;
     let reflection = tonic_reflection::server::Builder::configure()

@@ -18,9 +18,7 @@ impl PartitionKeys {
     /// The keys of `partition`.
     #[must_use]
     pub fn new(partition: u32) -> Self {
-        Self {
-            stream: format!("{PREFIX}:{{p{partition}}}:log"),
-        }
+        Self { stream: format!("{PREFIX}:{{p{partition}}}:log") }
     }
 
     /// The keys of partitions `0..partitions`, indexed by partition.

@@ -49,10 +49,7 @@ impl FromStr for StreamId {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let err = || ParseError(s.to_owned());
         let (ms, seq) = s.split_once('-').ok_or_else(err)?;
-        Ok(Self {
-            ms: ms.parse().map_err(|_| err())?,
-            seq: seq.parse().map_err(|_| err())?,
-        })
+        Ok(Self { ms: ms.parse().map_err(|_| err())?, seq: seq.parse().map_err(|_| err())? })
     }
 }
 
@@ -77,10 +74,7 @@ impl FromStr for Position {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let err = || ParseError(s.to_owned());
         let (partition, id) = s.split_once(':').ok_or_else(err)?;
-        Ok(Self {
-            partition: partition.parse().map_err(|_| err())?,
-            id: id.parse().map_err(|_| err())?,
-        })
+        Ok(Self { partition: partition.parse().map_err(|_| err())?, id: id.parse().map_err(|_| err())? })
     }
 }
 

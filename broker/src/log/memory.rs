@@ -54,11 +54,7 @@ fn now_ms() -> u64 {
 
 /// The next id after `last`, as Redis' `XADD *` picks it.
 fn next_id(last: StreamId, now_ms: u64) -> StreamId {
-    if now_ms > last.ms {
-        StreamId::new(now_ms, 0)
-    } else {
-        StreamId::new(last.ms, last.seq + 1)
-    }
+    if now_ms > last.ms { StreamId::new(now_ms, 0) } else { StreamId::new(last.ms, last.seq + 1) }
 }
 
 #[async_trait]

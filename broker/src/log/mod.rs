@@ -91,9 +91,5 @@ pub trait PartitionReader: Send {
 pub const DEFAULT_MAX_LEN: usize = 10_000;
 
 fn check_partition(partition: u32, partitions: u32) -> Result<(), LogError> {
-    if partition < partitions {
-        Ok(())
-    } else {
-        Err(LogError::NoSuchPartition { partition, partitions })
-    }
+    if partition < partitions { Ok(()) } else { Err(LogError::NoSuchPartition { partition, partitions }) }
 }

@@ -48,10 +48,7 @@ impl RedisLog {
             .set_connection_timeout(Some(config.command_timeout))
             .set_response_timeout(Some(config.command_timeout))
             .set_number_of_retries(1);
-        let conn = client
-            .get_connection_manager_with_config(manager_config)
-            .await
-            .map_err(unavailable)?;
+        let conn = client.get_connection_manager_with_config(manager_config).await.map_err(unavailable)?;
         Ok(Self {
             client,
             conn,
