@@ -1,1 +1,31 @@
-//! stub
+//! crier's test harness: real `redis-server` processes, in-process brokers and edges on port 0, and
+//! independent clients (tokio-tungstenite WebSocket, tonic gRPC, jsonwebtoken) to drive them.
+//!
+//! ```text
+//!  PublishClient ──gRPC──▶ broker ─┐                                  ┌─▶ edge ──WebSocket──▶ WsClient
+//!                                  └─▶ PartitionedLog (RedisServer | MemoryLog) ─┘
+//! ```
+//!
+//! Every wait is bounded (see [`deadline`]): a hang fails a test within seconds, naming what it waited for.
+//!
+//! - [`deadline`]: `within`: the timeout wrapped around every await of the harness.
+//! - [`redis_server`]: `RedisServer`: a spawned `redis-server` on a free port, killed on drop.
+//! - [`publish_client`]: `PublishClient`: the gRPC publisher backends use.
+//! - [`servers`]: `Servers`: a broker and N edges in-process on port 0, on one log.
+//! - [`ws_client`]: `WsClient`: a browser stand-in speaking crier's WebSocket protocol.
+//! - [`tokens`]: `mint_token`: HS256 JWTs for the edge's auth.
+
+pub mod deadline;
+pub mod publish_client;
+pub mod redis_server;
+pub mod servers;
+pub mod tokens;
+pub mod ws_client;
+
+pub use deadline::{STEP, within, within_for};
+pub use publish_client::PublishClient;
+pub use redis_server::RedisServer;
+pub use servers::{Servers, ServersConfig};
+pub use tokens::{mint_claims, mint_token, unix_now};
+pub use tokio_tungstenite::tungstenite;
+pub use ws_client::WsClient;

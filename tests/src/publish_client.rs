@@ -1,0 +1,56 @@
+//! [`PublishClient`]: the backend's side of `crier.v1.PublishService`, through the generated tonic client.
+
+use anyhow::Context;
+use crier_proto::v1::PublishRequest;
+use crier_proto::v1::publish_service_client::PublishServiceClient;
+use serde_json::Value;
+use tonic::transport::Channel;
+
+use crate::deadline::within;
+
+/// A gRPC client of one broker.
+#[derive(Clone)]
+pub struct PublishClient {
+    inner: PublishServiceClient<Channel>,
+}
+
+impl PublishClient {
+    /// Connects to `url` (`http://127.0.0.1:PORT`).
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let inner = within(format!("gRPC connect to {url}"), PublishServiceClient::connect(url.to_owned()))
+            .await?
+            .with_context(|| format!("gRPC connect to {url}"))?;
+        Ok(Self { inner })
+    }
+
+    /// Publishes `payload` about `conversation`; returns the position. Any non-OK status is an error.
+    pub async fn publish(&mut self, conversation: &str, payload: &Value) -> anyhow::Result<String> {
+        let position = self
+            .try_publish(conversation, payload.to_string().into_bytes(), "")
+            .await?
+            .with_context(|| format!("publishing to {conversation:?}"))?;
+        Ok(position)
+    }
+
+    /// Publishes raw `payload` bytes with an optional idempotency key (`""` for none). The outer result is
+    /// the harness's timeout; the inner one is the broker's answer, for tests of rejections.
+    pub async fn try_publish(
+        &mut self,
+        conversation: &str,
+        payload: Vec<u8>,
+        idempotency_key: &str,
+    ) -> anyhow::Result<Result<String, tonic::Status>> {
+        let request = PublishRequest {
+            conversation_id: conversation.to_owned(),
+            payload: payload.into(),
+            idempotency_key: idempotency_key.to_owned(),
+        };
+        let reply = within(format!("Publish to {conversation:?}"), self.inner.publish(request)).await?;
+        Ok(reply.map(|response| response.into_inner().position))
+    }
+
+    /// The generated client, for RPCs this wrapper does not cover.
+    pub fn inner(&mut self) -> &mut PublishServiceClient<Channel> {
+        &mut self.inner
+    }
+}

@@ -1,0 +1,225 @@
+//! [`Servers`]: one broker and N edges running as tasks of the test's runtime, each on its own
+//! `127.0.0.1:0` listener, all on one shared log (a `MemoryLog`, or a `RedisLog` on a [`RedisServer`]).
+//!
+//! Listeners are bound before the servers are spawned, so clients may connect at once: the kernel queues
+//! their connections until the server accepts. Dropping `Servers` cancels every server; [`Servers::shutdown`]
+//! also waits for them to finish and reports the errors they stopped with.
+//!
+//! [`RedisServer`]: crate::RedisServer
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Once};
+
+use anyhow::{Context, anyhow};
+use crier_broker::log::{DEFAULT_MAX_LEN, MemoryLog, PartitionedLog};
+use crier_broker::{BrokerConfig, Publisher};
+use crier_edge::EdgeConfig;
+use crier_proto::partition::DEFAULT_PARTITIONS;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::deadline::within;
+use crate::publish_client::PublishClient;
+use crate::ws_client::WsClient;
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct ServersConfig {
+    /// The broker's settings.
+    pub broker: BrokerConfig,
+    /// Every edge's settings.
+    pub edge: EdgeConfig,
+    /// How many edges to start.
+    pub edges: usize,
+}
+
+impl ServersConfig {
+    /// `crier dev` settings (dev auth) for a log of `partitions`, with `edges` edges.
+    #[must_use]
+    pub fn dev(partitions: u32, edges: usize) -> Self {
+        Self {
+            broker: BrokerConfig { partitions, ..BrokerConfig::default() },
+            edge: EdgeConfig { partitions, ..EdgeConfig::dev() },
+            edges,
+        }
+    }
+}
+
+/// A running server task: its name (for error reports) and its outcome.
+struct Task {
+    name: String,
+    /// Cancels this server alone; a child of the `Servers`' token.
+    stop: CancellationToken,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// A broker and its edges, stopped on drop.
+pub struct Servers {
+    log: Arc<dyn PartitionedLog>,
+    broker: SocketAddr,
+    /// Address and WebSocket path of each edge, by index.
+    edges: Vec<(SocketAddr, String)>,
+    /// Broker first, then the edges in index order.
+    tasks: Vec<Task>,
+    shutdown: CancellationToken,
+}
+
+impl Servers {
+    /// A broker and `edges` dev edges on an in-memory log with the default partitions and retention, as
+    /// `crier dev` runs them.
+    pub async fn dev(edges: usize) -> anyhow::Result<Self> {
+        Self::start(Arc::new(MemoryLog::new(DEFAULT_PARTITIONS, DEFAULT_MAX_LEN)), edges).await
+    }
+
+    /// A broker and `edges` dev edges (dev auth, default limits) on `log`, with its partition count.
+    pub async fn start(log: Arc<dyn PartitionedLog>, edges: usize) -> anyhow::Result<Self> {
+        let config = ServersConfig::dev(log.partitions(), edges);
+        Self::start_with(log, config).await
+    }
+
+    /// A broker and edges with exactly `config` (partition counts included, so mismatches can be tested).
+    pub async fn start_with(log: Arc<dyn PartitionedLog>, config: ServersConfig) -> anyhow::Result<Self> {
+        init_tracing();
+        let shutdown = CancellationToken::new();
+        let listener = bind().await?;
+        let broker = listener.local_addr()?;
+        let publisher = Publisher::new(Arc::clone(&log), &config.broker);
+        let stop = shutdown.child_token();
+        let handle = spawn_named("broker", crier_broker::run(listener, publisher, stop.clone()));
+        let tasks = vec![Task { name: "broker".to_owned(), stop, handle: Some(handle) }];
+        let mut servers = Self { log, broker, edges: Vec::new(), tasks, shutdown };
+        for _ in 0..config.edges {
+            servers.add_edge(config.edge.clone()).await?;
+        }
+        Ok(servers)
+    }
+
+    /// Starts one more edge on the same log; returns its index.
+    pub async fn add_edge(&mut self, config: EdgeConfig) -> anyhow::Result<usize> {
+        let index = self.edges.len();
+        let name = format!("edge {index}");
+        let listener = bind().await?;
+        self.edges.push((listener.local_addr()?, config.ws_path.clone()));
+        let stop = self.shutdown.child_token();
+        let run = crier_edge::run(listener, config, Arc::clone(&self.log), stop.clone());
+        let handle = spawn_named(&name, run);
+        self.tasks.push(Task { name, stop, handle: Some(handle) });
+        Ok(index)
+    }
+
+    /// The shared log, for tests that append or read behind the servers' backs.
+    #[must_use]
+    pub fn log(&self) -> &Arc<dyn PartitionedLog> {
+        &self.log
+    }
+
+    /// The broker's gRPC endpoint: `http://127.0.0.1:PORT`.
+    #[must_use]
+    pub fn broker_url(&self) -> String {
+        format!("http://{}", self.broker)
+    }
+
+    /// Edge `index`'s WebSocket endpoint: `ws://127.0.0.1:PORT/api/ws` (its configured path).
+    ///
+    /// # Panics
+    /// If there is no edge `index`.
+    #[must_use]
+    pub fn edge_ws_url(&self, index: usize) -> String {
+        let (addr, path) = &self.edges[index];
+        format!("ws://{addr}{path}")
+    }
+
+    /// Edge `index`'s listening address, for raw HTTP requests.
+    ///
+    /// # Panics
+    /// If there is no edge `index`.
+    #[must_use]
+    pub fn edge_addr(&self, index: usize) -> SocketAddr {
+        self.edges[index].0
+    }
+
+    /// How many edges were started.
+    #[must_use]
+    pub fn edge_count(&self) -> usize {
+        self.edges.len()
+    }
+
+    /// A gRPC publisher connected to the broker.
+    pub async fn publish_client(&self) -> anyhow::Result<PublishClient> {
+        PublishClient::connect(&self.broker_url()).await
+    }
+
+    /// A WebSocket client connected to edge `index` (not yet authenticated: `ready` is its first frame).
+    pub async fn ws_client(&self, index: usize) -> anyhow::Result<WsClient> {
+        WsClient::connect(&self.edge_ws_url(index)).await
+    }
+
+    /// Shuts edge `index` down (its sessions see its drain) and waits for it to finish.
+    pub async fn stop_edge(&mut self, index: usize) -> anyhow::Result<()> {
+        let task = self.tasks.get_mut(index + 1).with_context(|| format!("no edge {index}"))?;
+        task.stop.cancel();
+        join(task).await
+    }
+
+    /// Cancels every server, waits for each to finish, and reports the first error one stopped with.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        let mut first_error = None;
+        for task in &mut self.tasks {
+            if let Err(err) = join(task).await {
+                first_error.get_or_insert(err);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+async fn bind() -> anyhow::Result<TcpListener> {
+    TcpListener::bind("127.0.0.1:0").await.context("binding 127.0.0.1:0")
+}
+
+/// Spawns a server; an error it stops with is printed at once (the test may be blocked elsewhere) and kept.
+fn spawn_named<E>(
+    name: &str,
+    server: impl Future<Output = Result<(), E>> + Send + 'static,
+) -> JoinHandle<anyhow::Result<()>>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let name = name.to_owned();
+    tokio::spawn(async move {
+        server.await.map_err(|err| {
+            eprintln!("{name} stopped with an error: {err}");
+            anyhow::Error::new(err).context(name)
+        })
+    })
+}
+
+/// Waits for `task` to end (once; later calls return `Ok`).
+async fn join(task: &mut Task) -> anyhow::Result<()> {
+    let Some(handle) = task.handle.take() else { return Ok(()) };
+    let name = &task.name;
+    within(format!("{name} to shut down"), handle)
+        .await?
+        .map_err(|err| anyhow!("{name} panicked or was cancelled: {err}"))?
+}
+
+/// Server logs go to the test's captured output (shown by nextest when a test fails). `RUST_LOG` overrides
+/// the default filter.
+fn init_tracing() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("warn,crier_broker=debug,crier_edge=debug")
+        });
+        // Fails only if another subscriber is installed, which then gets the logs instead.
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    });
+}
