@@ -47,7 +47,7 @@ pub struct Authenticator {
 }
 
 enum Inner {
-    Jwt { key: DecodingKey, validation: Validation },
+    Jwt { key: Box<DecodingKey>, validation: Box<Validation> },
     None,
 }
 
@@ -60,7 +60,10 @@ impl Authenticator {
                 let mut validation = Validation::new(Algorithm::HS256);
                 validation.leeway = 5;
                 validation.set_required_spec_claims(&["exp", "sub"]);
-                Inner::Jwt { key: DecodingKey::from_secret(secret.as_bytes()), validation }
+                Inner::Jwt {
+                    key: Box::new(DecodingKey::from_secret(secret.as_bytes())),
+                    validation: Box::new(validation),
+                }
             }
             AuthMode::None => Inner::None,
         };

@@ -71,12 +71,12 @@ where
     session.send(&ServerFrame::Ready { message: READY_MESSAGE });
     let ending = session.serve(&mut reader, &mut writer, &shutdown).await;
     session.leave_all();
+    // Queued frames (replies, a close echo) go out first, best-effort: the peer may already be gone.
+    let _ = session.outbox.drain_into(&mut session.pending);
     if let Ending::Close(code, reason) = ending {
         tracing::debug!(session = session.id, code = code.code(), reason, "closing session");
         session.pending.push_back(frame::close(code.code(), reason));
     }
-    // Queued frames (replies, a close echo) go out best-effort; the peer may already be gone.
-    let _ = session.outbox.drain_into(&mut session.pending);
     let _ = tokio::time::timeout(Duration::from_secs(1), writer.write_all(&mut session.pending)).await;
 }
 

@@ -9,6 +9,7 @@
 //! Every wait is bounded (see [`deadline`]): a hang fails a test within seconds, naming what it waited for.
 //!
 //! - [`deadline`]: `within`: the timeout wrapped around every await of the harness.
+//! - [`redis_monitor`]: `RedisMonitor`: Redis' own log of the commands it served (`MONITOR`).
 //! - [`redis_server`]: `RedisServer`: a spawned `redis-server` on a free port, killed on drop.
 //! - [`publish_client`]: `PublishClient`: the gRPC publisher backends use.
 //! - [`servers`]: `Servers`: a broker and N edges in-process on port 0, on one log.
@@ -17,6 +18,7 @@
 
 pub mod deadline;
 pub mod publish_client;
+pub mod redis_monitor;
 pub mod redis_server;
 pub mod servers;
 pub mod tokens;
@@ -24,6 +26,7 @@ pub mod ws_client;
 
 pub use deadline::{STEP, within, within_for};
 pub use publish_client::PublishClient;
+pub use redis_monitor::{MonitoredCommand, RedisMonitor};
 pub use redis_server::RedisServer;
 pub use servers::{Servers, ServersConfig};
 pub use tokens::{mint_claims, mint_token, unix_now};

@@ -32,6 +32,15 @@ impl PublishClient {
         Ok(position)
     }
 
+    /// Publishes `payload` exactly as given (for byte-for-byte delivery checks); returns the position.
+    pub async fn publish_raw(&mut self, conversation: &str, payload: &str) -> anyhow::Result<String> {
+        let position = self
+            .try_publish(conversation, payload.as_bytes().to_vec(), "")
+            .await?
+            .with_context(|| format!("publishing to {conversation:?}"))?;
+        Ok(position)
+    }
+
     /// Publishes raw `payload` bytes with an optional idempotency key (`""` for none). The outer result is
     /// the harness's timeout; the inner one is the broker's answer, for tests of rejections.
     pub async fn try_publish(

@@ -70,6 +70,18 @@ impl WsClient {
         within(&what, self.stream.send(message)).await?.context(what)
     }
 
+    /// The next text frame, exactly as sent (for byte-for-byte protocol checks).
+    pub async fn recv_text(&mut self) -> anyhow::Result<String> {
+        let url = self.url.clone();
+        let message = within(format!("a text frame from {url}"), self.next_data())
+            .await??
+            .ok_or_else(|| anyhow!("expected a text frame, but {url} ended without a close frame"))?;
+        match message {
+            Message::Text(text) => Ok(text.as_str().to_owned()),
+            other => bail!("expected a text frame from {url}, got {}", describe(&other)),
+        }
+    }
+
     /// The next text frame, parsed as JSON.
     pub async fn recv_json(&mut self) -> anyhow::Result<Value> {
         self.recv_json_expecting("a JSON frame").await
