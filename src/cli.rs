@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use crier_broker::BrokerConfig;
-use crier_broker::log::DEFAULT_MAX_LEN;
+use crier_broker::log::{DEFAULT_MAX_LEN, RedisTopology, Retention};
 use crier_edge::{AuthMode, EdgeConfig};
 use crier_proto::partition::DEFAULT_PARTITIONS;
 
@@ -62,13 +62,20 @@ pub struct LogArgs {
     /// Entries kept per partition (approximate, `XADD MAXLEN ~`).
     #[arg(long, env = "CRIER_RETENTION_MAX_LEN", default_value_t = DEFAULT_MAX_LEN)]
     pub retention_max_len: usize,
+    /// Entries older than this are trimmed (approximate, `XTRIM MINID ~`), e.g. `10m`.
+    #[arg(long, env = "CRIER_RETENTION_MAX_AGE", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub retention_max_age: Duration,
 }
 
 #[derive(Debug, Args)]
 pub struct RedisArgs {
-    /// Redis URL, `redis://HOST:PORT[/DB]`.
-    #[arg(long, env = "CRIER_REDIS_URL")]
-    pub redis_url: String,
+    /// Redis URL, `redis://HOST:PORT[/DB]`. Repeat (or comma-separate) for several standalone nodes, which
+    /// then share the partitions by jump consistent hash; with --redis-cluster, the cluster's seed nodes.
+    #[arg(long, env = "CRIER_REDIS_URL", required = true, value_delimiter = ',')]
+    pub redis_url: Vec<String>,
+    /// The URLs name seed nodes of a Redis Cluster.
+    #[arg(long, env = "CRIER_REDIS_CLUSTER")]
+    pub redis_cluster: bool,
     /// Bound on one Redis command and on connecting, e.g. `2s`.
     #[arg(long, env = "CRIER_REDIS_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
     pub redis_timeout: Duration,
@@ -86,6 +93,9 @@ pub struct BrokerArgs {
     /// Largest accepted payload, in bytes.
     #[arg(long, env = "CRIER_MAX_PAYLOAD_BYTES", default_value_t = crier_broker::config::DEFAULT_MAX_PAYLOAD_BYTES)]
     pub max_payload_bytes: usize,
+    /// How long an idempotency key is remembered, e.g. `2m`.
+    #[arg(long, env = "CRIER_DEDUPE_WINDOW", default_value = "2m", value_parser = humantime::parse_duration)]
+    pub dedupe_window: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -154,8 +164,8 @@ pub struct TokenArgs {
 }
 
 impl LogArgs {
-    pub fn broker_config(&self, max_payload_bytes: usize) -> BrokerConfig {
-        BrokerConfig { partitions: self.partitions, max_payload_bytes }
+    pub fn retention(&self) -> Retention {
+        Retention { max_len: self.retention_max_len, max_age: self.retention_max_age }
     }
 
     fn problems(&self) -> Vec<String> {
@@ -163,14 +173,27 @@ impl LogArgs {
         if self.retention_max_len == 0 {
             problems.push("--retention-max-len must be positive".to_owned());
         }
+        if self.retention_max_age < Duration::from_secs(1) {
+            problems.push("--retention-max-age must be at least 1s".to_owned());
+        }
         problems
+    }
+}
+
+impl RedisArgs {
+    pub fn topology(&self) -> RedisTopology {
+        if self.redis_cluster {
+            RedisTopology::Cluster(self.redis_url.clone())
+        } else {
+            RedisTopology::Nodes(self.redis_url.clone())
+        }
     }
 }
 
 impl DevArgs {
     /// Broker and edge configs of `crier dev`, or every problem with the flags.
     pub fn configs(&self) -> Result<(BrokerConfig, EdgeConfig), Vec<String>> {
-        let broker = self.log.broker_config(crier_broker::config::DEFAULT_MAX_PAYLOAD_BYTES);
+        let broker = BrokerConfig { partitions: self.log.partitions, ..BrokerConfig::default() };
         let edge = EdgeConfig { partitions: self.log.partitions, ..EdgeConfig::dev() };
         let mut problems = self.log.problems();
         problems.extend(broker.problems());
@@ -185,7 +208,11 @@ impl DevArgs {
 impl BrokerArgs {
     /// The broker config, or every problem with the flags.
     pub fn config(&self) -> Result<BrokerConfig, Vec<String>> {
-        let config = self.log.broker_config(self.max_payload_bytes);
+        let config = BrokerConfig {
+            partitions: self.log.partitions,
+            max_payload_bytes: self.max_payload_bytes,
+            dedupe_window: self.dedupe_window,
+        };
         let mut problems = self.log.problems();
         problems.extend(config.problems());
         problems.extend(redis_problems(&self.redis));
@@ -222,8 +249,13 @@ impl EdgeArgs {
 
 fn redis_problems(redis: &RedisArgs) -> Vec<String> {
     let mut problems = Vec::new();
-    if let Err(err) = redis::Client::open(redis.redis_url.as_str()) {
-        problems.push(format!("--redis-url {:?} is not a Redis URL: {err}", redis.redis_url));
+    for url in &redis.redis_url {
+        if let Err(err) = redis::Client::open(url.as_str()) {
+            problems.push(format!("--redis-url {url:?} is not a Redis URL: {err}"));
+        }
+    }
+    if redis.redis_url.iter().collect::<std::collections::HashSet<_>>().len() != redis.redis_url.len() {
+        problems.push("--redis-url lists the same node twice".to_owned());
     }
     if redis.redis_timeout.is_zero() {
         problems.push("--redis-timeout must be positive".to_owned());

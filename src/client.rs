@@ -27,7 +27,9 @@ pub async fn publish(args: PublishArgs) -> ExitCode {
     };
     match client.publish(request).await {
         Ok(response) => {
-            println!("{}", response.into_inner().position);
+            let response = response.into_inner();
+            let note = if response.duplicate { " (duplicate: already published)" } else { "" };
+            println!("{}{note}", response.position);
             ExitCode::SUCCESS
         }
         Err(status) => {

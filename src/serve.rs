@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use crier_broker::Publisher;
-use crier_broker::log::{MemoryLog, PartitionedLog, RedisLog, RedisLogConfig};
+use crier_broker::log::{LogError, MemoryLog, PartitionedLog, RedisLog, RedisLogConfig};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -72,15 +72,16 @@ pub async fn edge(args: EdgeArgs) -> ExitCode {
 
 async fn redis_log(redis: &RedisArgs, log: &LogArgs) -> Result<Arc<dyn PartitionedLog>, ExitCode> {
     let config = RedisLogConfig {
-        url: redis.redis_url.clone(),
+        topology: redis.topology(),
         partitions: log.partitions,
-        max_len: log.retention_max_len,
+        retention: log.retention(),
         command_timeout: redis.redis_timeout,
     };
     match RedisLog::connect(config).await {
         Ok(log) => Ok(Arc::new(log)),
+        Err(err @ LogError::PartitionMismatch { .. }) => Err(crate::usage_error(&[err.to_string()])),
         Err(err) => {
-            eprintln!("crier: cannot connect to Redis at {}: {err}", redis.redis_url);
+            eprintln!("crier: cannot connect to Redis at {}: {err}", redis.redis_url.join(","));
             Err(ExitCode::from(EXIT_UNAVAILABLE))
         }
     }

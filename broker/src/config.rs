@@ -6,6 +6,10 @@ use crier_proto::partition::DEFAULT_PARTITIONS;
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 64 * 1024;
 /// Longest accepted conversation id.
 pub const MAX_CONVERSATION_ID_LEN: usize = 256;
+/// Longest accepted idempotency key.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 128;
+/// Most items of one `PublishBatch` or conversations of one `Broadcast`.
+pub const MAX_BATCH_ITEMS: usize = 1000;
 
 /// What the broker needs besides its log and listener.
 #[derive(Debug, Clone)]
@@ -14,11 +18,17 @@ pub struct BrokerConfig {
     pub partitions: u32,
     /// Largest accepted payload, in bytes.
     pub max_payload_bytes: usize,
+    /// How long an idempotency key is remembered.
+    pub dedupe_window: std::time::Duration,
 }
 
 impl Default for BrokerConfig {
     fn default() -> Self {
-        Self { partitions: DEFAULT_PARTITIONS, max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES }
+        Self {
+            partitions: DEFAULT_PARTITIONS,
+            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            dedupe_window: crate::log::DEFAULT_DEDUPE_WINDOW,
+        }
     }
 }
 
@@ -34,6 +44,9 @@ impl BrokerConfig {
             problems
                 .push(format!("--max-payload-bytes must be 1..=16777216, got {}", self.max_payload_bytes));
         }
+        if self.dedupe_window.is_zero() {
+            problems.push("--dedupe-window must be positive".to_owned());
+        }
         problems
     }
 }
@@ -46,7 +59,7 @@ mod tests {
     #[test]
     fn reports_each_problem() {
         assert!(BrokerConfig::default().problems().is_empty());
-        let bad = BrokerConfig { partitions: 0, max_payload_bytes: 0 };
+        let bad = BrokerConfig { partitions: 0, max_payload_bytes: 0, ..BrokerConfig::default() };
         assert_eq!(bad.problems().len(), 2);
     }
 }

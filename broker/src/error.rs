@@ -11,6 +11,15 @@ pub enum BrokerError {
     /// The payload is not a JSON object within the size limit.
     #[error("invalid payload: {0}")]
     InvalidPayload(String),
+    /// The idempotency key is too long or not printable ASCII.
+    #[error("invalid idempotency_key: {0}")]
+    InvalidIdempotencyKey(String),
+    /// A batch or broadcast is empty or too large.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// A bug: the broker broke its own invariant.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
     /// The log failed; see [`LogError`] for whether anything may have been appended.
     #[error(transparent)]
     Log(#[from] LogError),
@@ -20,13 +29,17 @@ impl From<BrokerError> for tonic::Status {
     fn from(err: BrokerError) -> Self {
         let message = err.to_string();
         match err {
-            BrokerError::InvalidConversationId(_) | BrokerError::InvalidPayload(_) => {
-                Self::invalid_argument(message)
-            }
+            BrokerError::InvalidConversationId(_)
+            | BrokerError::InvalidPayload(_)
+            | BrokerError::InvalidIdempotencyKey(_)
+            | BrokerError::InvalidRequest(_) => Self::invalid_argument(message),
             BrokerError::Log(LogError::Unavailable { .. }) => Self::unavailable(message),
-            BrokerError::Log(LogError::Protocol { .. } | LogError::NoSuchPartition { .. }) => {
-                Self::internal(message)
-            }
+            BrokerError::Log(
+                LogError::Protocol { .. }
+                | LogError::NoSuchPartition { .. }
+                | LogError::PartitionMismatch { .. },
+            )
+            | BrokerError::Internal(_) => Self::internal(message),
         }
     }
 }

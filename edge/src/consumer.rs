@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use crier_broker::log::{Entry, LogError, PartitionReader, PartitionedLog};
-use crier_proto::StreamId;
+use crier_broker::log::{Entry, Head, LogError, PartitionReader, PartitionedLog};
 use crier_proto::v1::{STREAM_ENTRY_VERSION, StreamEntry};
+use crier_proto::{Position, StreamId};
 use prost::Message;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -19,6 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::frame;
 use crate::hub::Hub;
+use crate::protocol;
 
 /// Back-off bounds between failed log calls.
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
@@ -36,14 +37,14 @@ pub struct Consumer {
 /// A running reader, held by its hub shard.
 pub struct ReaderHandle {
     cancel: CancellationToken,
-    ready: watch::Receiver<bool>,
+    started: watch::Receiver<Option<Head>>,
 }
 
 impl ReaderHandle {
-    /// Turns `true` once the reader has its starting position.
+    /// Becomes the reader's starting head once it has one.
     #[must_use]
-    pub fn ready(&self) -> watch::Receiver<bool> {
-        self.ready.clone()
+    pub fn started(&self) -> watch::Receiver<Option<Head>> {
+        self.started.clone()
     }
 
     /// Stops the reader; it exits at its next await.
@@ -75,7 +76,7 @@ impl Consumer {
     /// Starts reading `partition` for `hub`.
     pub fn spawn(&self, partition: u32, hub: Arc<Hub>) -> ReaderHandle {
         let cancel = self.shutdown.child_token();
-        let (ready_tx, ready) = watch::channel(false);
+        let (started_tx, started) = watch::channel(None);
         let reader = Reader {
             log: Arc::clone(&self.log),
             partition,
@@ -84,8 +85,8 @@ impl Consumer {
             block: self.block,
             cancel: cancel.clone(),
         };
-        self.tracker.spawn(reader.run(ready_tx));
-        ReaderHandle { cancel, ready }
+        self.tracker.spawn(reader.run(started_tx));
+        ReaderHandle { cancel, started }
     }
 }
 
@@ -99,19 +100,32 @@ struct Reader {
 }
 
 impl Reader {
-    async fn run(self, ready: watch::Sender<bool>) {
+    async fn run(self, started: watch::Sender<Option<Head>>) {
         tracing::debug!(partition = self.partition, "partition reader started");
-        let Some(mut cursor) = self.retry(|| self.log.last_id(self.partition)).await else { return };
-        ready.send_replace(true);
+        let Some(mut head) = self.retry(|| self.log.head(self.partition)).await else { return };
+        self.hub.reader_at(self.partition, head);
+        started.send_replace(Some(head));
         while !self.cancel.is_cancelled() {
             let Some(mut reader) = self.retry(|| self.log.reader(self.partition)).await else { break };
-            cursor = self.pump(reader.as_mut(), cursor).await;
+            head.last = self.pump(reader.as_mut(), head).await;
+            // After a failure the stream may be gone (Redis restarted empty): a new epoch means a new stream,
+            // to be read from its start.
+            let Some(now) = self.retry(|| self.log.head(self.partition)).await else { break };
+            if now.epoch != head.epoch {
+                tracing::warn!(
+                    partition = self.partition,
+                    "partition stream was lost; reading its new epoch"
+                );
+                head = Head { epoch: now.epoch, last: StreamId::ZERO };
+                self.hub.reader_at(self.partition, head);
+            }
         }
         tracing::debug!(partition = self.partition, "partition reader stopped");
     }
 
     /// Reads and dispatches until cancelled or the log fails; returns the last handled id.
-    async fn pump(&self, reader: &mut dyn PartitionReader, mut cursor: StreamId) -> StreamId {
+    async fn pump(&self, reader: &mut dyn PartitionReader, head: Head) -> StreamId {
+        let mut cursor = head.last;
         loop {
             let batch = tokio::select! {
                 () = self.cancel.cancelled() => return cursor,
@@ -121,7 +135,7 @@ impl Reader {
                 Ok(entries) => {
                     for entry in entries {
                         cursor = entry.id;
-                        self.dispatch(entry);
+                        self.dispatch(head.epoch, entry);
                     }
                 }
                 Err(err) => {
@@ -132,23 +146,15 @@ impl Reader {
         }
     }
 
-    fn dispatch(&self, entry: Entry) {
-        let decoded = match StreamEntry::decode(entry.data) {
-            Ok(e) if e.version == STREAM_ENTRY_VERSION => e,
-            Ok(e) => {
-                tracing::warn!(partition = self.partition, id = %entry.id, version = e.version, "skipping entry of unknown version");
-                return;
-            }
-            Err(err) => {
-                tracing::warn!(partition = self.partition, id = %entry.id, error = %err, "skipping undecodable entry");
-                return;
-            }
-        };
-        let Some(subscribers) = self.hub.subscribers(self.partition, &decoded.conversation_id) else {
-            return;
-        };
+    fn dispatch(&self, epoch: u64, entry: Entry) {
+        let Some(decoded) = decode_entry(self.partition, &entry) else { return };
+        let conversation = &decoded.conversation_id;
+        let Some(subscribers) = self.hub.lookup(self.partition, conversation, entry.id) else { return };
         let frame: Bytes = frame::text(&decoded.payload);
-        Hub::deliver(&subscribers, &frame);
+        let position = Position { partition: self.partition, epoch, id: entry.id };
+        Hub::deliver(&subscribers, entry.id, &frame, || {
+            protocol::notification(conversation, &position, &decoded.payload)
+        });
     }
 
     /// Calls `op` until it succeeds, backing off between failures; `None` once cancelled.
@@ -174,6 +180,21 @@ impl Reader {
                 () = tokio::time::sleep(backoff) => {}
             }
             backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+}
+
+/// The `StreamEntry` in `entry`, or `None` (logged) for entries of unknown versions or garbage.
+pub fn decode_entry(partition: u32, entry: &Entry) -> Option<StreamEntry> {
+    match StreamEntry::decode(entry.data.clone()) {
+        Ok(e) if e.version == STREAM_ENTRY_VERSION => Some(e),
+        Ok(e) => {
+            tracing::warn!(partition, id = %entry.id, version = e.version, "skipping entry of unknown version");
+            None
+        }
+        Err(err) => {
+            tracing::warn!(partition, id = %entry.id, error = %err, "skipping undecodable entry");
+            None
         }
     }
 }

@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
-use crier_proto::partition;
+use crier_broker::log::Head;
+use crier_proto::{StreamId, partition};
 use tokio::sync::watch;
 
 use crate::consumer::{Consumer, ReaderHandle};
@@ -24,6 +25,23 @@ pub struct Subscriber {
     pub session: u64,
     /// Where its frames go.
     pub outbox: Arc<Outbox>,
+    /// The session wants `{"type":"notification",...,"position"}` frames instead of bare payloads.
+    pub positions: bool,
+    /// Entries up to this id are not delivered live: the session recovers them itself (or already has
+    /// them). [`StreamId::ZERO`] for a plain subscription.
+    pub after: StreamId,
+}
+
+/// A subscription just registered: from which point the live path delivers.
+pub struct Registration {
+    /// The partition of the conversation.
+    pub partition: u32,
+    /// Set when the partition's reader was already running: its epoch and the last id it had looked up
+    /// subscribers for. Every later entry reaches the new subscriber live.
+    pub at: Option<Head>,
+    /// The reader's starting point, once it has one. When `at` is `None`, the reader started after the
+    /// registration, so every entry after this head reaches the subscriber live.
+    pub started: watch::Receiver<Option<Head>>,
 }
 
 /// Conversation → local subscribers, and the partition readers that feed them.
@@ -38,6 +56,9 @@ struct Shard {
     conversations: HashMap<Box<str>, Arc<[Subscriber]>>,
     subscriptions: usize,
     reader: Option<ReaderHandle>,
+    /// The reader's epoch and the last id it looked subscribers up for; `None` until it has started.
+    /// Updated under this lock, which makes "registered before entry X was looked up" exact.
+    dispatched: Option<Head>,
 }
 
 impl Hub {
@@ -52,22 +73,39 @@ impl Hub {
         self.shards[partition as usize].lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn partition_of(&self, conversation: &str) -> u32 {
+    /// The partition of `conversation`.
+    #[must_use]
+    pub fn partition_of(&self, conversation: &str) -> u32 {
         // The shard count equals the partition count, which fits a u32.
         partition(conversation, self.shards.len() as u32)
     }
 
     /// Adds `subscriber` to `conversation`, starting the partition's reader if it is the first interest.
-    /// The returned receiver turns `true` once the reader holds a position taken after this call: from then
-    /// on every appended notification of `conversation` reaches the subscriber.
-    pub fn subscribe(self: &Arc<Self>, conversation: &str, subscriber: Subscriber) -> watch::Receiver<bool> {
+    /// See [`Registration`] for where live delivery starts.
+    pub fn subscribe(self: &Arc<Self>, conversation: &str, subscriber: Subscriber) -> Registration {
         let partition = self.partition_of(conversation);
         let mut shard = self.shard(partition);
         let list = shard.conversations.entry(conversation.into()).or_insert_with(|| Arc::new([]));
         *list = list.iter().cloned().chain([subscriber]).collect();
         shard.subscriptions += 1;
+        let at = shard.dispatched;
         let reader = shard.reader.get_or_insert_with(|| self.consumer.spawn(partition, Arc::clone(self)));
-        reader.ready()
+        Registration { partition, at, started: reader.started() }
+    }
+
+    /// Called by a reader when it (re)starts reading at `head`.
+    pub fn reader_at(&self, partition: u32, head: Head) {
+        self.shard(partition).dispatched = Some(head);
+    }
+
+    /// The subscribers of `conversation` for the entry `id` of `partition`; records `id` as looked up.
+    #[must_use]
+    pub fn lookup(&self, partition: u32, conversation: &str, id: StreamId) -> Option<Arc<[Subscriber]>> {
+        let mut shard = self.shard(partition);
+        if let Some(head) = &mut shard.dispatched {
+            head.last = id;
+        }
+        shard.conversations.get(conversation).cloned()
     }
 
     /// Removes `session` from `conversation`; stops the partition's reader when nobody is left.
@@ -88,18 +126,31 @@ impl Hub {
             && let Some(reader) = shard.reader.take()
         {
             reader.stop();
+            shard.dispatched = None;
         }
     }
 
-    /// The current subscribers of `conversation` in `partition`, if any.
-    #[must_use]
-    pub fn subscribers(&self, partition: u32, conversation: &str) -> Option<Arc<[Subscriber]>> {
-        self.shard(partition).conversations.get(conversation).cloned()
-    }
-
-    /// Pushes `frame` to every subscriber in `subscribers`; returns how many took it.
-    pub fn deliver(subscribers: &[Subscriber], frame: &Bytes) -> usize {
-        subscribers.iter().filter(|s| s.outbox.push(frame.clone()) != Err(Overflowed)).count()
+    /// Pushes entry `id`'s frame to every subscriber of `subscribers` that wants it live: the bare payload
+    /// `frame`, or `positioned()` (encoded at most once) for sessions with positions. Returns how many
+    /// outboxes took it.
+    pub fn deliver(
+        subscribers: &[Subscriber],
+        id: StreamId,
+        frame: &Bytes,
+        positioned: impl FnOnce() -> Bytes,
+    ) -> usize {
+        let mut encode = Some(positioned);
+        let mut with_position: Option<Bytes> = None;
+        let mut delivered = 0;
+        for subscriber in subscribers.iter().filter(|s| id > s.after) {
+            let frame = if subscriber.positions {
+                with_position.get_or_insert_with(|| encode.take().map_or_else(Bytes::new, |f| f())).clone()
+            } else {
+                frame.clone()
+            };
+            delivered += usize::from(subscriber.outbox.push(frame) != Err(Overflowed));
+        }
+        delivered
     }
 
     /// Partitions that currently have a reader.

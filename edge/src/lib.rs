@@ -18,6 +18,7 @@
 //! - [`outbox`]: a session's byte-bounded outbound queue.
 //! - [`hub`]: conversation → subscribers, sharded by partition; starts and stops readers.
 //! - [`consumer`]: partition reader tasks.
+//! - [`recovery`]: replay of missed notifications for `subscribe` with `since`.
 //! - [`auth`]: `auth` frame → principal (HS256 JWT or dev auth); dev token minting.
 //! - [`acl`]: access decisions.
 
@@ -31,6 +32,7 @@ pub mod hub;
 pub mod inbound;
 pub mod outbox;
 pub mod protocol;
+pub mod recovery;
 pub mod server;
 pub mod session;
 
@@ -55,10 +57,15 @@ pub async fn run(
     // Our own child token, so the tasks stop even if serving ends with an error.
     let stop = shutdown.child_token();
     let tracker = TaskTracker::new();
-    let consumer =
-        consumer::Consumer::new(log, config.read_batch, config.read_block, tracker.clone(), stop.clone());
+    let consumer = consumer::Consumer::new(
+        Arc::clone(&log),
+        config.read_batch,
+        config.read_block,
+        tracker.clone(),
+        stop.clone(),
+    );
     let hub = hub::Hub::new(consumer);
-    let ctx = Arc::new(session::SessionContext::new(config, hub));
+    let ctx = Arc::new(session::SessionContext::new(config, hub, log));
     let result = server::serve(listener, ctx, stop.clone(), tracker.clone()).await;
     stop.cancel();
     tracker.close();

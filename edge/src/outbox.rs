@@ -24,7 +24,13 @@ struct State {
     frames: VecDeque<Bytes>,
     bytes: usize,
     overflowed: bool,
+    /// Frames ever drained, so a [`Mark`] (frames ever pushed) can be turned into a queue index.
+    drained: u64,
 }
+
+/// A point in the outbox's sequence of frames: "after the frames pushed so far".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark(u64);
 
 /// The queue was over its bound; the session must close with 4008.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,12 +74,51 @@ impl Outbox {
             return Err(Overflowed);
         }
         state.bytes = 0;
+        state.drained += state.frames.len() as u64;
         if into.is_empty() {
             std::mem::swap(into, &mut state.frames);
         } else {
             into.append(&mut state.frames);
         }
         Ok(())
+    }
+
+    /// The current end of the queue.
+    pub fn mark(&self) -> Mark {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        Mark(state.drained + state.frames.len() as u64)
+    }
+
+    /// Inserts `frames` at `mark`, before everything pushed since. The session must not have drained past
+    /// `mark` (it owns the draining, so it knows); if it did, they go to the front.
+    pub fn insert_at(&self, mark: Mark, frames: Vec<Bytes>) -> Result<(), Overflowed> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.overflowed {
+            return Err(Overflowed);
+        }
+        let added: usize = frames.iter().map(Bytes::len).sum();
+        if state.bytes + added > self.max_bytes {
+            state.overflowed = true;
+            state.frames = VecDeque::new();
+            state.bytes = 0;
+            drop(state);
+            self.wake.notify_one();
+            return Err(Overflowed);
+        }
+        let index =
+            usize::try_from(mark.0.saturating_sub(state.drained)).unwrap_or(0).min(state.frames.len());
+        state.bytes += added;
+        for (offset, frame) in frames.into_iter().enumerate() {
+            state.frames.insert(index + offset, frame);
+        }
+        drop(state);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Whether the queue has overflowed (the session must close with 4008).
+    pub fn is_overflowed(&self) -> bool {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).overflowed
     }
 
     /// Resolves once a frame was pushed (or the queue overflowed) since the last drain.
@@ -106,6 +151,22 @@ mod tests {
         assert_eq!(outbox.push(Bytes::from_static(b"def")), Err(Overflowed));
         assert_eq!(outbox.push(Bytes::from_static(b"g")), Err(Overflowed));
         assert_eq!(outbox.drain_into(&mut VecDeque::new()), Err(Overflowed));
+    }
+
+    /// Frames inserted at a mark go before everything pushed after the mark, also after a drain.
+    #[test]
+    fn insert_at_mark_goes_before_later_pushes() {
+        let outbox = Outbox::new(100);
+        outbox.push(Bytes::from_static(b"a")).unwrap();
+        let mut out = VecDeque::new();
+        outbox.drain_into(&mut out).unwrap();
+        outbox.push(Bytes::from_static(b"b")).unwrap();
+        let mark = outbox.mark();
+        outbox.push(Bytes::from_static(b"live")).unwrap();
+        outbox.insert_at(mark, vec![Bytes::from_static(b"r1"), Bytes::from_static(b"r2")]).unwrap();
+        let mut out = VecDeque::new();
+        outbox.drain_into(&mut out).unwrap();
+        assert_eq!(out, [&b"b"[..], b"r1", b"r2", b"live"].map(Bytes::from_static));
     }
 
     /// A push made before anyone waits still wakes the next wait.

@@ -4,6 +4,7 @@
 //! nothing here without a compatibility note.
 
 use bytes::Bytes;
+use crier_proto::Position;
 use serde::{Deserialize, Serialize};
 
 use crate::frame;
@@ -22,6 +23,9 @@ pub enum ClientFrame {
         /// Dev auth only.
         #[serde(rename = "userId")]
         user_id: Option<String>,
+        /// Opt into notification frames with positions (same as `?positions=1`).
+        #[serde(default)]
+        positions: bool,
     },
     /// Start receiving a conversation's notifications.
     Subscribe {
@@ -140,6 +144,23 @@ impl ServerFrame<'_> {
     }
 }
 
+/// `{"type":"notification","conversationId":..,"position":..,"data":<payload verbatim>}`, the frame of
+/// sessions that opted into positions. Encoded once per notification and shared.
+#[must_use]
+pub fn notification(conversation_id: &str, position: &Position, payload: &[u8]) -> Bytes {
+    let conversation = serde_json::to_string(conversation_id).unwrap_or_default();
+    let position = position.to_string();
+    let mut json = Vec::with_capacity(payload.len() + conversation.len() + position.len() + 64);
+    json.extend_from_slice(br#"{"type":"notification","conversationId":"#);
+    json.extend_from_slice(conversation.as_bytes());
+    json.extend_from_slice(br#","position":""#);
+    json.extend_from_slice(position.as_bytes());
+    json.extend_from_slice(br#"","data":"#);
+    json.extend_from_slice(payload);
+    json.push(b'}');
+    frame::text(&json)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,13 +202,25 @@ mod tests {
     fn client_frames_parse() {
         assert_eq!(
             decode(br#"{"action":"auth","token":"t"}"#),
-            Ok(ClientFrame::Auth { token: Some("t".into()), user_id: None })
+            Ok(ClientFrame::Auth { token: Some("t".into()), user_id: None, positions: false })
         );
         assert_eq!(
             decode(br#"{"action":"subscribe","conversationId":"c1","extra":1}"#),
             Ok(ClientFrame::Subscribe { conversation_id: "c1".into(), since: None })
         );
         assert_eq!(decode(br#"{"action":"ping"}"#), Ok(ClientFrame::Ping));
+    }
+
+    /// Notification frames with positions wrap the payload verbatim and escape the conversation id.
+    #[test]
+    fn notification_frame_wraps_payload_verbatim() {
+        let position = Position { partition: 3, epoch: 0xab, id: crier_proto::StreamId::new(5, 1) };
+        let frame = notification("c\"1", &position, br#"{"a": 1}"#);
+        let json = String::from_utf8(frame[2..].to_vec()).unwrap();
+        assert_eq!(
+            json,
+            r#"{"type":"notification","conversationId":"c\"1","position":"3:ab:5-1","data":{"a": 1}}"#
+        );
     }
 
     /// Garbage, wrong shapes and unknown actions each get their own answer.

@@ -90,16 +90,22 @@ fn route(
             return plain(StatusCode::BAD_REQUEST, "bad WebSocket upgrade request\n");
         }
     };
+    let positions = wants_positions(req.uri().query());
     let ctx = Arc::clone(ctx);
     let shutdown = shutdown.clone();
     // Detached from hyper: the session watches the shutdown token itself.
     tracker.spawn(async move {
         match upgrade.await {
-            Ok(ws) => session::run(ws.into_inner(), ctx, shutdown).await,
+            Ok(ws) => session::run(ws.into_inner(), ctx, shutdown, positions).await,
             Err(err) => tracing::debug!(error = %err, "upgrade failed"),
         }
     });
     response.map(|_| Body::default())
+}
+
+/// `?positions=1` (or `true`) in the query string.
+fn wants_positions(query: Option<&str>) -> bool {
+    query.is_some_and(|q| q.split('&').any(|pair| matches!(pair, "positions=1" | "positions=true")))
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response<Body> {

@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use crier_broker::log::{Head, PartitionedLog};
 use crier_broker::publisher::validate_conversation_id;
+use crier_proto::{Position, StreamId};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -26,9 +28,13 @@ use crate::hub::{Hub, Subscriber};
 use crate::inbound::{Inbound, MessageReader};
 use crate::outbox::Outbox;
 use crate::protocol::{self, ClientFrame, READY_MESSAGE, ServerFrame};
+use crate::recovery;
 
 /// How long a subscribe waits for its partition reader to take a position.
 const SUBSCRIBE_READY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a write already under way may still take once the outbox has overflowed, so the 4008 close can
+/// follow a whole frame; a client that reads nothing is cut off after it.
+const STALLED_WRITE_GRACE: Duration = Duration::from_secs(2);
 
 /// What every session of an edge shares.
 pub struct SessionContext {
@@ -38,15 +44,17 @@ pub struct SessionContext {
     pub auth: Authenticator,
     /// Limits and timeouts.
     pub config: Arc<EdgeConfig>,
+    /// The partitioned log, for recovery reads.
+    pub log: Arc<dyn PartitionedLog>,
     next_id: AtomicU64,
 }
 
 impl SessionContext {
-    /// Context for sessions of an edge with `config`, fed by `hub`.
+    /// Context for sessions of an edge with `config`, fed by `hub`, recovering from `log`.
     #[must_use]
-    pub fn new(config: EdgeConfig, hub: Arc<Hub>) -> Self {
+    pub fn new(config: EdgeConfig, hub: Arc<Hub>, log: Arc<dyn PartitionedLog>) -> Self {
         let auth = Authenticator::new(&config.auth);
-        Self { hub, auth, config: Arc::new(config), next_id: AtomicU64::new(1) }
+        Self { hub, auth, config: Arc::new(config), log, next_id: AtomicU64::new(1) }
     }
 }
 
@@ -58,15 +66,16 @@ enum Ending {
     Close(CloseCode, &'static str),
 }
 
-/// Serves one upgraded connection until either side ends it.
-pub async fn run<S>(io: S, ctx: Arc<SessionContext>, shutdown: CancellationToken)
+/// Serves one upgraded connection until either side ends it. `positions`: the client asked for
+/// notification frames with positions (`?positions=1`).
+pub async fn run<S>(io: S, ctx: Arc<SessionContext>, shutdown: CancellationToken, positions: bool)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (read, write) = tokio::io::split(io);
     let mut reader = MessageReader::new(read, ctx.config.max_frame_bytes);
     let mut writer = FrameWriter::new(write);
-    let mut session = Session::new(ctx);
+    let mut session = Session::new(ctx, positions);
     tracing::debug!(session = session.id, "ws_client_connected_awaiting_auth");
     session.send(&ServerFrame::Ready { message: READY_MESSAGE });
     let ending = session.serve(&mut reader, &mut writer, &shutdown).await;
@@ -88,13 +97,16 @@ struct Session {
     pending: VecDeque<Bytes>,
     principal: Option<Principal>,
     subscriptions: HashSet<Box<str>>,
+    /// Notifications arrive as `{"type":"notification",...,"position"}` frames.
+    positions: bool,
 }
 
 impl Session {
-    fn new(ctx: Arc<SessionContext>) -> Self {
+    fn new(ctx: Arc<SessionContext>, positions: bool) -> Self {
         let id = ctx.next_id.fetch_add(1, Ordering::Relaxed);
         let outbox = Arc::new(Outbox::new(ctx.config.max_queue_bytes));
-        Self { id, ctx, outbox, pending: VecDeque::new(), principal: None, subscriptions: HashSet::new() }
+        let subscriptions = HashSet::new();
+        Self { id, ctx, outbox, pending: VecDeque::new(), principal: None, subscriptions, positions }
     }
 
     fn send(&self, frame: &ServerFrame<'_>) {
@@ -146,13 +158,28 @@ impl Session {
         }
     }
 
-    /// Writes everything queued; `Some` when the session must end.
+    /// Writes everything queued; `Some` when the session must end. While a write waits on a slow socket,
+    /// an overflow of the outbox still ends the session: the write gets a short grace to finish its frame
+    /// (so the 4008 close is well-formed), then the connection is dropped.
     async fn flush<W: AsyncWrite + Unpin>(&mut self, writer: &mut FrameWriter<W>) -> Option<Ending> {
+        let slow = Some(Ending::Close(CloseCode::SlowConsumer, "slow consumer"));
         if self.outbox.drain_into(&mut self.pending).is_err() {
             self.pending.clear();
-            return Some(Ending::Close(CloseCode::SlowConsumer, "slow consumer"));
+            return slow;
         }
-        writer.write_all(&mut self.pending).await.err().map(|_| Ending::Peer)
+        let outbox = Arc::clone(&self.outbox);
+        let write = writer.write_all(&mut self.pending);
+        tokio::pin!(write);
+        loop {
+            tokio::select! {
+                result = &mut write => return result.err().map(|_| Ending::Peer),
+                () = outbox.ready() => if outbox.is_overflowed() { break },
+            }
+        }
+        match tokio::time::timeout(STALLED_WRITE_GRACE, write).await {
+            Ok(Ok(())) => slow,
+            _ => Some(Ending::Peer),
+        }
     }
 
     async fn handle(&mut self, message: Inbound) -> Option<Ending> {
@@ -176,11 +203,14 @@ impl Session {
 
     async fn handle_frame(&mut self, frame: ClientFrame) -> Option<Ending> {
         match frame {
-            ClientFrame::Auth { token, user_id } => return self.authenticate(token, user_id),
+            ClientFrame::Auth { token, user_id, positions } => {
+                self.positions |= positions;
+                return self.authenticate(token, user_id);
+            }
             ClientFrame::Ping => self.send(&ServerFrame::Pong),
             _ if self.principal.is_none() => self.send(&ServerFrame::error("Not authenticated")),
             ClientFrame::Subscribe { conversation_id, since } => {
-                self.subscribe(&conversation_id, since.is_some()).await;
+                self.subscribe(&conversation_id, since.as_deref()).await;
             }
             ClientFrame::Unsubscribe { conversation_id } => self.unsubscribe(&conversation_id),
         }
@@ -207,26 +237,26 @@ impl Session {
         }
     }
 
-    async fn subscribe(&mut self, conversation: &str, wants_recovery: bool) {
+    /// Subscribes; with `since`, replays what the client missed first. The `subscribed` frame (and any
+    /// replayed frames) go in at the outbox position taken before registering, ahead of every live frame.
+    async fn subscribe(&mut self, conversation: &str, since: Option<&str>) {
         if let Err(reason) = validate_conversation_id(conversation) {
             tracing::debug!(session = self.id, %reason, "ws_invalid_message");
             self.send(&ServerFrame::error("Invalid conversationId"));
             return;
         }
-        // Recovery with `since` is not implemented yet: say so rather than pretend.
-        let recovered = wants_recovery.then_some(false);
-        self.send(&ServerFrame::Subscribed { conversation_id: conversation, recovered });
+        let asked = since.is_some();
         if self.subscriptions.contains(conversation) {
+            self.send(&ServerFrame::Subscribed {
+                conversation_id: conversation,
+                recovered: asked.then_some(false),
+            });
             return;
         }
-        let subscriber = Subscriber { session: self.id, outbox: Arc::clone(&self.outbox) };
-        let mut ready = self.ctx.hub.subscribe(conversation, subscriber);
-        let started = tokio::time::timeout(SUBSCRIBE_READY_TIMEOUT, ready.wait_for(|r| *r)).await;
-        if matches!(started, Ok(Ok(_))) {
-            self.subscriptions.insert(conversation.into());
-            tracing::info!(session = self.id, conversation_id = conversation, "ws_client_subscribed");
-        } else {
-            self.ctx.hub.unsubscribe(conversation, self.id);
+        let partition = self.ctx.hub.partition_of(conversation);
+        let since = since.and_then(|s| s.parse::<Position>().ok()).filter(|p| p.partition == partition);
+        let mark = self.outbox.mark();
+        let Some((live, since)) = self.register(conversation, since).await else {
             tracing::warn!(
                 session = self.id,
                 conversation_id = conversation,
@@ -234,6 +264,57 @@ impl Session {
             );
             let reason = Some("log unavailable");
             self.send(&ServerFrame::Unsubscribed { conversation_id: conversation, reason });
+            return;
+        };
+        let missed = match since {
+            Some(since) => {
+                recovery::missed(self.ctx.log.as_ref(), conversation, since, live.last, self.positions)
+                    .await
+                    .ok()
+            }
+            None => None,
+        };
+        let recovered = asked.then_some(missed.is_some());
+        let mut frames = vec![ServerFrame::Subscribed { conversation_id: conversation, recovered }.encode()];
+        frames.extend(missed.unwrap_or_default());
+        let _ = self.outbox.insert_at(mark, frames);
+        self.subscriptions.insert(conversation.into());
+        tracing::info!(session = self.id, conversation_id = conversation, ?recovered, "ws_client_subscribed");
+    }
+
+    /// Registers with the hub and waits until live delivery has a starting point. Returns that point and
+    /// the recovery position still usable: a `since` of another epoch is dropped (and the registration
+    /// redone without it, so live delivery skips nothing). `None` when the log is unavailable.
+    async fn register(
+        &mut self,
+        conversation: &str,
+        since: Option<Position>,
+    ) -> Option<(Head, Option<Position>)> {
+        let live = self.register_once(conversation, since.map_or(StreamId::ZERO, |p| p.id)).await?;
+        match since {
+            Some(p) if p.epoch != live.epoch => {
+                self.ctx.hub.unsubscribe(conversation, self.id);
+                Some((self.register_once(conversation, StreamId::ZERO).await?, None))
+            }
+            since => Some((live, since)),
+        }
+    }
+
+    async fn register_once(&mut self, conversation: &str, after: StreamId) -> Option<Head> {
+        let outbox = Arc::clone(&self.outbox);
+        let subscriber = Subscriber { session: self.id, outbox, positions: self.positions, after };
+        let mut registration = self.ctx.hub.subscribe(conversation, subscriber);
+        if let Some(at) = registration.at {
+            return Some(at);
+        }
+        let started =
+            tokio::time::timeout(SUBSCRIBE_READY_TIMEOUT, registration.started.wait_for(Option::is_some));
+        match started.await {
+            Ok(Ok(head)) => *head,
+            _ => {
+                self.ctx.hub.unsubscribe(conversation, self.id);
+                None
+            }
         }
     }
 

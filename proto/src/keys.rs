@@ -12,13 +12,27 @@ pub const PREFIX: &str = "crier";
 pub struct PartitionKeys {
     /// The partition's stream of `StreamEntry` records.
     pub stream: String,
+    /// The stream's epoch: a random id created with the stream (see `position`).
+    pub epoch: String,
+    /// Prefix of the partition's idempotency keys; the suffix is a hash of conversation and key.
+    pub dedupe_prefix: String,
 }
 
 impl PartitionKeys {
     /// The keys of `partition`.
     #[must_use]
     pub fn new(partition: u32) -> Self {
-        Self { stream: format!("{PREFIX}:{{p{partition}}}:log") }
+        Self {
+            stream: format!("{PREFIX}:{{p{partition}}}:log"),
+            epoch: format!("{PREFIX}:{{p{partition}}}:epoch"),
+            dedupe_prefix: format!("{PREFIX}:{{p{partition}}}:dedupe:"),
+        }
+    }
+
+    /// The idempotency key of a publish whose key hashes to `token` (see [`dedupe_token`]).
+    #[must_use]
+    pub fn dedupe(&self, token: &str) -> String {
+        format!("{}{token}", self.dedupe_prefix)
     }
 
     /// The keys of partitions `0..partitions`, indexed by partition.
@@ -26,6 +40,21 @@ impl PartitionKeys {
     pub fn all(partitions: u32) -> Vec<Self> {
         (0..partitions).map(Self::new).collect()
     }
+}
+
+/// The deployment's partition count, written at first start; a broker or edge configured otherwise refuses
+/// to start. In Redis Cluster it lives in the slot of partition 0's hash tag.
+pub const PARTITION_COUNT: &str = "crier:{p0}:partitions";
+
+/// A fixed-length token for the idempotency key `key` of a publish to `conversation`: 32 hex digits of
+/// xxh3-128 over both, length-prefixed so `("ab","c")` and `("a","bc")` differ.
+#[must_use]
+pub fn dedupe_token(conversation: &str, key: &str) -> String {
+    let mut input = Vec::with_capacity(conversation.len() + key.len() + 8);
+    input.extend_from_slice(&(conversation.len() as u64).to_le_bytes());
+    input.extend_from_slice(conversation.as_bytes());
+    input.extend_from_slice(key.as_bytes());
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&input))
 }
 
 /// The stream field holding the encoded `StreamEntry`.
@@ -40,6 +69,23 @@ mod tests {
     fn stream_key_has_partition_hash_tag() {
         assert_eq!(PartitionKeys::new(0).stream, "crier:{p0}:log");
         assert_eq!(PartitionKeys::new(63).stream, "crier:{p63}:log");
+    }
+
+    /// Every key of a partition shares its hash tag, so Lua scripts over them are legal in Redis Cluster.
+    #[test]
+    fn partition_keys_share_one_hash_tag() {
+        let keys = PartitionKeys::new(5);
+        for key in [&keys.stream, &keys.epoch, &keys.dedupe(&dedupe_token("c", "k"))] {
+            assert!(key.starts_with("crier:{p5}:"), "{key}");
+        }
+    }
+
+    /// Dedupe tokens separate conversation from key and have a fixed length.
+    #[test]
+    fn dedupe_tokens_are_unambiguous() {
+        assert_ne!(dedupe_token("ab", "c"), dedupe_token("a", "bc"));
+        assert_eq!(dedupe_token("c1", "k").len(), 32);
+        assert_eq!(dedupe_token("c1", "k"), dedupe_token("c1", "k"));
     }
 
     /// `all` yields one entry per partition, in partition order.

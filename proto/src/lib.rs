@@ -25,5 +25,5 @@ pub mod v1 {
     pub const STREAM_ENTRY_VERSION: u32 = 1;
 }
 
-pub use partition::partition;
+pub use partition::{node_of, partition};
 pub use position::{Position, StreamId};

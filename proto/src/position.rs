@@ -1,6 +1,11 @@
 //! Stream ids and positions. A [`StreamId`] is a Redis stream entry id (`<ms>-<seq>`); the in-memory log uses
-//! the same shape so both logs are interchangeable. A [`Position`] names a partition and a stream id; clients
-//! see it as an opaque string (`<partition>:<ms>-<seq>`) and may hand it back later.
+//! the same shape so both logs are interchangeable. A [`Position`] names a partition, the partition's epoch
+//! and a stream id; clients see it as an opaque string (`<partition>:<epoch hex>:<ms>-<seq>`) and may hand it
+//! back later as `since`.
+//!
+//! The epoch is a random id created together with a partition's stream. When Redis loses a stream (a restart
+//! without persistence, a failover to an empty replica) the next writer or reader creates a new epoch, so a
+//! position from before the loss can never be mistaken for one in the new stream.
 
 use std::fmt;
 use std::str::FromStr;
@@ -58,13 +63,15 @@ impl FromStr for StreamId {
 pub struct Position {
     /// The partition the notification was appended to.
     pub partition: u32,
+    /// The partition stream's epoch.
+    pub epoch: u64,
     /// Its id in that partition's stream.
     pub id: StreamId,
 }
 
 impl fmt::Display for Position {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.partition, self.id)
+        write!(f, "{}:{:x}:{}", self.partition, self.epoch, self.id)
     }
 }
 
@@ -73,8 +80,16 @@ impl FromStr for Position {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let err = || ParseError(s.to_owned());
-        let (partition, id) = s.split_once(':').ok_or_else(err)?;
-        Ok(Self { partition: partition.parse().map_err(|_| err())?, id: id.parse().map_err(|_| err())? })
+        let (partition, rest) = s.split_once(':').ok_or_else(err)?;
+        let (epoch, id) = rest.split_once(':').ok_or_else(err)?;
+        if epoch.is_empty() || epoch.len() > 16 {
+            return Err(err());
+        }
+        Ok(Self {
+            partition: partition.parse().map_err(|_| err())?,
+            epoch: u64::from_str_radix(epoch, 16).map_err(|_| err())?,
+            id: id.parse().map_err(|_| err())?,
+        })
     }
 }
 
@@ -85,15 +100,17 @@ mod tests {
     /// Positions survive a round trip through their string form.
     #[test]
     fn position_round_trips() {
-        let p = Position { partition: 17, id: StreamId::new(1_700_000_000_123, 4) };
-        assert_eq!(p.to_string(), "17:1700000000123-4");
+        let p = Position { partition: 17, epoch: 0xbeef, id: StreamId::new(1_700_000_000_123, 4) };
+        assert_eq!(p.to_string(), "17:beef:1700000000123-4");
         assert_eq!(p.to_string().parse::<Position>(), Ok(p));
     }
 
     /// Garbage is rejected rather than read as some other position.
     #[test]
     fn malformed_positions_are_rejected() {
-        for bad in ["", "17", "17:", "x:1-2", "1:2", "1:2-", "1:-3", "1:a-b", "-1:1-1"] {
+        for bad in [
+            "", "17", "17:", "x:1:1-2", "1:2", "1:a:2-", "1:a:-3", "1:a:a-b", "-1:a:1-1", "1::1-1", "1:g:1-1",
+        ] {
             assert!(bad.parse::<Position>().is_err(), "{bad:?} parsed");
         }
     }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use crier_broker::log::{RedisLog, RedisLogConfig};
+use crier_broker::log::{RedisLog, RedisLogConfig, RedisTopology, Retention};
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
 use tempfile::TempDir;
@@ -81,8 +81,12 @@ impl RedisServer {
 
     /// A [`RedisLog`] on this server with [`LOG_COMMAND_TIMEOUT`].
     pub async fn redis_log(&self, partitions: u32, max_len: usize) -> anyhow::Result<Arc<RedisLog>> {
-        let config =
-            RedisLogConfig { url: self.url(), partitions, max_len, command_timeout: LOG_COMMAND_TIMEOUT };
+        let config = RedisLogConfig {
+            topology: RedisTopology::Nodes(vec![self.url()]),
+            partitions,
+            retention: Retention { max_len, ..Retention::default() },
+            command_timeout: LOG_COMMAND_TIMEOUT,
+        };
         let log = within("RedisLog::connect", RedisLog::connect(config)).await??;
         Ok(Arc::new(log))
     }

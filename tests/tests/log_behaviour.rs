@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
 use bytes::Bytes;
-use crier_broker::log::{LogError, MemoryLog, PartitionedLog};
+use crier_broker::log::{Appended, LogError, MemoryLog, PartitionedLog};
 use crier_proto::StreamId;
 use crier_tests::redis_server::LOG_COMMAND_TIMEOUT;
 use crier_tests::{RedisServer, STEP, within, within_for};
@@ -97,7 +97,7 @@ fn payload(i: usize) -> Bytes {
 async fn append_n(log: &dyn PartitionedLog, partition: u32, n: usize) -> Result<Vec<StreamId>> {
     let mut ids = Vec::with_capacity(n);
     for i in 0..n {
-        ids.push(within("append", log.append(partition, payload(i))).await??);
+        ids.push(within("append", log.append(partition, payload(i), None)).await??.id);
     }
     Ok(ids)
 }
@@ -122,9 +122,9 @@ async fn append_returns_strictly_increasing_ids(s: &Subject) -> Result<()> {
 both_logs!(last_id_is_zero_when_empty_then_the_newest_id);
 /// `last_id` is `0-0` for an empty partition, then the id of the newest append.
 async fn last_id_is_zero_when_empty_then_the_newest_id(s: &Subject) -> Result<()> {
-    ensure!(within("last_id", s.log.last_id(1)).await?? == StreamId::ZERO);
+    ensure!(within("head", s.log.head(1)).await??.last == StreamId::ZERO);
     let ids = append_n(&*s.log, 1, 3).await?;
-    let last = within("last_id", s.log.last_id(1)).await??;
+    let last = within("head", s.log.head(1)).await??.last;
     ensure!(Some(&last) == ids.last(), "last_id {last}, appended {ids:?}");
     Ok(())
 }
@@ -133,12 +133,12 @@ both_logs!(reader_after_last_id_sees_exactly_later_entries_in_order);
 /// Reading after `last_id` yields exactly the entries appended afterwards, in order, with their bytes.
 async fn reader_after_last_id_sees_exactly_later_entries_in_order(s: &Subject) -> Result<()> {
     append_n(&*s.log, 2, 3).await?;
-    let mark = within("last_id", s.log.last_id(2)).await??;
+    let mark = within("head", s.log.head(2)).await??.last;
     let mut reader = within("reader", s.log.reader(2)).await??;
     let later: Vec<Bytes> = vec![Bytes::from_static(b"d"), Bytes::from((0..=255u8).collect::<Vec<_>>())];
     let mut ids = Vec::new();
     for data in &later {
-        ids.push(within("append", s.log.append(2, data.clone())).await??);
+        ids.push(within("append", s.log.append(2, data.clone(), None)).await??.id);
     }
     let got = within("read", reader.read_after(mark, 100, Duration::ZERO)).await??;
     let got: Vec<(StreamId, Bytes)> = got.into_iter().map(|e| (e.id, e.data)).collect();
@@ -166,11 +166,11 @@ async fn read_count_limits_the_batch(s: &Subject) -> Result<()> {
 both_logs!(blocked_read_wakes_up_on_append);
 /// A read blocked on an empty tail returns the entry as soon as it is appended, long before its block time.
 async fn blocked_read_wakes_up_on_append(s: &Subject) -> Result<()> {
-    let mark = within("last_id", s.log.last_id(3)).await??;
+    let mark = within("head", s.log.head(3)).await??.last;
     let mut reader = within("reader", s.log.reader(3)).await??;
     let read = tokio::spawn(async move { reader.read_after(mark, 10, LONG_BLOCK).await });
     s.until_reader_blocked().await?;
-    let id = within("append", s.log.append(3, payload(7))).await??;
+    let id = within("append", s.log.append(3, payload(7), None)).await??.id;
     let got = within("the blocked read to wake up", read).await???;
     ensure!(got.len() == 1 && got[0].id == id && got[0].data == payload(7), "got {got:?}, appended {id}");
     Ok(())
@@ -180,7 +180,7 @@ both_logs!(blocked_read_without_append_returns_empty_after_its_block_time);
 /// A blocked read with nothing appended returns an empty batch once its block time is over, not earlier.
 async fn blocked_read_without_append_returns_empty_after_its_block_time(s: &Subject) -> Result<()> {
     append_n(&*s.log, 1, 2).await?;
-    let mark = within("last_id", s.log.last_id(1)).await??;
+    let mark = within("head", s.log.head(1)).await??.last;
     let mut reader = within("reader", s.log.reader(1)).await??;
     let started = Instant::now();
     let got = within("an empty read", reader.read_after(mark, 10, SHORT_BLOCK)).await??;
@@ -199,7 +199,7 @@ async fn partitions_are_independent(s: &Subject) -> Result<()> {
     let in0: Vec<StreamId> = read_all(&*s.log, 0).await?.into_iter().map(|e| e.id).collect();
     let in1: Vec<StreamId> = read_all(&*s.log, 1).await?.into_iter().map(|e| e.id).collect();
     ensure!(in0 == ids0 && in1 == ids1, "p0 {in0:?} (want {ids0:?}), p1 {in1:?} (want {ids1:?})");
-    ensure!(within("last_id", s.log.last_id(2)).await?? == StreamId::ZERO, "partition 2 not empty");
+    ensure!(within("head", s.log.head(2)).await??.last == StreamId::ZERO, "partition 2 not empty");
     append_n(&*s.log, 0, 1).await?;
     let woken = within("read of p1", reader1.read_after(ids1[1], 10, SHORT_BLOCK)).await??;
     ensure!(woken.is_empty(), "an append to p0 showed up in p1: {woken:?}");
@@ -229,9 +229,9 @@ async fn out_of_range_partition_is_rejected(s: &Subject) -> Result<()> {
     let is_no_such = |e: &LogError| {
         matches!(e, LogError::NoSuchPartition { partition: PARTITIONS, partitions: PARTITIONS })
     };
-    let append = within("append", s.log.append(PARTITIONS, payload(0))).await?;
+    let append = within("append", s.log.append(PARTITIONS, payload(0), None)).await?;
     ensure!(append.as_ref().is_err_and(is_no_such), "append: {append:?}");
-    let last = within("last_id", s.log.last_id(PARTITIONS)).await?;
+    let last = within("head", s.log.head(PARTITIONS)).await?;
     ensure!(last.as_ref().is_err_and(is_no_such), "last_id: {last:?}");
     let reader = within("reader", s.log.reader(PARTITIONS)).await?;
     ensure!(reader.as_ref().err().is_some_and(is_no_such), "reader was created");
@@ -246,9 +246,10 @@ const DEAD_REDIS_LIMIT: Duration = Duration::from_secs(3 * LOG_COMMAND_TIMEOUT.a
 async fn redis_append_fails_unavailable_when_redis_is_down() -> Result<()> {
     let mut redis = RedisServer::start().await?;
     let log = redis.redis_log(PARTITIONS, ROOMY_MAX_LEN).await?;
-    within("append", log.append(0, payload(0))).await??;
+    within("append", log.append(0, payload(0), None)).await??;
     redis.stop();
-    let result = within_for(DEAD_REDIS_LIMIT, "append to a dead Redis", log.append(0, payload(1))).await?;
+    let result =
+        within_for(DEAD_REDIS_LIMIT, "append to a dead Redis", log.append(0, payload(1), None)).await?;
     ensure!(matches!(result, Err(LogError::Unavailable { partition: 0, .. })), "{result:?}");
     Ok(())
 }
@@ -273,17 +274,17 @@ async fn redis_blocked_read_fails_unavailable_when_redis_dies() -> Result<()> {
 async fn redis_append_recovers_after_redis_restarts() -> Result<()> {
     let mut redis = RedisServer::start().await?;
     let log = redis.redis_log(PARTITIONS, ROOMY_MAX_LEN).await?;
-    within("append", log.append(0, payload(0))).await??;
+    within("append", log.append(0, payload(0), None)).await??;
     redis.restart().await?;
     // A publisher retries UNAVAILABLE; the first attempts may still hit the dead connection.
     let id = within_for(STEP + DEAD_REDIS_LIMIT, "an append after the restart", async {
         loop {
-            if let Ok(id) = log.append(0, payload(1)).await {
+            if let Ok(Appended { id, .. }) = log.append(0, payload(1), None).await {
                 return id;
             }
         }
     })
     .await?;
-    ensure!(within("last_id", log.last_id(0)).await?? == id, "appended {id} is not the newest entry");
+    ensure!(within("head", log.head(0)).await??.last == id, "appended {id} is not the newest entry");
     Ok(())
 }

@@ -1,48 +1,91 @@
 //! The in-memory log of `crier dev`: one bounded deque per partition, readers woken through a `watch`
-//! channel carrying the newest id. Ids follow Redis' rule (`<ms>-<seq>`, strictly increasing), so positions
-//! look the same in dev and production.
+//! channel carrying the newest id. Ids follow Redis' rule (`<ms>-<seq>`, strictly increasing), epochs,
+//! retention and idempotency behave as in Redis, so positions and recovery look the same in dev and
+//! production (the behaviour tests in `tests/` run against both).
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use crier_proto::StreamId;
 use tokio::sync::watch;
 
-use super::{Entry, LogError, PartitionReader, PartitionedLog, check_partition};
+use super::{
+    Appended, Dedupe, Entry, Head, LogError, PartitionReader, PartitionedLog, Range, Retention,
+    check_partition, new_epoch,
+};
 
 /// An in-memory [`PartitionedLog`]; entries vanish with the process.
 #[derive(Clone)]
 pub struct MemoryLog {
     partitions: Arc<[Partition]>,
-    max_len: usize,
+    retention: Retention,
 }
 
 struct Partition {
-    entries: Mutex<VecDeque<Entry>>,
-    /// Newest id; readers wait on it instead of polling.
+    state: Mutex<State>,
+    /// Newest id; readers wait on it instead of polling. Sent under the state lock.
     last: watch::Sender<StreamId>,
 }
 
+struct State {
+    entries: VecDeque<Entry>,
+    epoch: u64,
+    max_deleted: StreamId,
+    /// Idempotency token → first append and when it is forgotten.
+    dedupe: HashMap<String, (Appended, Instant)>,
+}
+
 impl MemoryLog {
-    /// A log of `partitions` streams keeping at most `max_len` entries each.
+    /// A log of `partitions` streams keeping at most `max_len` entries each, for the default time bound.
     #[must_use]
     pub fn new(partitions: u32, max_len: usize) -> Self {
+        Self::with_retention(partitions, Retention { max_len, ..Retention::default() })
+    }
+
+    /// A log of `partitions` streams with the given retention.
+    #[must_use]
+    pub fn with_retention(partitions: u32, retention: Retention) -> Self {
         let partitions = (0..partitions)
             .map(|_| Partition {
-                entries: Mutex::new(VecDeque::new()),
+                state: Mutex::new(State {
+                    entries: VecDeque::new(),
+                    epoch: new_epoch(),
+                    max_deleted: StreamId::ZERO,
+                    dedupe: HashMap::new(),
+                }),
                 last: watch::Sender::new(StreamId::ZERO),
             })
             .collect();
-        Self { partitions, max_len: max_len.max(1) }
+        Self { partitions, retention: Retention { max_len: retention.max_len.max(1), ..retention } }
     }
 
     fn partition(&self, partition: u32) -> Result<&Partition, LogError> {
         let count = u32::try_from(self.partitions.len()).unwrap_or(u32::MAX);
         check_partition(partition, count)?;
         Ok(&self.partitions[partition as usize])
+    }
+}
+
+impl Partition {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl State {
+    fn trim(&mut self, retention: Retention, newest_ms: u64) {
+        let min_ms =
+            newest_ms.saturating_sub(u64::try_from(retention.max_age.as_millis()).unwrap_or(u64::MAX));
+        while let Some(front) = self.entries.front() {
+            if self.entries.len() <= retention.max_len && front.id.ms >= min_ms {
+                break;
+            }
+            self.max_deleted = self.max_deleted.max(front.id);
+            self.entries.pop_front();
+        }
     }
 }
 
@@ -63,24 +106,47 @@ impl PartitionedLog for MemoryLog {
         u32::try_from(self.partitions.len()).unwrap_or(u32::MAX)
     }
 
-    async fn append(&self, partition: u32, data: Bytes) -> Result<StreamId, LogError> {
+    async fn append(
+        &self,
+        partition: u32,
+        data: Bytes,
+        dedupe: Option<Dedupe<'_>>,
+    ) -> Result<Appended, LogError> {
         let p = self.partition(partition)?;
-        let id = {
-            let mut entries = p.entries.lock().unwrap_or_else(PoisonError::into_inner);
-            let id = next_id(*p.last.borrow(), now_ms());
-            entries.push_back(Entry { id, data });
-            while entries.len() > self.max_len {
-                entries.pop_front();
-            }
-            // Sent under the lock so `last` and the deque move together.
-            p.last.send_replace(id);
-            id
-        };
-        Ok(id)
+        let mut state = p.lock();
+        let now = Instant::now();
+        state.dedupe.retain(|_, (_, until)| *until > now);
+        if let Some(Dedupe { token, .. }) = dedupe
+            && let Some((first, _)) = state.dedupe.get(token)
+        {
+            return Ok(Appended { duplicate: true, ..*first });
+        }
+        let id = next_id(*p.last.borrow(), now_ms());
+        state.entries.push_back(Entry { id, data });
+        state.trim(self.retention, id.ms);
+        let appended = Appended { epoch: state.epoch, id, duplicate: false };
+        if let Some(Dedupe { token, window }) = dedupe {
+            state.dedupe.insert(token.to_owned(), (appended, now + window));
+        }
+        p.last.send_replace(id);
+        Ok(appended)
     }
 
-    async fn last_id(&self, partition: u32) -> Result<StreamId, LogError> {
-        Ok(*self.partition(partition)?.last.borrow())
+    async fn head(&self, partition: u32) -> Result<Head, LogError> {
+        let p = self.partition(partition)?;
+        let state = p.lock();
+        Ok(Head { epoch: state.epoch, last: *p.last.borrow() })
+    }
+
+    async fn range(&self, partition: u32, after: StreamId, count: usize) -> Result<Range, LogError> {
+        let p = self.partition(partition)?;
+        let state = p.lock();
+        Ok(Range {
+            epoch: state.epoch,
+            max_deleted: state.max_deleted,
+            last: *p.last.borrow(),
+            entries: entries_after(&state.entries, after, count),
+        })
     }
 
     async fn reader(&self, partition: u32) -> Result<Box<dyn PartitionReader>, LogError> {
@@ -89,18 +155,14 @@ impl PartitionedLog for MemoryLog {
     }
 }
 
+fn entries_after(entries: &VecDeque<Entry>, after: StreamId, count: usize) -> Vec<Entry> {
+    let start = entries.partition_point(|e| e.id <= after);
+    entries.range(start..).take(count).cloned().collect()
+}
+
 struct MemoryReader {
     log: MemoryLog,
     partition: u32,
-}
-
-impl MemoryReader {
-    fn collect_after(&self, after: StreamId, count: usize) -> Result<Vec<Entry>, LogError> {
-        let p = self.log.partition(self.partition)?;
-        let entries = p.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let start = entries.partition_point(|e| e.id <= after);
-        Ok(entries.range(start..).take(count).cloned().collect())
-    }
 }
 
 #[async_trait]
@@ -111,11 +173,12 @@ impl PartitionReader for MemoryReader {
         count: usize,
         block: Duration,
     ) -> Result<Vec<Entry>, LogError> {
-        let mut last = self.log.partition(self.partition)?.last.subscribe();
+        let p = self.log.partition(self.partition)?;
+        let mut last = p.last.subscribe();
         // Waiting for `last > after` before reading cannot miss an append: the watch value is set under the
         // same lock as the deque.
         let _ = tokio::time::timeout(block, last.wait_for(|id| *id > after)).await;
-        self.collect_after(after, count)
+        Ok(entries_after(&p.lock().entries, after, count))
     }
 }
 
@@ -131,16 +194,30 @@ mod tests {
         assert_eq!(next_id(StreamId::new(5, 3), 1), StreamId::new(5, 4));
     }
 
-    /// The deque keeps at most `max_len` entries, dropping the oldest.
+    /// The deque keeps at most `max_len` entries, dropping the oldest and remembering what it dropped.
     #[tokio::test]
     async fn trims_to_max_len() {
         let log = MemoryLog::new(1, 2);
+        let mut ids = Vec::new();
         for i in 0..5u8 {
-            log.append(0, Bytes::from(vec![i])).await.unwrap();
+            ids.push(log.append(0, Bytes::from(vec![i]), None).await.unwrap().id);
         }
-        let mut reader = log.reader(0).await.unwrap();
-        let got = reader.read_after(StreamId::ZERO, 10, Duration::ZERO).await.unwrap();
-        let data: Vec<u8> = got.iter().map(|e| e.data[0]).collect();
+        let range = log.range(0, StreamId::ZERO, 10).await.unwrap();
+        let data: Vec<u8> = range.entries.iter().map(|e| e.data[0]).collect();
         assert_eq!(data, [3, 4]);
+        assert_eq!(range.max_deleted, ids[2]);
+    }
+
+    /// Entries older than the time bound are trimmed even under the length bound.
+    #[test]
+    fn trims_by_age() {
+        let mut state =
+            State { entries: VecDeque::new(), epoch: 1, max_deleted: StreamId::ZERO, dedupe: HashMap::new() };
+        for ms in [1_000, 5_000, 9_000] {
+            state.entries.push_back(Entry { id: StreamId::new(ms, 0), data: Bytes::new() });
+        }
+        state.trim(Retention { max_len: 10, max_age: Duration::from_secs(5) }, 9_000);
+        assert_eq!(state.entries.len(), 2);
+        assert_eq!(state.max_deleted, StreamId::new(1_000, 0));
     }
 }

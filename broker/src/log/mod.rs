@@ -6,6 +6,8 @@
 
 mod memory;
 mod redis;
+mod reply;
+mod topology;
 
 use std::time::Duration;
 
@@ -15,6 +17,7 @@ use crier_proto::StreamId;
 
 pub use self::memory::MemoryLog;
 pub use self::redis::{RedisLog, RedisLogConfig};
+pub use self::topology::RedisTopology;
 
 /// One record of a partition stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +48,17 @@ pub enum LogError {
         /// What was wrong.
         detail: String,
     },
+    /// The deployment stored a different partition count than this process was configured with.
+    #[error(
+        "Redis holds a deployment with {stored} partitions but this process is configured with {configured}; \
+         use --partitions {stored} (changing the count of a live deployment would move conversations)"
+    )]
+    PartitionMismatch {
+        /// The count stored at first start.
+        stored: u32,
+        /// The count of this process.
+        configured: u32,
+    },
     /// A partition number outside `0..partitions`.
     #[error("partition {partition} out of range (the log has {partitions})")]
     NoSuchPartition {
@@ -55,19 +69,72 @@ pub enum LogError {
     },
 }
 
+/// A partition's epoch and newest id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    /// The stream's epoch (created with the stream; changes when the stream is lost).
+    pub epoch: u64,
+    /// The newest entry's id, [`StreamId::ZERO`] when empty.
+    pub last: StreamId,
+}
+
+/// The outcome of an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// The stream's epoch.
+    pub epoch: u64,
+    /// The entry's id.
+    pub id: StreamId,
+    /// `true` when the idempotency key was seen within the dedupe window: nothing new was appended and
+    /// `epoch`/`id` are those of the first append.
+    pub duplicate: bool,
+}
+
+/// Entries of a partition after some id, with what recovery needs to know they are complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Range {
+    /// The stream's epoch.
+    pub epoch: u64,
+    /// The greatest id ever trimmed or deleted ([`StreamId::ZERO`] if none): entries after `after` are all
+    /// present only if this is `<= after`.
+    pub max_deleted: StreamId,
+    /// The newest id of the stream.
+    pub last: StreamId,
+    /// Up to `count` entries with ids greater than `after`, oldest first.
+    pub entries: Vec<Entry>,
+}
+
+/// Idempotency of one append: a fixed-length token (`crier_proto::keys::dedupe_token`) remembered for
+/// `window`.
+#[derive(Debug, Clone, Copy)]
+pub struct Dedupe<'a> {
+    /// Hash of conversation and idempotency key.
+    pub token: &'a str,
+    /// How long the token is remembered.
+    pub window: Duration,
+}
+
 /// N partition streams. Appends from any task; reads through a [`PartitionReader`].
 #[async_trait]
 pub trait PartitionedLog: Send + Sync + 'static {
     /// The number of partitions.
     fn partitions(&self) -> u32;
 
-    /// Appends `data` to `partition`, trimming old entries by the retention bound; returns the new id.
-    /// An error means nothing was appended as far as the log can tell.
-    async fn append(&self, partition: u32, data: Bytes) -> Result<StreamId, LogError>;
+    /// Appends `data` to `partition`, trimming by the retention bounds, atomically with the idempotency
+    /// check when `dedupe` is given. An error means nothing was appended as far as the log can tell.
+    async fn append(
+        &self,
+        partition: u32,
+        data: Bytes,
+        dedupe: Option<Dedupe<'_>>,
+    ) -> Result<Appended, LogError>;
 
-    /// The id of the newest entry of `partition` ([`StreamId::ZERO`] when empty). Reading after it yields
-    /// exactly the entries appended later.
-    async fn last_id(&self, partition: u32) -> Result<StreamId, LogError>;
+    /// The epoch and newest id of `partition`, creating the epoch if the stream has none yet. Reading after
+    /// `last` yields exactly the entries appended later.
+    async fn head(&self, partition: u32) -> Result<Head, LogError>;
+
+    /// Up to `count` entries after `after`, with the epoch and trimming state (for recovery and history).
+    async fn range(&self, partition: u32, after: StreamId, count: usize) -> Result<Range, LogError>;
 
     /// A reader of `partition` for one consumer loop. Readers may hold a connection of their own, since
     /// their reads block.
@@ -89,6 +156,35 @@ pub trait PartitionReader: Send {
 
 /// Retention bound of a partition stream: `MAXLEN ~` entries.
 pub const DEFAULT_MAX_LEN: usize = 10_000;
+/// Retention bound of a partition stream in time: entries older than this are trimmed (`MINID ~`).
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(600);
+/// How long an idempotency key is remembered.
+pub const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(120);
+
+/// Retention bounds of every partition stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Entries kept per partition (approximately, in Redis).
+    pub max_len: usize,
+    /// Entries older than this are trimmed (approximately, in Redis).
+    pub max_age: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self { max_len: DEFAULT_MAX_LEN, max_age: DEFAULT_MAX_AGE }
+    }
+}
+
+/// A fresh random epoch (never 0, so 0 can mean "unknown").
+fn new_epoch() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()),
+    );
+    hasher.finish().max(1)
+}
 
 fn check_partition(partition: u32, partitions: u32) -> Result<(), LogError> {
     if partition < partitions { Ok(()) } else { Err(LogError::NoSuchPartition { partition, partitions }) }

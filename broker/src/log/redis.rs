@@ -1,59 +1,66 @@
-//! The production log: each partition is a Redis stream (`crier_proto::keys`), appended with
-//! `XADD MAXLEN ~` and read with `XREAD BLOCK`.
+//! The production log: each partition is a Redis stream (`crier_proto::keys`) with an epoch key beside it,
+//! appended, trimmed and deduplicated by one Lua script per call (all keys of a partition share a hash tag,
+//! so this holds in Redis Cluster too) and read with `XREAD BLOCK` on the reader's own connection.
 //!
-//! Appends share one auto-reconnecting multiplexed connection. Each [`PartitionReader`] opens a connection of
-//! its own: a blocked `XREAD` would otherwise stall every command queued behind it, and redis-rs' default
-//! 500 ms response timeout would cut it short.
+//! Requires Redis 7.0+ (`XINFO STREAM` reports `max-deleted-entry-id`, which recovery relies on).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use crier_proto::StreamId;
-use crier_proto::keys::{ENTRY_FIELD, PartitionKeys};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::{AsyncConnectionConfig, Client, RedisError, Value};
+use crier_proto::keys::{ENTRY_FIELD, PARTITION_COUNT, PartitionKeys};
+use redis::{Cmd, RedisError, Value};
 
-use super::{Entry, LogError, PartitionReader, PartitionedLog, check_partition};
+use super::reply::{self, protocol};
+use super::topology::{Conn, Connector, ReaderConn, RedisTopology};
+use super::{
+    Appended, Dedupe, Entry, Head, LogError, PartitionReader, PartitionedLog, Range, Retention,
+    check_partition, new_epoch,
+};
+
+const APPEND: &str = concat!(include_str!("lua/epoch.lua"), include_str!("lua/append.lua"));
+const HEAD: &str = concat!(include_str!("lua/epoch.lua"), include_str!("lua/head.lua"));
+const RANGE: &str = concat!(include_str!("lua/epoch.lua"), include_str!("lua/range.lua"));
 
 /// How to reach Redis and how to bound each partition.
 #[derive(Debug, Clone)]
 pub struct RedisLogConfig {
-    /// `redis://HOST:PORT[/DB]`.
-    pub url: String,
-    /// The partition count.
+    /// Standalone node(s) or cluster.
+    pub topology: RedisTopology,
+    /// The partition count; checked against the one stored at first start.
     pub partitions: u32,
-    /// Approximate entries kept per partition (`XADD MAXLEN ~`).
-    pub max_len: usize,
-    /// Bound on one command (appends, `last_id`) and on connecting.
+    /// Retention per partition.
+    pub retention: Retention,
+    /// Bound on one command (appends, heads, ranges) and on connecting.
     pub command_timeout: Duration,
 }
 
 /// A [`PartitionedLog`] on Redis streams.
 #[derive(Clone)]
 pub struct RedisLog {
-    client: Client,
-    conn: ConnectionManager,
-    keys: std::sync::Arc<[PartitionKeys]>,
-    max_len: usize,
+    connector: Arc<Connector>,
+    conns: Arc<[Conn]>,
+    keys: Arc<[PartitionKeys]>,
+    retention: Retention,
     command_timeout: Duration,
 }
 
 impl RedisLog {
-    /// Connects to Redis. Fails if it cannot be reached within the command timeout.
+    /// Connects and checks (or, at first start, records) the deployment's partition count.
     pub async fn connect(config: RedisLogConfig) -> Result<Self, LogError> {
         let unavailable = |source| LogError::Unavailable { partition: 0, source };
-        let client = Client::open(config.url.as_str()).map_err(unavailable)?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.command_timeout))
-            .set_response_timeout(Some(config.command_timeout))
-            .set_number_of_retries(1);
-        let conn = client.get_connection_manager_with_config(manager_config).await.map_err(unavailable)?;
+        let connector = Connector::new(&config.topology, config.command_timeout).map_err(unavailable)?;
+        let conns = connector.command_conns(config.command_timeout).await.map_err(unavailable)?;
+        for conn in &conns {
+            check_partition_count(conn, config.partitions).await?;
+        }
         Ok(Self {
-            client,
-            conn,
+            connector: Arc::new(connector),
+            conns: conns.into(),
             keys: PartitionKeys::all(config.partitions).into(),
-            max_len: config.max_len.max(1),
+            retention: Retention { max_len: config.retention.max_len.max(1), ..config.retention },
             command_timeout: config.command_timeout,
         })
     }
@@ -62,6 +69,49 @@ impl RedisLog {
         check_partition(partition, self.partitions())?;
         Ok(&self.keys[partition as usize])
     }
+
+    /// Runs one of the partition scripts with the stream and epoch keys first.
+    async fn script(
+        &self,
+        partition: u32,
+        script: &str,
+        extra_keys: &[&str],
+        args: &[&[u8]],
+    ) -> Result<Value, LogError> {
+        let keys = self.keys(partition)?;
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(script).arg(2 + extra_keys.len()).arg(&keys.stream).arg(&keys.epoch);
+        cmd.arg(extra_keys).arg(format!("{:x}", new_epoch()));
+        for arg in args {
+            cmd.arg(*arg);
+        }
+        let conn = &self.conns[self.connector.conn_index(partition)];
+        let reply = tokio::time::timeout(self.command_timeout, conn.query(&cmd)).await;
+        reply
+            .map_err(|_| LogError::Unavailable { partition, source: timed_out("script") })?
+            .map_err(|source| LogError::Unavailable { partition, source })
+    }
+}
+
+async fn check_partition_count(conn: &Conn, configured: u32) -> Result<(), LogError> {
+    let unavailable = |source| LogError::Unavailable { partition: 0, source };
+    let mut set = Cmd::new();
+    set.arg("SET").arg(PARTITION_COUNT).arg(configured).arg("NX").arg("GET");
+    let stored = conn.query(&set).await.map_err(unavailable)?;
+    match reply::text(&stored).map(str::parse::<u32>) {
+        None => Ok(()),
+        Some(Ok(stored)) if stored == configured => Ok(()),
+        Some(Ok(stored)) => Err(LogError::PartitionMismatch { stored, configured }),
+        Some(Err(_)) => Err(protocol(0, &stored)),
+    }
+}
+
+fn timed_out(what: &str) -> RedisError {
+    RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("{what} timed out")))
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[async_trait]
@@ -70,46 +120,62 @@ impl PartitionedLog for RedisLog {
         u32::try_from(self.keys.len()).unwrap_or(u32::MAX)
     }
 
-    async fn append(&self, partition: u32, data: Bytes) -> Result<StreamId, LogError> {
-        let key = &self.keys(partition)?.stream;
-        let reply: Value = redis::cmd("XADD")
-            .arg(key)
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(self.max_len)
-            .arg("*")
-            .arg(ENTRY_FIELD)
-            .arg(data.as_ref())
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(|source| LogError::Unavailable { partition, source })?;
-        parse_id(partition, &reply)
+    async fn append(
+        &self,
+        partition: u32,
+        data: Bytes,
+        dedupe: Option<Dedupe<'_>>,
+    ) -> Result<Appended, LogError> {
+        let dedupe_key = dedupe.map(|d| self.keys(partition).map(|k| k.dedupe(d.token))).transpose()?;
+        let extra: Vec<&str> = dedupe_key.iter().map(String::as_str).collect();
+        let (max_len, max_age) = (self.retention.max_len.to_string(), ms(self.retention.max_age).to_string());
+        let window = dedupe.map_or(0, |d| ms(d.window).max(1)).to_string();
+        let args: [&[u8]; 5] =
+            [ENTRY_FIELD.as_bytes(), &data, max_len.as_bytes(), max_age.as_bytes(), window.as_bytes()];
+        let reply = reply::array(partition, self.script(partition, APPEND, &extra, &args).await?)?;
+        let (Some(result), Some(duplicate)) = (reply.first(), reply.get(1)) else {
+            return Err(protocol(partition, &reply));
+        };
+        let (epoch, id) =
+            reply::text(result).and_then(|t| t.split_once(' ')).ok_or_else(|| protocol(partition, result))?;
+        Ok(Appended {
+            epoch: u64::from_str_radix(epoch, 16).map_err(|_| protocol(partition, result))?,
+            id: id.parse().map_err(|_| protocol(partition, result))?,
+            duplicate: matches!(duplicate, Value::Int(1)),
+        })
     }
 
-    async fn last_id(&self, partition: u32) -> Result<StreamId, LogError> {
-        let key = &self.keys(partition)?.stream;
-        let reply: Value = redis::cmd("XREVRANGE")
-            .arg(key)
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(|source| LogError::Unavailable { partition, source })?;
-        let entries = parse_entries(partition, reply)?;
-        Ok(entries.last().map_or(StreamId::ZERO, |e| e.id))
+    async fn head(&self, partition: u32) -> Result<Head, LogError> {
+        let reply = reply::array(partition, self.script(partition, HEAD, &[], &[]).await?)?;
+        match reply.as_slice() {
+            [epoch, last] => {
+                Ok(Head { epoch: reply::epoch(partition, epoch)?, last: reply::stream_id(partition, last)? })
+            }
+            _ => Err(protocol(partition, &reply)),
+        }
+    }
+
+    async fn range(&self, partition: u32, after: StreamId, count: usize) -> Result<Range, LogError> {
+        let (start, count) = (format!("({after}"), count.max(1).to_string());
+        let reply = self.script(partition, RANGE, &[], &[start.as_bytes(), count.as_bytes()]).await?;
+        let mut reply = reply::array(partition, reply)?;
+        if reply.len() != 4 {
+            return Err(protocol(partition, &reply));
+        }
+        let entries = reply::entries(partition, reply.pop().unwrap_or(Value::Nil))?;
+        Ok(Range {
+            epoch: reply::epoch(partition, &reply[0])?,
+            last: reply::stream_id(partition, &reply[1])?,
+            max_deleted: reply::stream_id(partition, &reply[2])?,
+            entries,
+        })
     }
 
     async fn reader(&self, partition: u32) -> Result<Box<dyn PartitionReader>, LogError> {
         let key = self.keys(partition)?.stream.clone();
-        // No response timeout of redis-rs' own: each read bounds itself by its BLOCK time plus this margin.
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.command_timeout))
-            .set_response_timeout(None);
         let conn = self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
+            .connector
+            .reader_conn(partition, self.command_timeout)
             .await
             .map_err(|source| LogError::Unavailable { partition, source })?;
         Ok(Box::new(RedisReader { conn, key, partition, margin: self.command_timeout }))
@@ -117,7 +183,7 @@ impl PartitionedLog for RedisLog {
 }
 
 struct RedisReader {
-    conn: MultiplexedConnection,
+    conn: ReaderConn,
     key: String,
     partition: u32,
     /// Extra time a blocked read may take past its BLOCK before the connection counts as dead.
@@ -133,80 +199,13 @@ impl PartitionReader for RedisReader {
         block: Duration,
     ) -> Result<Vec<Entry>, LogError> {
         let partition = self.partition;
-        let block_ms = u64::try_from(block.as_millis()).unwrap_or(u64::MAX).max(1);
         let mut cmd = redis::cmd("XREAD");
-        cmd.arg("COUNT")
-            .arg(count)
-            .arg("BLOCK")
-            .arg(block_ms)
-            .arg("STREAMS")
-            .arg(&self.key)
-            .arg(after.to_string());
-        let query = cmd.query_async::<Value>(&mut self.conn);
-        let reply = tokio::time::timeout(block + self.margin, query)
+        cmd.arg("COUNT").arg(count).arg("BLOCK").arg(ms(block).max(1));
+        cmd.arg("STREAMS").arg(&self.key).arg(after.to_string());
+        let reply = tokio::time::timeout(block + self.margin, self.conn.query(&cmd))
             .await
-            .map_err(|_| LogError::Unavailable { partition, source: timed_out() })?
+            .map_err(|_| LogError::Unavailable { partition, source: timed_out("blocked read") })?
             .map_err(|source| LogError::Unavailable { partition, source })?;
-        match reply {
-            Value::Nil => Ok(Vec::new()),
-            // [[key, entries]] for the one stream asked for.
-            Value::Array(mut streams) if streams.len() == 1 => match streams.pop() {
-                Some(Value::Array(mut pair)) if pair.len() == 2 => {
-                    parse_entries(partition, pair.pop().unwrap_or(Value::Nil))
-                }
-                other => Err(protocol(partition, &other)),
-            },
-            Value::Map(mut streams) if streams.len() == 1 => match streams.pop() {
-                Some((_, entries)) => parse_entries(partition, entries),
-                None => Ok(Vec::new()),
-            },
-            other => Err(protocol(partition, &other)),
-        }
+        reply::xread(partition, reply)
     }
-}
-
-fn timed_out() -> RedisError {
-    RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, "blocked read overran its BLOCK time"))
-}
-
-fn protocol(partition: u32, value: &impl std::fmt::Debug) -> LogError {
-    LogError::Protocol { partition, detail: format!("{value:?}") }
-}
-
-fn parse_id(partition: u32, value: &Value) -> Result<StreamId, LogError> {
-    let text = match value {
-        Value::BulkString(b) => std::str::from_utf8(b).ok(),
-        Value::SimpleString(s) => Some(s.as_str()),
-        _ => None,
-    };
-    text.and_then(|t| t.parse().ok()).ok_or_else(|| protocol(partition, value))
-}
-
-/// `[[id, [field, value, ...]], ...]` → entries carrying the `ENTRY_FIELD` value, without copying it.
-fn parse_entries(partition: u32, value: Value) -> Result<Vec<Entry>, LogError> {
-    let Value::Array(items) = value else {
-        return match value {
-            Value::Nil => Ok(Vec::new()),
-            other => Err(protocol(partition, &other)),
-        };
-    };
-    items.into_iter().map(|item| parse_entry(partition, item)).collect()
-}
-
-fn parse_entry(partition: u32, item: Value) -> Result<Entry, LogError> {
-    let Value::Array(mut pair) = item else { return Err(protocol(partition, &item)) };
-    let (Some(fields), Some(id)) = (pair.pop(), pair.pop()) else {
-        return Err(protocol(partition, &pair));
-    };
-    let id = parse_id(partition, &id)?;
-    let Value::Array(fields) = fields else { return Err(protocol(partition, &fields)) };
-    let mut fields = fields.into_iter();
-    while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
-        if matches!(&name, Value::BulkString(n) if n == ENTRY_FIELD.as_bytes())
-            && let Value::BulkString(data) = value
-        {
-            return Ok(Entry { id, data: Bytes::from(data) });
-        }
-    }
-    Err(LogError::Protocol { partition, detail: format!("entry {id} has no field {ENTRY_FIELD:?}") })
 }

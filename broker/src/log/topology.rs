@@ -1,0 +1,124 @@
+//! Where partitions live in Redis: one standalone node, several standalone nodes (partition → node by
+//! `crier_proto::node_of`, a jump consistent hash), or a Redis Cluster (partition keys carry a hash tag, so the
+//! cluster client routes each partition to its slot's master).
+//!
+//! Command connections are shared and auto-reconnecting. Readers get connections of their own, without
+//! redis-rs' response timeout, because `XREAD BLOCK` legitimately waits.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster_async::ClusterConnection;
+use redis::{AsyncConnectionConfig, Client, Cmd, RedisResult, Value};
+
+/// How the deployment's Redis is laid out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTopology {
+    /// One or more independent standalone nodes; partitions spread over them by jump consistent hash.
+    Nodes(Vec<String>),
+    /// A Redis Cluster, reached through these seed nodes.
+    Cluster(Vec<String>),
+}
+
+/// A shared command connection to the node (or cluster) holding a partition.
+#[derive(Clone)]
+pub enum Conn {
+    /// A standalone node.
+    Node(ConnectionManager),
+    /// A cluster; routed by key.
+    Cluster(ClusterConnection),
+}
+
+impl Conn {
+    /// Runs `cmd`.
+    pub async fn query(&self, cmd: &Cmd) -> RedisResult<Value> {
+        match self {
+            Self::Node(conn) => cmd.query_async(&mut conn.clone()).await,
+            Self::Cluster(conn) => cmd.query_async(&mut conn.clone()).await,
+        }
+    }
+}
+
+/// Opens connections of a topology.
+pub enum Connector {
+    /// One client per standalone node, in `--redis-url` order.
+    Nodes(Vec<Client>),
+    /// The cluster client.
+    Cluster(Box<ClusterClient>),
+}
+
+impl Connector {
+    /// Clients for `topology` (no I/O yet).
+    pub fn new(topology: &RedisTopology, timeout: Duration) -> RedisResult<Self> {
+        match topology {
+            RedisTopology::Nodes(urls) => {
+                urls.iter().map(|u| Client::open(u.as_str())).collect::<RedisResult<_>>().map(Self::Nodes)
+            }
+            RedisTopology::Cluster(urls) => ClusterClientBuilder::new(urls.iter().map(String::as_str))
+                .connection_timeout(timeout)
+                .response_timeout(timeout)
+                .build()
+                .map(|client| Self::Cluster(Box::new(client))),
+        }
+    }
+
+    /// The shared command connections: one per node, or one for the whole cluster.
+    pub async fn command_conns(&self, timeout: Duration) -> RedisResult<Vec<Conn>> {
+        match self {
+            Self::Nodes(clients) => {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(Some(timeout))
+                    .set_number_of_retries(1);
+                let mut conns = Vec::with_capacity(clients.len());
+                for client in clients {
+                    conns.push(Conn::Node(client.get_connection_manager_with_config(config.clone()).await?));
+                }
+                Ok(conns)
+            }
+            Self::Cluster(client) => Ok(vec![Conn::Cluster(client.get_async_connection().await?)]),
+        }
+    }
+
+    /// A connection for one blocking reader of `partition`, without a response timeout of its own.
+    pub async fn reader_conn(&self, partition: u32, timeout: Duration) -> RedisResult<ReaderConn> {
+        match self {
+            Self::Nodes(clients) => {
+                let client = &clients[crier_proto::node_of(partition, clients.len())];
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(None);
+                Ok(ReaderConn::Node(client.get_multiplexed_async_connection_with_config(&config).await?))
+            }
+            Self::Cluster(client) => Ok(ReaderConn::Cluster(client.get_async_connection().await?)),
+        }
+    }
+
+    /// Index into [`command_conns`](Self::command_conns) of the connection serving `partition`.
+    #[must_use]
+    pub fn conn_index(&self, partition: u32) -> usize {
+        match self {
+            Self::Nodes(clients) => crier_proto::node_of(partition, clients.len()),
+            Self::Cluster(_) => 0,
+        }
+    }
+}
+
+/// A reader's own connection.
+pub enum ReaderConn {
+    /// To a standalone node.
+    Node(redis::aio::MultiplexedConnection),
+    /// To the cluster (its own set of node connections).
+    Cluster(ClusterConnection),
+}
+
+impl ReaderConn {
+    /// Runs `cmd`.
+    pub async fn query(&mut self, cmd: &Cmd) -> RedisResult<Value> {
+        match self {
+            Self::Node(conn) => cmd.query_async(conn).await,
+            Self::Cluster(conn) => cmd.query_async(conn).await,
+        }
+    }
+}
