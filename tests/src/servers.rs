@@ -63,6 +63,8 @@ pub struct Servers {
     /// Broker first, then the edges in index order.
     tasks: Vec<Task>,
     shutdown: CancellationToken,
+    /// For restarting the broker with the same settings.
+    broker_config: BrokerConfig,
 }
 
 impl Servers {
@@ -82,13 +84,10 @@ impl Servers {
     pub async fn start_with(log: Arc<dyn PartitionedLog>, config: ServersConfig) -> anyhow::Result<Self> {
         init_tracing();
         let shutdown = CancellationToken::new();
-        let listener = bind().await?;
-        let broker = listener.local_addr()?;
-        let publisher = Publisher::new(Arc::clone(&log), &config.broker);
-        let stop = shutdown.child_token();
-        let handle = spawn_named("broker", crier_broker::run(listener, publisher, stop.clone()));
-        let tasks = vec![Task { name: "broker".to_owned(), stop, handle: Some(handle) }];
-        let mut servers = Self { log, broker, edges: Vec::new(), tasks, shutdown };
+        let (broker, task) = start_broker(&log, &config.broker, &shutdown).await?;
+        let tasks = vec![task];
+        let mut servers =
+            Self { log, broker, edges: Vec::new(), tasks, shutdown, broker_config: config.broker };
         for _ in 0..config.edges {
             servers.add_edge(config.edge.clone()).await?;
         }
@@ -162,6 +161,16 @@ impl Servers {
         join(task).await
     }
 
+    /// Stops the broker (letting in-flight calls finish) and starts a new one, on a new port, on the same log.
+    pub async fn restart_broker(&mut self) -> anyhow::Result<()> {
+        self.tasks[0].stop.cancel();
+        join(&mut self.tasks[0]).await?;
+        let (broker, task) = start_broker(&self.log, &self.broker_config, &self.shutdown).await?;
+        self.broker = broker;
+        self.tasks[0] = task;
+        Ok(())
+    }
+
     /// Cancels every server, waits for each to finish, and reports the first error one stopped with.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         self.shutdown.cancel();
@@ -179,6 +188,19 @@ impl Drop for Servers {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
+}
+
+async fn start_broker(
+    log: &Arc<dyn PartitionedLog>,
+    config: &BrokerConfig,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(SocketAddr, Task)> {
+    let listener = bind().await?;
+    let addr = listener.local_addr()?;
+    let publisher = Publisher::new(Arc::clone(log), config);
+    let stop = shutdown.child_token();
+    let handle = spawn_named("broker", crier_broker::run(listener, publisher, stop.clone()));
+    Ok((addr, Task { name: "broker".to_owned(), stop, handle: Some(handle) }))
 }
 
 async fn bind() -> anyhow::Result<TcpListener> {
