@@ -207,6 +207,12 @@ impl WsClient {
         }
     }
 
+    /// The next text, binary or close frame, unbounded in time (wrap it in `within`); `None` when the
+    /// connection ended without a close frame, including by a reset.
+    pub async fn next_message(&mut self) -> anyhow::Result<Option<Message>> {
+        Ok(self.next_data().await.unwrap_or(None))
+    }
+
     /// The next text, binary or close frame; `None` if the stream ended.
     async fn next_data(&mut self) -> anyhow::Result<Option<Message>> {
         loop {

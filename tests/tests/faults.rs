@@ -1,0 +1,153 @@
+//! Failures with real processes: Redis killed and restarted empty, an edge shut down, a broker restarted, a
+//! client that stops reading (DESIGN.md §5).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Result, bail, ensure};
+use crier_broker::BrokerConfig;
+use crier_broker::log::MemoryLog;
+use crier_edge::EdgeConfig;
+use crier_proto::v1::PublishRequest;
+use crier_tests::{PublishClient, RedisServer, Servers, ServersConfig, WsClient, within, within_for};
+use serde_json::json;
+
+async fn positions_client(servers: &Servers, edge: usize, user: &str) -> Result<WsClient> {
+    let mut ws = WsClient::connect(&format!("{}?positions=1", servers.edge_ws_url(edge))).await?;
+    ws.auth_dev(user).await?;
+    Ok(ws)
+}
+
+/// Publishes until the broker accepts (Redis coming back), bounded.
+async fn publish_when_back(publisher: &mut PublishClient, payload: &serde_json::Value) -> Result<String> {
+    within_for(Duration::from_secs(15), "the broker to accept publishes again", async {
+        loop {
+            match publisher.try_publish("c1", payload.to_string().into_bytes(), "").await? {
+                Ok(position) => return anyhow::Ok(position),
+                Err(status) if status.code() == tonic::Code::Unavailable => {
+                    // Reconnect back-off of the broker's Redis connection; the loop ends on the event.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(status) => bail!("unexpected status while Redis restarts: {status}"),
+            }
+        }
+    })
+    .await?
+}
+
+/// Redis dies: publishes fail UNAVAILABLE (never accepted and dropped), WebSockets stay open. Redis comes
+/// back empty: delivery resumes on the same socket, and an old position is answered `recovered:false`.
+#[tokio::test]
+async fn redis_restart_keeps_sockets_and_never_fakes_recovery() -> Result<()> {
+    let mut redis = RedisServer::start().await?;
+    let servers = Servers::start(redis.redis_log(64, 1_000).await?, 1).await?;
+    let mut publisher = servers.publish_client().await?;
+    let mut ws = positions_client(&servers, 0, "u1").await?;
+    ws.subscribe("c1").await?;
+    let before = publisher.publish("c1", &json!({"seq": 0})).await?;
+    ensure!(ws.expect_type("notification").await?["position"] == before);
+    redis.stop();
+    let refused = publisher.try_publish("c1", br#"{"seq":1}"#.to_vec(), "").await?;
+    ensure!(refused.as_ref().map_err(tonic::Status::code) == Err(tonic::Code::Unavailable), "{refused:?}");
+    ws.send_json(&json!({"action": "ping"})).await?;
+    ws.expect_type("pong").await?;
+    redis.restart().await?;
+    let after = publish_when_back(&mut publisher, &json!({"seq": 2})).await?;
+    let frame =
+        within_for(Duration::from_secs(15), "delivery after Redis is back", ws.expect_type("notification"));
+    let frame = frame.await??;
+    ensure!(frame["position"] == after && frame["data"]["seq"] == 2, "{frame}");
+    let mut late = positions_client(&servers, 0, "u2").await?;
+    ensure!(late.subscribe_since("c1", &before).await?["recovered"] == false, "old epoch must not recover");
+    servers.shutdown().await
+}
+
+/// An edge goes away: its client reconnects to another edge with `since` and gets everything it missed.
+#[tokio::test]
+async fn client_of_a_stopped_edge_recovers_on_another_edge() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let mut servers = Servers::start(redis.redis_log(64, 1_000).await?, 2).await?;
+    let mut publisher = servers.publish_client().await?;
+    let mut ws = positions_client(&servers, 0, "u1").await?;
+    ws.subscribe("c1").await?;
+    publisher.publish("c1", &json!({"seq": 0})).await?;
+    let last = ws.expect_type("notification").await?["position"].as_str().unwrap_or_default().to_owned();
+    servers.stop_edge(0).await?;
+    ensure!(ws.expect_close().await? == Some(1001), "edge shutdown closes with 1001");
+    for seq in 1..4 {
+        publisher.publish("c1", &json!({"seq": seq})).await?;
+    }
+    let mut ws = positions_client(&servers, 1, "u1").await?;
+    ensure!(ws.subscribe_since("c1", &last).await?["recovered"] == true);
+    for seq in 1..4 {
+        ensure!(ws.expect_type("notification").await?["data"]["seq"] == seq);
+    }
+    servers.shutdown().await
+}
+
+/// A publisher retrying with the same idempotency key across a broker restart appends once and gets the
+/// first position back.
+#[tokio::test]
+async fn idempotent_retry_across_broker_restart_appends_once() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let mut servers = Servers::start(redis.redis_log(64, 1_000).await?, 0).await?;
+    let request = PublishRequest {
+        conversation_id: "c1".into(),
+        payload: br#"{"type":"task-completed"}"#.to_vec().into(),
+        idempotency_key: "job-123-done".into(),
+    };
+    let mut publisher = servers.publish_client().await?;
+    let first = within("publish", publisher.inner().publish(request.clone())).await??.into_inner();
+    ensure!(!first.duplicate);
+    servers.restart_broker().await?;
+    let mut publisher = servers.publish_client().await?;
+    let retry = within("publish", publisher.inner().publish(request)).await??.into_inner();
+    ensure!(retry.duplicate && retry.position == first.position, "{first:?} vs {retry:?}");
+    let partition: u32 = first.position.split(':').next().unwrap_or_default().parse()?;
+    let range = servers.log().range(partition, crier_proto::StreamId::ZERO, 10).await?;
+    ensure!(range.entries.len() == 1, "appended {} times", range.entries.len());
+    servers.shutdown().await
+}
+
+/// A client that stops reading is cut off once its queue bound is exceeded (close 4008, or the connection
+/// dropped when even that cannot be written), while a reading client on the same edge gets everything.
+#[tokio::test]
+async fn slow_consumer_is_cut_off_without_slowing_others() -> Result<()> {
+    const COUNT: usize = 400;
+    let edge = EdgeConfig { max_queue_bytes: 64 * 1024, ..EdgeConfig::dev() };
+    let config = ServersConfig { edge, broker: BrokerConfig::default(), edges: 1 };
+    let servers = Servers::start_with(Arc::new(MemoryLog::new(64, 10_000)), config).await?;
+    let mut slow = servers.ws_client(0).await?;
+    slow.auth_dev("slow").await?;
+    slow.subscribe("big").await?;
+    let mut fast = servers.ws_client(0).await?;
+    fast.auth_dev("fast").await?;
+    fast.subscribe("big").await?;
+    let filler = "x".repeat(32 * 1024);
+    let mut publisher = servers.publish_client().await?;
+    let publishing = tokio::spawn(async move {
+        for seq in 0..COUNT {
+            publisher.publish("big", &json!({"seq": seq, "filler": filler})).await?;
+        }
+        anyhow::Ok(())
+    });
+    for seq in 0..COUNT {
+        ensure!(fast.recv_json().await?["seq"] == seq, "fast client lost or reordered {seq}");
+    }
+    within("the publisher", publishing).await???;
+    let mut received = 0;
+    loop {
+        match within("the slow client's stream", slow.next_message()).await?? {
+            Some(tokio_tungstenite::tungstenite::Message::Text(_)) => received += 1,
+            Some(tokio_tungstenite::tungstenite::Message::Close(frame)) => {
+                let code = frame.map(|f| u16::from(f.code));
+                ensure!(code == Some(4008), "closed with {code:?}");
+                break;
+            }
+            Some(_) => {}
+            None => break,
+        }
+    }
+    ensure!(received < COUNT, "the slow client got all {received}: it was never cut off");
+    servers.shutdown().await
+}
