@@ -106,6 +106,10 @@ pub enum ServerFrame<'a> {
         /// Present when the client asked to recover with `since`.
         #[serde(skip_serializing_if = "Option::is_none")]
         recovered: Option<bool>,
+        /// For sessions with positions: a position to resubscribe from (`since`) if the connection drops
+        /// before any notification arrives.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        position: Option<String>,
     },
     /// A subscription ended, on request or (with a reason) by the server.
     Unsubscribed {
@@ -183,7 +187,7 @@ mod tests {
             r#"{"type":"authenticated","userId":"u1"}"#
         );
         assert_eq!(
-            json(&ServerFrame::Subscribed { conversation_id: "c1", recovered: None }),
+            json(&ServerFrame::Subscribed { conversation_id: "c1", recovered: None, position: None }),
             r#"{"type":"subscribed","conversationId":"c1"}"#
         );
         assert_eq!(

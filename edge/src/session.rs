@@ -247,10 +247,8 @@ impl Session {
         }
         let asked = since.is_some();
         if self.subscriptions.contains(conversation) {
-            self.send(&ServerFrame::Subscribed {
-                conversation_id: conversation,
-                recovered: asked.then_some(false),
-            });
+            let recovered = asked.then_some(false);
+            self.send(&ServerFrame::Subscribed { conversation_id: conversation, recovered, position: None });
             return;
         }
         let partition = self.ctx.hub.partition_of(conversation);
@@ -275,7 +273,14 @@ impl Session {
             None => None,
         };
         let recovered = asked.then_some(missed.is_some());
-        let mut frames = vec![ServerFrame::Subscribed { conversation_id: conversation, recovered }.encode()];
+        // Replayed frames carry their own positions; without replay, the client has everything up to `live`.
+        let resume = match (&missed, since) {
+            (Some(_), Some(since)) => since,
+            _ => Position { partition, epoch: live.epoch, id: live.last },
+        };
+        let position = self.positions.then(|| resume.to_string());
+        let subscribed = ServerFrame::Subscribed { conversation_id: conversation, recovered, position };
+        let mut frames = vec![subscribed.encode()];
         frames.extend(missed.unwrap_or_default());
         let _ = self.outbox.insert_at(mark, frames);
         self.subscriptions.insert(conversation.into());
