@@ -26,9 +26,14 @@ async fn invalid_publishes_say_what_is_wrong() -> Result<()> {
         ("c\u{7}1", "{}", "invalid conversation_id: byte 1 is not printable ASCII"),
     ];
     for (conversation, payload, message) in cases {
-        let status = within("publish", publisher.inner().publish(request(conversation, payload))).await?.unwrap_err();
+        let status =
+            within("publish", publisher.inner().publish(request(conversation, payload))).await?.unwrap_err();
         ensure!(status.code() == tonic::Code::InvalidArgument, "{status:?}");
-        ensure!(status.message().starts_with(message), "{:?} does not start with {message:?}", status.message());
+        ensure!(
+            status.message().starts_with(message),
+            "{:?} does not start with {message:?}",
+            status.message()
+        );
     }
     let big = format!("{{\"x\":\"{}\"}}", "y".repeat(64 * 1024));
     let status = within("publish", publisher.inner().publish(request("c1", &big))).await?.unwrap_err();
@@ -48,11 +53,14 @@ async fn batch_answers_per_item_and_delivers_in_order() -> Result<()> {
     let reply = within("batch", publisher.inner().publish_batch(PublishBatchRequest { items })).await??;
     let results: Vec<_> = reply.into_inner().results.into_iter().map(|r| r.result).collect();
     ensure!(matches!(results[0], Some(ItemResult::Published(_))), "{results:?}");
-    ensure!(matches!(&results[1], Some(ItemResult::Error(e)) if e.code == tonic::Code::InvalidArgument as i32));
+    ensure!(
+        matches!(&results[1], Some(ItemResult::Error(e)) if e.code == tonic::Code::InvalidArgument as i32)
+    );
     ensure!(matches!(results[2], Some(ItemResult::Published(_))), "{results:?}");
     ensure!(ws.recv_json().await? == json!({"n": 1}));
     ensure!(ws.recv_json().await? == json!({"n": 2}));
-    let empty = within("batch", publisher.inner().publish_batch(PublishBatchRequest { items: vec![] })).await?;
+    let empty =
+        within("batch", publisher.inner().publish_batch(PublishBatchRequest { items: vec![] })).await?;
     ensure!(empty.unwrap_err().code() == tonic::Code::InvalidArgument);
     servers.shutdown().await
 }
@@ -82,8 +90,11 @@ async fn broadcast_reaches_every_conversation() -> Result<()> {
         ensure!(ws.recv_text().await? == payload);
     }
     let again = within("broadcast", publisher.inner().broadcast(broadcast)).await??.into_inner();
-    let duplicates =
-        again.results.iter().filter(|r| matches!(&r.result, Some(ItemResult::Published(p)) if p.duplicate)).count();
+    let duplicates = again
+        .results
+        .iter()
+        .filter(|r| matches!(&r.result, Some(ItemResult::Published(p)) if p.duplicate))
+        .count();
     ensure!(duplicates == 3, "a repeated broadcast with the same key appends nothing: {again:?}");
     servers.shutdown().await
 }
