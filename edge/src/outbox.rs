@@ -28,6 +28,21 @@ struct State {
     drained: u64,
 }
 
+impl State {
+    /// Counts `bytes` more queued, or, if that would exceed `max_bytes`, drops the queue and marks it
+    /// overflowed (the caller then wakes the session to close it).
+    fn admit(&mut self, bytes: usize, max_bytes: usize) -> bool {
+        if self.bytes + bytes > max_bytes {
+            self.overflowed = true;
+            self.frames = VecDeque::new();
+            self.bytes = 0;
+            return false;
+        }
+        self.bytes += bytes;
+        true
+    }
+}
+
 /// A point in the outbox's sequence of frames: "after the frames pushed so far".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mark(u64);
@@ -49,15 +64,11 @@ impl Outbox {
         if state.overflowed {
             return Err(Overflowed);
         }
-        if state.bytes + frame.len() > self.max_bytes {
-            state.overflowed = true;
-            state.frames = VecDeque::new();
-            state.bytes = 0;
+        if !state.admit(frame.len(), self.max_bytes) {
             drop(state);
             self.wake.notify_one();
             return Err(Overflowed);
         }
-        state.bytes += frame.len();
         let was_empty = state.frames.is_empty();
         state.frames.push_back(frame);
         drop(state);
@@ -97,17 +108,13 @@ impl Outbox {
             return Err(Overflowed);
         }
         let added: usize = frames.iter().map(Bytes::len).sum();
-        if state.bytes + added > self.max_bytes {
-            state.overflowed = true;
-            state.frames = VecDeque::new();
-            state.bytes = 0;
+        if !state.admit(added, self.max_bytes) {
             drop(state);
             self.wake.notify_one();
             return Err(Overflowed);
         }
         let index =
             usize::try_from(mark.0.saturating_sub(state.drained)).unwrap_or(0).min(state.frames.len());
-        state.bytes += added;
         for (offset, frame) in frames.into_iter().enumerate() {
             state.frames.insert(index + offset, frame);
         }
