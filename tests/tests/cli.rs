@@ -1,0 +1,64 @@
+//! The `crier` binary as operators run it: config problems are reported one line each with exit code 64
+//! before any port is bound; `token` mints what the edge accepts.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use anyhow::{Context, Result, ensure};
+
+/// `target/<profile>/crier`, built by `cargo build --workspace --all-targets` next to this test binary.
+fn crier() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).context("test binary outside target/")?;
+    let path = profile_dir.join("crier");
+    ensure!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --all-targets` first",
+        path.display()
+    );
+    Ok(path)
+}
+
+fn run(args: &[&str]) -> Result<Output> {
+    Command::new(crier()?).args(args).env_clear().output().context("running crier")
+}
+
+/// Every problem is its own line, the exit code is 64, and the port asked for is never bound.
+#[test]
+fn bad_config_exits_64_with_a_line_per_problem_before_binding() -> Result<()> {
+    let probe = TcpListener::bind("127.0.0.1:0")?;
+    let port = probe.local_addr()?.port();
+    drop(probe);
+    let listen = format!("127.0.0.1:{port}");
+    let output = run(&["edge", "--listen", &listen, "--redis-url", "nonsense://x", "--partitions", "0"])?;
+    ensure!(output.status.code() == Some(64), "exit {:?}", output.status.code());
+    let stderr = String::from_utf8(output.stderr)?;
+    let lines: Vec<&str> = stderr.lines().collect();
+    ensure!(lines.len() == 3, "one line per problem, got:\n{stderr}");
+    for needle in ["--redis-url", "--jwt-secret", "--partitions"] {
+        ensure!(lines.iter().any(|l| l.contains(needle)), "no line about {needle}:\n{stderr}");
+    }
+    ensure!(TcpListener::bind(&listen).is_ok(), "the edge bound {listen} despite a bad config");
+    Ok(())
+}
+
+/// Unknown flags are usage errors too (64), not clap's default 2.
+#[test]
+fn unknown_flag_exits_64() -> Result<()> {
+    let output = run(&["dev", "--no-such-flag"])?;
+    ensure!(output.status.code() == Some(64), "exit {:?}", output.status.code());
+    Ok(())
+}
+
+/// A minted token is three base64url parts and names its user.
+#[test]
+fn token_mints_a_jwt() -> Result<()> {
+    let output = run(&["token", "--secret", "0123456789abcdef-secret", "--user", "alice", "--ttl", "5m"])?;
+    ensure!(output.status.success(), "{output:?}");
+    let token = String::from_utf8(output.stdout)?;
+    ensure!(token.trim().split('.').count() == 3, "{token}");
+    let short = run(&["token", "--secret", "short", "--user", "alice"])?;
+    ensure!(short.status.code() == Some(64));
+    Ok(())
+}
