@@ -10,7 +10,9 @@
 //!
 //! - [`deadline`]: `within`: the timeout wrapped around every await of the harness.
 //! - [`redis_monitor`]: `RedisMonitor`: Redis' own log of the commands it served (`MONITOR`).
-//! - [`redis_server`]: `RedisServer`: a spawned `redis-server` on a free port, killed on drop.
+//! - [`redis_server`]: `RedisServer`: a spawned `redis-server` (standalone or cluster node) on a free port,
+//!   killed on drop.
+//! - [`redis_cluster`]: `RedisCluster`: three spawned masters joined by `redis-cli --cluster create`.
 //! - [`publish_client`]: `PublishClient`: the gRPC publisher backends use.
 //! - [`servers`]: `Servers`: a broker and N edges in-process on port 0, on one log.
 //! - [`ws_client`]: `WsClient`: a browser stand-in speaking crier's WebSocket protocol.
@@ -18,6 +20,7 @@
 
 pub mod deadline;
 pub mod publish_client;
+pub mod redis_cluster;
 pub mod redis_monitor;
 pub mod redis_server;
 pub mod servers;
@@ -26,6 +29,7 @@ pub mod ws_client;
 
 pub use deadline::{STEP, within, within_for};
 pub use publish_client::PublishClient;
+pub use redis_cluster::RedisCluster;
 pub use redis_monitor::{MonitoredCommand, RedisMonitor};
 pub use redis_server::RedisServer;
 pub use servers::{Servers, ServersConfig};

@@ -2,6 +2,9 @@
 //! nothing persisted (`--save "" --appendonly no`). It is killed on drop; if the test is panicking, its log is
 //! printed to stderr so a failure shows what Redis saw.
 //!
+//! [`RedisServer::start_cluster_node`] starts one as an empty Redis Cluster node instead (see
+//! `RedisCluster`).
+//!
 //! Readiness is checked by asking the server for its `process_id` (`INFO server`): a `PONG` from some other
 //! test's Redis that grabbed the same port would otherwise pass for ours.
 
@@ -29,11 +32,23 @@ const PORT_ATTEMPTS: usize = 5;
 /// enough that "Redis is down" tests see `Unavailable` within seconds.
 pub const LOG_COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Highest port a Redis Cluster node may use: its cluster bus listens on `port + 10000`, which must fit too.
+const MAX_CLUSTER_PORT: u16 = 55_534;
+
 /// A `redis-server` child process, killed on drop.
 pub struct RedisServer {
     port: u16,
     dir: TempDir,
     child: Option<Child>,
+    /// Started as a Redis Cluster node (see [`start_cluster_node`](Self::start_cluster_node)).
+    cluster: Option<ClusterNode>,
+}
+
+/// Settings of a server started as a Redis Cluster node.
+#[derive(Debug, Clone, Copy)]
+pub struct ClusterNode {
+    /// `cluster-node-timeout`: how long a silent node takes to be flagged as failed.
+    pub node_timeout: Duration,
 }
 
 /// How one launch attempt ended.
@@ -49,10 +64,32 @@ impl RedisServer {
     /// # Panics
     /// If the `redis-server` binary is not installed.
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_as(None).await
+    }
+
+    /// Starts `n` independent servers concurrently (the "several standalone nodes" topology).
+    ///
+    /// # Panics
+    /// If the `redis-server` binary is not installed.
+    pub async fn start_many(n: usize) -> anyhow::Result<Vec<Self>> {
+        futures_util::future::try_join_all((0..n).map(|_| Self::start())).await
+    }
+
+    /// Starts an empty Redis Cluster node (no slots, not yet met by others) on a port whose cluster bus port
+    /// (`port + 10000`) was free too. Its `nodes.conf` lives in its temporary directory. Assemble nodes with
+    /// [`RedisCluster`](crate::RedisCluster).
+    ///
+    /// # Panics
+    /// If the `redis-server` binary is not installed.
+    pub async fn start_cluster_node(node: ClusterNode) -> anyhow::Result<Self> {
+        Self::start_as(Some(node)).await
+    }
+
+    async fn start_as(cluster: Option<ClusterNode>) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("crier-redis-").tempdir().context("creating Redis dir")?;
-        let mut server = Self { port: 0, dir, child: None };
+        let mut server = Self { port: 0, dir, child: None, cluster };
         for _ in 0..PORT_ATTEMPTS {
-            server.port = free_port()?;
+            server.port = if cluster.is_some() { free_cluster_port()? } else { free_port()? };
             if let Launch::Ready = server.launch().await? {
                 return Ok(server);
             }
@@ -81,14 +118,8 @@ impl RedisServer {
 
     /// A [`RedisLog`] on this server with [`LOG_COMMAND_TIMEOUT`].
     pub async fn redis_log(&self, partitions: u32, max_len: usize) -> anyhow::Result<Arc<RedisLog>> {
-        let config = RedisLogConfig {
-            topology: RedisTopology::Nodes(vec![self.url()]),
-            partitions,
-            retention: Retention { max_len, ..Retention::default() },
-            command_timeout: LOG_COMMAND_TIMEOUT,
-        };
-        let log = within("RedisLog::connect", RedisLog::connect(config)).await??;
-        Ok(Arc::new(log))
+        let retention = Retention { max_len, ..Retention::default() };
+        redis_log(RedisTopology::Nodes(vec![self.url()]), partitions, retention).await
     }
 
     /// Kills the server (SIGKILL, no shutdown save): clients see connection errors from now on.
@@ -157,6 +188,7 @@ impl RedisServer {
             .arg(self.dir.path())
             .arg("--logfile")
             .arg(self.log_path())
+            .args(self.cluster.map(|node| self.cluster_args(node)).unwrap_or_default())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -168,6 +200,30 @@ impl RedisServer {
             Err(err) => Err(err).context("spawning redis-server"),
         }
     }
+
+    /// Flags of a cluster node. Without replicas, a dead master's slots stay uncovered: with Redis' default
+    /// `cluster-require-full-coverage yes` the whole cluster would then refuse every command, so crier's
+    /// promise "partitions on the other masters keep flowing" needs it off (deployments must set it too).
+    fn cluster_args(&self, node: ClusterNode) -> Vec<std::ffi::OsString> {
+        let conf = self.dir.path().join(format!("nodes-{}.conf", self.port));
+        let timeout = node.node_timeout.as_millis().to_string();
+        let mut args: Vec<std::ffi::OsString> = vec!["--cluster-enabled".into(), "yes".into()];
+        args.extend(["--cluster-config-file".into(), conf.into_os_string()]);
+        args.extend(["--cluster-node-timeout".into(), timeout.into()]);
+        args.extend(["--cluster-require-full-coverage".into(), "no".into()]);
+        args
+    }
+}
+
+/// A [`RedisLog`] on `topology` with [`LOG_COMMAND_TIMEOUT`] and the given retention.
+pub async fn redis_log(
+    topology: RedisTopology,
+    partitions: u32,
+    retention: Retention,
+) -> anyhow::Result<Arc<RedisLog>> {
+    let config = RedisLogConfig { topology, partitions, retention, command_timeout: LOG_COMMAND_TIMEOUT };
+    let log = within("RedisLog::connect", RedisLog::connect(config)).await??;
+    Ok(Arc::new(log))
 }
 
 impl Drop for RedisServer {
@@ -187,6 +243,17 @@ impl Drop for RedisServer {
 fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding a free port")?;
     Ok(listener.local_addr()?.port())
+}
+
+/// A free port below [`MAX_CLUSTER_PORT`] whose cluster bus port is free too (a moment ago).
+fn free_cluster_port() -> anyhow::Result<u16> {
+    for _ in 0..1_000 {
+        let port = free_port()?;
+        if port <= MAX_CLUSTER_PORT && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("found no free port below {MAX_CLUSTER_PORT} with a free cluster bus port")
 }
 
 /// The `process_id` of the Redis answering on `port`, if one answers.

@@ -1,0 +1,222 @@
+//! What the Redis topologies of the partitioned log promise beyond the shared behaviour (`log_behaviour.rs`):
+//! where partitions live, what losing a node's data does to epochs, that a deployment's partition count is
+//! fixed, and that a Redis Cluster keeps serving the partitions of its live masters when one dies.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use bytes::Bytes;
+use crier_broker::log::{Head, LogError, PartitionedLog, RedisLog, RedisTopology, Retention};
+use crier_proto::StreamId;
+use crier_proto::keys::PartitionKeys;
+use crier_tests::redis_server::{LOG_COMMAND_TIMEOUT, redis_log};
+use crier_tests::{RedisCluster, RedisServer, STEP, within, within_for};
+
+/// Partitions of the placement and failure tests: enough for every node to hold several.
+const PARTITIONS: u32 = 16;
+/// Standalone nodes of the `Nodes` topology tests.
+const NODES: usize = 3;
+/// How long an operation against a dead node may take to fail: its command timeout, a retry, and slack.
+const DEAD_NODE_LIMIT: Duration = Duration::from_secs(3 * LOG_COMMAND_TIMEOUT.as_secs() + 1);
+
+fn payload(i: usize) -> Bytes {
+    Bytes::from(format!("entry-{i}"))
+}
+
+/// The head of `partition` once its node answers again: the first attempts after a restart may still hit
+/// the dead connection, as a retrying publisher's would.
+async fn head_when_back(log: &dyn PartitionedLog, partition: u32) -> Result<Head> {
+    within_for(STEP + DEAD_NODE_LIMIT, format!("head of partition {partition} after the restart"), async {
+        loop {
+            if let Ok(head) = log.head(partition).await {
+                return head;
+            }
+        }
+    })
+    .await
+}
+
+/// After a standalone Redis without persistence restarts (its data lost), every partition reports a new
+/// epoch and an empty stream: positions from before can never be taken for positions in the new stream.
+#[tokio::test]
+async fn standalone_redis_losing_its_data_gives_partitions_a_new_epoch() -> Result<()> {
+    let mut redis = RedisServer::start().await?;
+    let log = redis_log(RedisTopology::Nodes(vec![redis.url()]), 4, Retention::default()).await?;
+    let before = within("append", log.append(0, payload(0), None)).await??;
+    redis.restart().await?;
+    let after = head_when_back(&*log, 0).await?;
+    ensure!(after.epoch != before.epoch, "epoch {:x} survived the data loss", before.epoch);
+    ensure!(after.last == StreamId::ZERO, "lost stream reports last {}", after.last);
+    let appended = within("append", log.append(0, payload(1), None)).await??;
+    ensure!(appended.epoch == after.epoch, "append in epoch {:x}, head {:x}", appended.epoch, after.epoch);
+    Ok(())
+}
+
+/// When one of several standalone nodes loses its data, exactly the partitions it holds get a new epoch;
+/// the others keep their epoch and entries.
+#[tokio::test]
+async fn node_losing_its_data_renews_only_its_partitions_epochs() -> Result<()> {
+    let mut nodes = RedisServer::start_many(NODES).await?;
+    let urls = nodes.iter().map(RedisServer::url).collect();
+    let log = redis_log(RedisTopology::Nodes(urls), PARTITIONS, Retention::default()).await?;
+    let mut before = Vec::new();
+    for p in 0..PARTITIONS {
+        before.push(within("append", log.append(p, payload(p as usize), None)).await??);
+    }
+    let lost = 2;
+    nodes[lost].restart().await?;
+    for p in 0..PARTITIONS {
+        let head = head_when_back(&*log, p).await?;
+        let on_lost = crier_proto::node_of(p, NODES) == lost;
+        let was = before[p as usize];
+        if on_lost {
+            ensure!(head.epoch != was.epoch && head.last == StreamId::ZERO, "partition {p}: {head:?}");
+        } else {
+            ensure!(head == Head { epoch: was.epoch, last: was.id }, "partition {p}: {head:?}, was {was:?}");
+        }
+    }
+    Ok(())
+}
+
+/// Connects a log with `partitions` to `topology` and returns why it was refused, if it was.
+async fn connect_error(topology: &RedisTopology, partitions: u32) -> Result<Option<LogError>> {
+    match redis_log(topology.clone(), partitions, Retention::default()).await {
+        Ok(_) => Ok(None),
+        Err(err) => err.downcast::<LogError>().map(Some).context("not a LogError"),
+    }
+}
+
+/// A deployment's partition count is recorded at first start: a process configured with another count is
+/// refused with `PartitionMismatch` naming both, and one with the recorded count still connects.
+async fn other_partition_count_is_refused(topology: RedisTopology) -> Result<()> {
+    let first = connect_error(&topology, 64).await?;
+    ensure!(first.is_none(), "first start with 64 partitions refused: {first:?}");
+    let other = connect_error(&topology, 32).await?;
+    ensure!(
+        matches!(other, Some(LogError::PartitionMismatch { stored: 64, configured: 32 })),
+        "connecting with 32 partitions to a 64-partition deployment: {other:?}"
+    );
+    let again = connect_error(&topology, 64).await?;
+    ensure!(again.is_none(), "reconnecting with the recorded count refused: {again:?}");
+    Ok(())
+}
+
+/// See [`other_partition_count_is_refused`], on a standalone Redis.
+#[tokio::test]
+async fn standalone_redis_refuses_another_partition_count() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    other_partition_count_is_refused(RedisTopology::Nodes(vec![redis.url()])).await
+}
+
+/// See [`other_partition_count_is_refused`], on several standalone nodes.
+#[tokio::test]
+async fn standalone_nodes_refuse_another_partition_count() -> Result<()> {
+    let nodes = RedisServer::start_many(NODES).await?;
+    other_partition_count_is_refused(RedisTopology::Nodes(nodes.iter().map(RedisServer::url).collect())).await
+}
+
+/// See [`other_partition_count_is_refused`], on a Redis Cluster.
+#[tokio::test]
+async fn redis_cluster_refuses_another_partition_count() -> Result<()> {
+    let cluster = RedisCluster::start().await?;
+    other_partition_count_is_refused(RedisTopology::Cluster(cluster.urls())).await
+}
+
+/// On several standalone nodes, each partition's stream and epoch live on the node
+/// `crier_proto::node_of(partition, nodes)` names, and on no other (the placement is a storage contract
+/// between brokers and edges).
+#[tokio::test]
+async fn each_partition_lives_on_the_node_its_jump_hash_names() -> Result<()> {
+    let nodes = RedisServer::start_many(NODES).await?;
+    let urls = nodes.iter().map(RedisServer::url).collect();
+    let log = redis_log(RedisTopology::Nodes(urls), PARTITIONS, Retention::default()).await?;
+    for p in 0..PARTITIONS {
+        within("append", log.append(p, payload(0), None)).await??;
+    }
+    for (i, node) in nodes.iter().enumerate() {
+        let mut conn = node.connection().await?;
+        for p in 0..PARTITIONS {
+            let keys = PartitionKeys::new(p);
+            let mut exists = redis::cmd("EXISTS");
+            exists.arg(&keys.stream).arg(&keys.epoch);
+            let exists: u32 = within("EXISTS", exists.query_async(&mut conn)).await??;
+            let home = crier_proto::node_of(p, NODES);
+            let want = if home == i { 2 } else { 0 };
+            ensure!(exists == want, "partition {p} (home node {home}): {exists} of its keys on node {i}");
+        }
+    }
+    Ok(())
+}
+
+/// For each master of `cluster`, one partition whose keys it serves.
+async fn partition_per_master(cluster: &RedisCluster) -> Result<Vec<u32>> {
+    let mut found = vec![None; cluster.masters().len()];
+    for p in 0..PARTITIONS {
+        let node = cluster.node_for_key(&PartitionKeys::new(p).stream).await?;
+        found[node].get_or_insert(p);
+    }
+    found
+        .into_iter()
+        .enumerate()
+        .map(|(node, p)| p.with_context(|| format!("no partition of {PARTITIONS} on master {node}")))
+        .collect()
+}
+
+/// Appends to `partition` and checks the entry is readable by `range` and by a new reader.
+async fn append_and_read(log: &Arc<RedisLog>, partition: u32, i: usize) -> Result<()> {
+    let id = within(format!("append to partition {partition}"), log.append(partition, payload(i), None))
+        .await??
+        .id;
+    let range = within("range", log.range(partition, StreamId::ZERO, 100)).await??;
+    ensure!(range.entries.last().is_some_and(|e| e.id == id), "partition {partition}: range {range:?}");
+    let mut reader = within("reader", log.reader(partition)).await??;
+    let read = within("read", reader.read_after(StreamId::ZERO, 100, Duration::ZERO)).await??;
+    ensure!(
+        read.last().is_some_and(|e| e.id == id && e.data == payload(i)),
+        "partition {partition}: {read:?}"
+    );
+    Ok(())
+}
+
+/// Appends to `partition`, whose master is dead, must fail with `Unavailable` within seconds.
+async fn append_fails_unavailable(log: &Arc<RedisLog>, partition: u32) -> Result<()> {
+    let started = Instant::now();
+    let result =
+        within_for(DEAD_NODE_LIMIT, "append to a dead master", log.append(partition, payload(0), None))
+            .await?;
+    ensure!(
+        matches!(result, Err(LogError::Unavailable { partition: p, .. }) if p == partition),
+        "append to partition {partition} on the dead master after {:?}: {result:?}",
+        started.elapsed()
+    );
+    Ok(())
+}
+
+/// When one master of a Redis Cluster dies, the partitions on the other masters stay appendable and
+/// readable, both before and after the cluster flags it as failed, while appends to the dead master's
+/// partitions fail with `Unavailable` within seconds instead of hanging.
+#[tokio::test]
+async fn cluster_keeps_serving_partitions_of_live_masters_when_one_dies() -> Result<()> {
+    let mut cluster = RedisCluster::start().await?;
+    let log = redis_log(RedisTopology::Cluster(cluster.urls()), PARTITIONS, Retention::default()).await?;
+    let partitions = partition_per_master(&cluster).await?;
+    for &p in &partitions {
+        append_and_read(&log, p, 0).await?;
+    }
+    let dead = 1;
+    cluster.kill_master(dead);
+    let live: Vec<u32> =
+        partitions.iter().enumerate().filter(|(node, _)| *node != dead).map(|(_, p)| *p).collect();
+    for &p in &live {
+        append_and_read(&log, p, 1)
+            .await
+            .with_context(|| format!("partition {p}, failure not yet noticed"))?;
+    }
+    append_fails_unavailable(&log, partitions[dead]).await?;
+    cluster.until_failure_detected(dead).await?;
+    for &p in &live {
+        append_and_read(&log, p, 2).await.with_context(|| format!("partition {p}, master {dead} failed"))?;
+    }
+    append_fails_unavailable(&log, partitions[dead]).await
+}
