@@ -28,6 +28,16 @@ impl StreamId {
     pub const fn new(ms: u64, seq: u64) -> Self {
         Self { ms, seq }
     }
+
+    /// The greatest id below this one ([`StreamId::ZERO`] for zero).
+    #[must_use]
+    pub const fn prev(self) -> Self {
+        match (self.ms, self.seq) {
+            (0, 0) => Self::ZERO,
+            (ms, 0) => Self { ms: ms - 1, seq: u64::MAX },
+            (ms, seq) => Self { ms, seq: seq - 1 },
+        }
+    }
 }
 
 impl fmt::Display for StreamId {
@@ -113,6 +123,14 @@ mod tests {
         ] {
             assert!(bad.parse::<Position>().is_err(), "{bad:?} parsed");
         }
+    }
+
+    /// `prev` is the greatest smaller id, crossing millisecond boundaries.
+    #[test]
+    fn prev_is_the_greatest_smaller_id() {
+        assert_eq!(StreamId::new(5, 2).prev(), StreamId::new(5, 1));
+        assert_eq!(StreamId::new(5, 0).prev(), StreamId::new(4, u64::MAX));
+        assert_eq!(StreamId::ZERO.prev(), StreamId::ZERO);
     }
 
     /// Stream ids order by millisecond, then sequence, as Redis orders them.

@@ -125,19 +125,32 @@ async fn seam_has_no_gap_or_duplicate_on_redis() -> Result<()> {
 
 /// A position whose successors were trimmed by retention is answered `recovered:false`, never with a silent
 /// gap; live delivery works all the same.
-#[tokio::test]
-async fn trimmed_position_is_not_recovered() -> Result<()> {
-    let servers = Servers::start(Arc::new(MemoryLog::new(64, 5)), 1).await?;
+async fn trimmed_position_is_not_recovered(log: Arc<dyn PartitionedLog>, appends: i64) -> Result<()> {
+    let servers = Servers::start(log, 1).await?;
     let mut publisher = servers.publish_client().await?;
     let first = publish_seq(&mut publisher, "c1", 0).await?;
-    for seq in 1..20 {
+    for seq in 1..appends {
         publish_seq(&mut publisher, "c1", seq).await?;
     }
     let mut ws = positions_client(&servers, 0, "u1").await?;
     ensure!(ws.subscribe_since("c1", &first).await?["recovered"] == false);
-    publish_seq(&mut publisher, "c1", 20).await?;
-    ensure!(next_notification(&mut ws, "c1").await?.0 == 20, "live delivery after recovered:false");
+    publish_seq(&mut publisher, "c1", appends).await?;
+    ensure!(next_notification(&mut ws, "c1").await?.0 == appends, "live delivery after recovered:false");
     servers.shutdown().await
+}
+
+/// Trimmed positions on the in-memory log (exact trimming).
+#[tokio::test]
+async fn trimmed_position_is_not_recovered_on_memory() -> Result<()> {
+    trimmed_position_is_not_recovered(Arc::new(MemoryLog::new(64, 5)), 20).await
+}
+
+/// Trimmed positions through Redis, whose `MAXLEN ~` trims whole 100-entry nodes and does not report what it
+/// trimmed in `max-deleted-entry-id`.
+#[tokio::test]
+async fn trimmed_position_is_not_recovered_on_redis() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    trimmed_position_is_not_recovered(redis.redis_log(64, 10).await?, 400).await
 }
 
 /// Positions that are garbage, of another partition, or of another epoch are not recoverable.

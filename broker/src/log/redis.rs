@@ -159,16 +159,21 @@ impl PartitionedLog for RedisLog {
         let (start, count) = (format!("({after}"), count.max(1).to_string());
         let reply = self.script(partition, RANGE, &[], &[start.as_bytes(), count.as_bytes()]).await?;
         let mut reply = reply::array(partition, reply)?;
-        if reply.len() != 4 {
+        if reply.len() != 6 {
             return Err(protocol(partition, &reply));
         }
         let entries = reply::entries(partition, reply.pop().unwrap_or(Value::Nil))?;
-        Ok(Range {
-            epoch: reply::epoch(partition, &reply[0])?,
-            last: reply::stream_id(partition, &reply[1])?,
-            max_deleted: reply::stream_id(partition, &reply[2])?,
-            entries,
-        })
+        let last = reply::stream_id(partition, &reply[1])?;
+        let deleted = reply::stream_id(partition, &reply[2])?;
+        // Trimming (MAXLEN/MINID) does not move Redis' max-deleted-entry-id: when anything was ever removed,
+        // everything before the oldest entry left counts as possibly gone (all of it, if none is left).
+        let max_deleted = if matches!(reply[3], Value::Int(1)) {
+            let first = reply::stream_id(partition, &reply[4])?;
+            deleted.max(if first == StreamId::ZERO { last } else { first.prev() })
+        } else {
+            deleted
+        };
+        Ok(Range { epoch: reply::epoch(partition, &reply[0])?, last, max_deleted, entries })
     }
 
     async fn reader(&self, partition: u32) -> Result<Box<dyn PartitionReader>, LogError> {

@@ -12,6 +12,9 @@ use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, Client, Cmd, RedisResult, Value};
 
+/// Response timeout of cluster reader connections: far above any BLOCK time the edge uses.
+const READER_RESPONSE_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// How the deployment's Redis is laid out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RedisTopology {
@@ -44,8 +47,14 @@ impl Conn {
 pub enum Connector {
     /// One client per standalone node, in `--redis-url` order.
     Nodes(Vec<Client>),
-    /// The cluster client.
-    Cluster(Box<ClusterClient>),
+    /// The cluster client for commands, and one for blocking readers: redis-rs' cluster client applies
+    /// its response timeouts to every connection it makes, and `XREAD BLOCK` must outlast them.
+    Cluster {
+        /// Bounded by the command timeout.
+        commands: Box<ClusterClient>,
+        /// Unbounded here; each read bounds itself by its BLOCK time plus the command timeout.
+        readers: Box<ClusterClient>,
+    },
 }
 
 impl Connector {
@@ -55,11 +64,16 @@ impl Connector {
             RedisTopology::Nodes(urls) => {
                 urls.iter().map(|u| Client::open(u.as_str())).collect::<RedisResult<_>>().map(Self::Nodes)
             }
-            RedisTopology::Cluster(urls) => ClusterClientBuilder::new(urls.iter().map(String::as_str))
-                .connection_timeout(timeout)
-                .response_timeout(timeout)
-                .build()
-                .map(|client| Self::Cluster(Box::new(client))),
+            RedisTopology::Cluster(urls) => {
+                let builder =
+                    || ClusterClientBuilder::new(urls.iter().map(String::as_str)).connection_timeout(timeout);
+                let commands = builder().response_timeout(timeout).build()?;
+                let readers = builder()
+                    .response_timeout(READER_RESPONSE_TIMEOUT)
+                    .overall_response_timeout(None)
+                    .build()?;
+                Ok(Self::Cluster { commands: Box::new(commands), readers: Box::new(readers) })
+            }
         }
     }
 
@@ -77,7 +91,7 @@ impl Connector {
                 }
                 Ok(conns)
             }
-            Self::Cluster(client) => Ok(vec![Conn::Cluster(client.get_async_connection().await?)]),
+            Self::Cluster { commands, .. } => Ok(vec![Conn::Cluster(commands.get_async_connection().await?)]),
         }
     }
 
@@ -91,7 +105,7 @@ impl Connector {
                     .set_response_timeout(None);
                 Ok(ReaderConn::Node(client.get_multiplexed_async_connection_with_config(&config).await?))
             }
-            Self::Cluster(client) => Ok(ReaderConn::Cluster(client.get_async_connection().await?)),
+            Self::Cluster { readers, .. } => Ok(ReaderConn::Cluster(readers.get_async_connection().await?)),
         }
     }
 
@@ -100,7 +114,7 @@ impl Connector {
     pub fn conn_index(&self, partition: u32) -> usize {
         match self {
             Self::Nodes(clients) => crier_proto::node_of(partition, clients.len()),
-            Self::Cluster(_) => 0,
+            Self::Cluster { .. } => 0,
         }
     }
 }

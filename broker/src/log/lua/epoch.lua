@@ -15,16 +15,23 @@ local function ensure_epoch()
   return ARGV[1]
 end
 
--- last-generated-id and max-deleted-entry-id (Redis 7.0+) of the stream.
+-- The stream's last-generated-id and what recovery needs to know about removed entries: the greatest id
+-- XDEL removed (max-deleted-entry-id, Redis 7.0+), whether anything was ever removed (entries-added > length:
+-- trimming by MAXLEN/MINID does not move max-deleted-entry-id), and the oldest entry still present.
 local function stream_bounds()
   local info = redis.call('XINFO', 'STREAM', KEYS[1])
-  local last, deleted = '0-0', '0-0'
+  local fields = {}
   for i = 1, #info, 2 do
-    if info[i] == 'last-generated-id' then
-      last = info[i + 1]
-    elseif info[i] == 'max-deleted-entry-id' then
-      deleted = info[i + 1]
-    end
+    fields[info[i]] = info[i + 1]
   end
-  return last, deleted
+  local first = fields['first-entry']
+  local first_id = '0-0'
+  if type(first) == 'table' then
+    first_id = first[1]
+  end
+  local removed = 0
+  if (fields['entries-added'] or 0) > (fields['length'] or 0) then
+    removed = 1
+  end
+  return fields['last-generated-id'] or '0-0', fields['max-deleted-entry-id'] or '0-0', removed, first_id
 end
