@@ -7,9 +7,15 @@ use std::time::Duration;
 use anyhow::{Result, bail, ensure};
 use crier_broker::BrokerConfig;
 use crier_broker::log::MemoryLog;
+use crier_broker::log::{RedisTopology, Retention};
 use crier_edge::EdgeConfig;
+use crier_proto::keys::PartitionKeys;
+use crier_proto::partition;
 use crier_proto::v1::PublishRequest;
-use crier_tests::{PublishClient, RedisServer, Servers, ServersConfig, WsClient, within, within_for};
+use crier_tests::redis_server::redis_log;
+use crier_tests::{
+    PublishClient, RedisCluster, RedisServer, Servers, ServersConfig, WsClient, within, within_for,
+};
 use serde_json::json;
 
 async fn positions_client(servers: &Servers, edge: usize, user: &str) -> Result<WsClient> {
@@ -149,5 +155,50 @@ async fn slow_consumer_is_cut_off_without_slowing_others() -> Result<()> {
         }
     }
     ensure!(received < COUNT, "the slow client got all {received}: it was never cut off");
+    servers.shutdown().await
+}
+
+/// One conversation id per cluster master, by index.
+async fn conversation_per_master(cluster: &RedisCluster) -> Result<Vec<String>> {
+    let mut found: Vec<Option<String>> = vec![None; crier_tests::redis_cluster::MASTERS];
+    for i in 0.. {
+        let conversation = format!("conv-{i}");
+        let key = PartitionKeys::new(partition(&conversation, 64)).stream;
+        let node = cluster.node_for_key(&key).await?;
+        found[node].get_or_insert(conversation);
+        if found.iter().all(Option::is_some) {
+            break;
+        }
+    }
+    Ok(found.into_iter().flatten().collect())
+}
+
+/// A Redis Cluster master dies: conversations whose partitions live on the other masters keep flowing end
+/// to end, publishes to the dead master's partitions are refused (UNAVAILABLE), and nothing hangs.
+#[tokio::test]
+async fn cluster_master_death_leaves_other_partitions_flowing() -> Result<()> {
+    let mut cluster = RedisCluster::start().await?;
+    let log = redis_log(RedisTopology::Cluster(cluster.urls()), 64, Retention::default()).await?;
+    let servers = Servers::start(log, 1).await?;
+    let conversations = conversation_per_master(&cluster).await?;
+    let mut ws = servers.ws_client(0).await?;
+    ws.auth_dev("u1").await?;
+    for conversation in &conversations {
+        ws.subscribe(conversation).await?;
+    }
+    let mut publisher = servers.publish_client().await?;
+    for conversation in &conversations {
+        publisher.publish(conversation, &json!({"to": conversation})).await?;
+        ensure!(ws.recv_json().await?["to"] == conversation.as_str());
+    }
+    let dead = 1;
+    cluster.kill_master(dead);
+    let refused = publisher.try_publish(&conversations[dead], br#"{"to":"dead"}"#.to_vec(), "").await?;
+    ensure!(refused.map_err(|s| s.code()) == Err(tonic::Code::Unavailable), "the dead master's partition");
+    for (node, conversation) in conversations.iter().enumerate().filter(|(node, _)| *node != dead) {
+        publisher.publish(conversation, &json!({"to": conversation, "after": true})).await?;
+        let got = ws.recv_json().await?;
+        ensure!(got["to"] == conversation.as_str() && got["after"] == true, "master {node}: {got}");
+    }
     servers.shutdown().await
 }
