@@ -10,8 +10,8 @@ use crier_broker::log::MemoryLog;
 use crier_broker::log::{RedisTopology, Retention};
 use crier_edge::EdgeConfig;
 use crier_proto::keys::PartitionKeys;
-use crier_proto::partition;
 use crier_proto::v1::PublishRequest;
+use crier_proto::{node_of, partition};
 use crier_tests::redis_server::redis_log;
 use crier_tests::{
     PublishClient, RedisCluster, RedisServer, Servers, ServersConfig, WsClient, within, within_for,
@@ -199,6 +199,40 @@ async fn cluster_master_death_leaves_other_partitions_flowing() -> Result<()> {
         publisher.publish(conversation, &json!({"to": conversation, "after": true})).await?;
         let got = ws.recv_json().await?;
         ensure!(got["to"] == conversation.as_str() && got["after"] == true, "master {node}: {got}");
+    }
+    servers.shutdown().await
+}
+
+/// One of three standalone nodes dies: conversations on the other two keep flowing end to end, the dead
+/// node's are refused as UNAVAILABLE.
+#[tokio::test]
+async fn standalone_node_death_leaves_other_nodes_partitions_flowing() -> Result<()> {
+    let mut nodes = RedisServer::start_many(3).await?;
+    let urls = nodes.iter().map(RedisServer::url).collect();
+    let servers =
+        Servers::start(redis_log(RedisTopology::Nodes(urls), 64, Retention::default()).await?, 1).await?;
+    let mut conversations: Vec<Option<String>> = vec![None; 3];
+    for i in 0.. {
+        let conversation = format!("conv-{i}");
+        conversations[node_of(partition(&conversation, 64), 3)].get_or_insert(conversation);
+        if conversations.iter().all(Option::is_some) {
+            break;
+        }
+    }
+    let conversations: Vec<String> = conversations.into_iter().flatten().collect();
+    let mut ws = servers.ws_client(0).await?;
+    ws.auth_dev("u1").await?;
+    for conversation in &conversations {
+        ws.subscribe(conversation).await?;
+    }
+    let dead = 2;
+    nodes[dead].stop();
+    let mut publisher = servers.publish_client().await?;
+    let refused = publisher.try_publish(&conversations[dead], br#"{"to":"dead"}"#.to_vec(), "").await?;
+    ensure!(refused.map_err(|s| s.code()) == Err(tonic::Code::Unavailable), "the dead node's partition");
+    for conversation in conversations.iter().take(dead) {
+        publisher.publish(conversation, &json!({"to": conversation})).await?;
+        ensure!(ws.recv_json().await?["to"] == conversation.as_str());
     }
     servers.shutdown().await
 }
