@@ -29,8 +29,9 @@ pub async fn dev(args: DevArgs) -> ExitCode {
     print_dev_banner(&grpc, &ws, &edge_config.ws_path);
     let shutdown = shutdown_on_signal();
     let publisher = Publisher::new(Arc::clone(&log), &broker_config);
+    // The demo page publishes through the same publisher as gRPC.
+    let edge = crier_edge::run_with(ws, edge_config, log, Some(publisher.clone()), shutdown.clone());
     let broker = crier_broker::run(grpc, publisher, shutdown.clone());
-    let edge = crier_edge::run(ws, edge_config, log, shutdown.clone());
     let (broker, edge) = tokio::join!(broker, edge);
     finish("dev", broker.map_err(|e| e.to_string()).and(edge.map_err(|e| e.to_string())))
 }
@@ -137,10 +138,12 @@ fn print_dev_banner(grpc: &TcpListener, ws: &TcpListener, ws_path: &str) {
     let ws = ws.local_addr().map_or_else(|_| "?".to_owned(), |a| a.to_string());
     println!(
         r#"crier dev: in-memory log, dev auth (no Redis, no secrets)
+  Demo page  http://{ws}/          <- open this in a browser
   WebSocket  ws://{ws}{ws_path}
+  JS client  http://{ws}/crier.js
   gRPC       http://{grpc}   (crier.v1.PublishService; reflection on)
 
-Try it. In a browser console:
+Or by hand, in a browser console:
   const ws = new WebSocket("ws://{ws}{ws_path}");
   ws.onmessage = (e) => console.log(e.data);
   ws.onopen = () => {{

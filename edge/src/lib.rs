@@ -10,7 +10,9 @@
 //!
 //! - [`config`]: edge settings and their validation.
 //! - [`error`]: the close-code table and `EdgeError`.
-//! - [`server`]: hyper accept loop and WebSocket upgrade.
+//! - [`server`]: hyper accept loop, WebSocket upgrade, plain HTTP routes.
+//! - [`assets`]: files embedded in the binary: the browser client `/crier.js` and the demo page.
+//! - [`demo`]: `crier dev`'s demo page and its `POST /dev/publish` endpoint.
 //! - [`session`]: one task per socket: protocol state machine, writes.
 //! - [`inbound`]: client messages off the wire, size-capped.
 //! - [`protocol`]: client/server frames of the browser protocol (pure).
@@ -23,9 +25,11 @@
 //! - [`acl`]: access decisions.
 
 pub mod acl;
+pub mod assets;
 pub mod auth;
 pub mod config;
 pub mod consumer;
+pub mod demo;
 pub mod error;
 pub mod frame;
 pub mod hub;
@@ -38,12 +42,14 @@ pub mod session;
 
 use std::sync::Arc;
 
+use crier_broker::Publisher;
 use crier_broker::log::PartitionedLog;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::{AuthMode, EdgeConfig};
+pub use demo::Demo;
 pub use error::{CloseCode, EdgeError};
 
 /// Serves WebSockets on `listener` until `shutdown` is cancelled; returns once every session and reader
@@ -52,6 +58,18 @@ pub async fn run(
     listener: TcpListener,
     config: EdgeConfig,
     log: Arc<dyn PartitionedLog>,
+    shutdown: CancellationToken,
+) -> Result<(), EdgeError> {
+    run_with(listener, config, log, None, shutdown).await
+}
+
+/// [`run`], plus the demo page at `/` and `POST /dev/publish` publishing through `demo` when it is set
+/// (`crier dev` only).
+pub async fn run_with(
+    listener: TcpListener,
+    config: EdgeConfig,
+    log: Arc<dyn PartitionedLog>,
+    demo: Option<Publisher>,
     shutdown: CancellationToken,
 ) -> Result<(), EdgeError> {
     // Our own child token, so the tasks stop even if serving ends with an error.
@@ -65,8 +83,10 @@ pub async fn run(
         stop.clone(),
     );
     let hub = hub::Hub::new(consumer);
-    let ctx = Arc::new(session::SessionContext::new(config, hub, log));
-    let result = server::serve(listener, ctx, stop.clone(), tracker.clone()).await;
+    let demo = demo.map(|publisher| Demo::new(publisher, &config.ws_path));
+    let sessions = Arc::new(session::SessionContext::new(config, hub, log));
+    let routes = Arc::new(server::Routes { sessions, demo });
+    let result = server::serve(listener, routes, stop.clone(), tracker.clone()).await;
     stop.cancel();
     tracker.close();
     tracker.wait().await;

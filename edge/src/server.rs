@@ -1,5 +1,6 @@
 //! HTTP side of the edge: accept TCP, speak HTTP/1.1 (hyper), upgrade `GET <ws_path>` to a WebSocket and
-//! hand it to a detached session task. Everything else is a plain HTTP answer.
+//! hand it to a detached session task. Everything else is a plain HTTP answer: the browser client
+//! (`/crier.js`, every edge), the demo (`crier dev` only), or 404.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -15,6 +16,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::assets::Asset;
+use crate::demo::Demo;
 use crate::error::EdgeError;
 use crate::session::{self, SessionContext};
 
@@ -25,14 +28,24 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 type Body = Full<Bytes>;
 
+/// What HTTP requests are answered from.
+pub struct Routes {
+    /// Shared by every WebSocket session.
+    pub sessions: Arc<SessionContext>,
+    /// The demo page and its publish endpoint; `crier dev` only.
+    pub demo: Option<Demo>,
+}
+
 /// Accepts connections on `listener` until `shutdown`; sessions and connections go on `tracker`.
 pub async fn serve(
     listener: TcpListener,
-    ctx: Arc<SessionContext>,
+    routes: Arc<Routes>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) -> Result<(), EdgeError> {
-    tracing::info!(addr = ?listener.local_addr().ok(), path = %ctx.config.ws_path, "edge listening for WebSockets");
+    let path = &routes.sessions.config.ws_path;
+    let demo = routes.demo.is_some();
+    tracing::info!(addr = ?listener.local_addr().ok(), %path, demo, "edge listening for WebSockets");
     loop {
         let accepted = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
@@ -40,7 +53,7 @@ pub async fn serve(
         };
         match accepted {
             Ok((stream, _peer)) => {
-                let conn = serve_connection(stream, Arc::clone(&ctx), shutdown.clone(), tracker.clone());
+                let conn = serve_connection(stream, Arc::clone(&routes), shutdown.clone(), tracker.clone());
                 tracker.spawn(conn);
             }
             Err(err) => {
@@ -54,32 +67,59 @@ pub async fn serve(
 
 async fn serve_connection(
     stream: TcpStream,
-    ctx: Arc<SessionContext>,
+    routes: Arc<Routes>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
     let _ = stream.set_nodelay(true);
+    let stop = shutdown.clone();
     let service = service_fn(move |req| {
-        let response = route(req, &ctx, &shutdown, &tracker);
-        std::future::ready(Ok::<_, Infallible>(response))
+        let (routes, shutdown, tracker) = (Arc::clone(&routes), shutdown.clone(), tracker.clone());
+        async move { Ok::<_, Infallible>(route(req, &routes, &shutdown, &tracker).await) }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
     let conn = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
-    if let Err(err) = conn.await {
+    tokio::pin!(conn);
+    // Browsers keep page connections alive: on shutdown, finish the request in flight and close, or the
+    // edge would wait for the browser to hang up. (An upgraded connection has already left hyper.)
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        () = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(err) = result {
         tracing::debug!(error = %err, "http connection ended with an error");
     }
 }
 
-fn route(
+async fn route(
+    req: Request<Incoming>,
+    routes: &Routes,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) -> Response<Body> {
+    let path = req.uri().path();
+    if path == routes.sessions.config.ws_path {
+        return upgrade(req, &routes.sessions, shutdown, tracker);
+    }
+    if let Some(asset) = Asset::client_library(path) {
+        return asset.response(req.method());
+    }
+    match &routes.demo {
+        Some(demo) if Demo::serves(path) => demo.respond(req).await,
+        _ => plain(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+fn upgrade(
     mut req: Request<Incoming>,
     ctx: &Arc<SessionContext>,
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
 ) -> Response<Body> {
-    if req.uri().path() != ctx.config.ws_path {
-        return plain(StatusCode::NOT_FOUND, "not found\n");
-    }
     if !fastwebsockets::upgrade::is_upgrade_request(&req) {
         return plain(StatusCode::UPGRADE_REQUIRED, "WebSocket upgrade required\n");
     }
