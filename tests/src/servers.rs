@@ -54,16 +54,24 @@ struct Task {
     handle: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
+/// What is needed to (re)start one edge at its address.
+struct EdgeSlot {
+    addr: SocketAddr,
+    config: EdgeConfig,
+    /// Serves the demo page and `POST /dev/publish`, as `crier dev` does.
+    demo: bool,
+}
+
 /// A broker and its edges, stopped on drop.
 pub struct Servers {
     log: Arc<dyn PartitionedLog>,
     broker: SocketAddr,
-    /// Address and WebSocket path of each edge, by index.
-    edges: Vec<(SocketAddr, String)>,
+    /// Every edge, by index.
+    edges: Vec<EdgeSlot>,
     /// Broker first, then the edges in index order.
     tasks: Vec<Task>,
     shutdown: CancellationToken,
-    /// For restarting the broker with the same settings.
+    /// For restarting the broker with the same settings, and for demo edges' publishers.
     broker_config: BrokerConfig,
 }
 
@@ -96,15 +104,42 @@ impl Servers {
 
     /// Starts one more edge on the same log; returns its index.
     pub async fn add_edge(&mut self, config: EdgeConfig) -> anyhow::Result<usize> {
-        let index = self.edges.len();
-        let name = format!("edge {index}");
+        self.push_edge(config, false).await
+    }
+
+    /// Starts one more edge that also serves `crier dev`'s demo page at `/` and `POST /dev/publish`
+    /// (publishing with the broker's settings); returns its index.
+    pub async fn add_demo_edge(&mut self, config: EdgeConfig) -> anyhow::Result<usize> {
+        self.push_edge(config, true).await
+    }
+
+    async fn push_edge(&mut self, config: EdgeConfig, demo: bool) -> anyhow::Result<usize> {
         let listener = bind().await?;
-        self.edges.push((listener.local_addr()?, config.ws_path.clone()));
+        self.edges.push(EdgeSlot { addr: listener.local_addr()?, config, demo });
+        let task = self.spawn_edge(self.edges.len() - 1, listener);
+        self.tasks.push(task);
+        Ok(self.edges.len() - 1)
+    }
+
+    /// Stops edge `index` (if [`Servers::stop_edge`] has not already) and starts it again at the same
+    /// address with the same settings: what clients see when an edge behind a fixed address restarts.
+    pub async fn restart_edge(&mut self, index: usize) -> anyhow::Result<()> {
+        let addr = self.edges.get(index).with_context(|| format!("no edge {index}"))?.addr;
+        self.stop_edge(index).await?;
+        let listener = TcpListener::bind(addr).await.with_context(|| format!("rebinding {addr}"))?;
+        self.tasks[index + 1] = self.spawn_edge(index, listener);
+        Ok(())
+    }
+
+    fn spawn_edge(&self, index: usize, listener: TcpListener) -> Task {
+        let slot = &self.edges[index];
+        let name = format!("edge {index}");
         let stop = self.shutdown.child_token();
-        let run = crier_edge::run(listener, config, Arc::clone(&self.log), stop.clone());
-        let handle = spawn_named(&name, run);
-        self.tasks.push(Task { name, stop, handle: Some(handle) });
-        Ok(index)
+        // As in `crier dev`: the demo publishes to the broker's log with the broker's settings.
+        let demo = slot.demo.then(|| Publisher::new(Arc::clone(&self.log), &self.broker_config));
+        let log = Arc::clone(&self.log);
+        let run = crier_edge::run_with(listener, slot.config.clone(), log, demo, stop.clone());
+        Task { handle: Some(spawn_named(&name, run)), name, stop }
     }
 
     /// The shared log, for tests that append or read behind the servers' backs.
@@ -125,8 +160,17 @@ impl Servers {
     /// If there is no edge `index`.
     #[must_use]
     pub fn edge_ws_url(&self, index: usize) -> String {
-        let (addr, path) = &self.edges[index];
-        format!("ws://{addr}{path}")
+        let slot = &self.edges[index];
+        format!("ws://{}{}", slot.addr, slot.config.ws_path)
+    }
+
+    /// Edge `index`'s HTTP base URL, `http://127.0.0.1:PORT`: `/crier.js`, and the demo page on demo edges.
+    ///
+    /// # Panics
+    /// If there is no edge `index`.
+    #[must_use]
+    pub fn edge_http_url(&self, index: usize) -> String {
+        format!("http://{}", self.edges[index].addr)
     }
 
     /// Edge `index`'s listening address, for raw HTTP requests.
@@ -135,7 +179,7 @@ impl Servers {
     /// If there is no edge `index`.
     #[must_use]
     pub fn edge_addr(&self, index: usize) -> SocketAddr {
-        self.edges[index].0
+        self.edges[index].addr
     }
 
     /// How many edges were started.
