@@ -83,8 +83,11 @@ export interface SubscribeOptions {
   since?: string;
   /** Subscription JWT for this conversation. */
   token?: string;
-  /** The edge confirmed the subscription; `recovered` is set when it was asked to resume with `since`. */
-  onSubscribed?: (frame: { conversationId: string; recovered?: boolean }) => void;
+  /**
+   * The edge confirmed the subscription. `recovered` is set when it was asked to resume with `since`
+   * (`false`: what was missed is gone, e.g. trimmed; refetch). `position` comes with positions on.
+   */
+  onSubscribed?: (frame: { conversationId: string; recovered?: boolean; position?: string }) => void;
   /** The edge ended the subscription (e.g. "access revoked"); it is forgotten. */
   onUnsubscribed?: (reason: string) => void;
   /** An error frame about this conversation, e.g. "Access denied to conversation". */

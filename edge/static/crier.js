@@ -151,7 +151,7 @@ export class CrierClient {
       case "authenticated":
         return this.#onAuthenticated(msg);
       case "subscribed":
-        return this.#subs.get(msg.conversationId)?.options.onSubscribed?.(msg);
+        return this.#onSubscribed(msg);
       case "unsubscribed":
         return this.#onUnsubscribed(msg);
       case "refreshed":
@@ -203,6 +203,14 @@ export class CrierClient {
   #removeCallback(conversationId, callback) {
     const sub = this.#subs.get(conversationId);
     if (sub?.callbacks.delete(callback) && sub.callbacks.size === 0) this.unsubscribe(conversationId);
+  }
+
+  #onSubscribed(msg) {
+    const sub = this.#subs.get(msg.conversationId);
+    if (!sub) return;
+    // With positions the edge says where to resume if we drop before the next notification arrives.
+    if (this.#opts.positions && msg.position) sub.since = msg.position;
+    sub.options.onSubscribed?.(msg);
   }
 
   #onUnsubscribed(msg) {

@@ -149,6 +149,8 @@ async fn client_reconnects_after_edge_restart_and_gets_what_it_missed() -> Resul
     wait_live(&browser, "c1").await?;
     publisher.publish("c1", &task(4)).await?;
     wait_tasks(&browser, 4).await?;
+    let resumed = "[...document.querySelectorAll('#notifications li.system')].some((li) => li.textContent.startsWith('resumed'))";
+    browser.wait_for("the page to report recovered:true", resumed, PAGE_STATE).await?;
     let titles = browser.eval(TASK_TITLES, Vec::new()).await?;
     ensure!(titles == json!(["step 4", "step 3", "step 2", "step 1"]), "newest first, each once: {titles}");
     browser.close().await?;
@@ -191,7 +193,8 @@ async fn client_does_not_reconnect_after_4001() -> Result<()> {
 
 /// The client's side of recovery, against a scripted server in the page: with positions on it asks for
 /// `?positions=1`, unwraps notifications, and after a dropped connection resubscribes with `since` set
-/// to the last position it delivered.
+/// to the last position it delivered, or, for a conversation without notifications, the position of its
+/// `subscribed` frame.
 #[tokio::test]
 async fn client_resubscribes_with_since_after_a_dropped_connection() -> Result<()> {
     let servers = Servers::dev(1).await?;
@@ -204,21 +207,28 @@ async fn client_resubscribes_with_since_after_a_dropped_connection() -> Result<(
     let first = [
         json!({"type": "ready", "message": "Send auth message with JWT token"}),
         json!({"type": "authenticated", "userId": "u1"}),
-        json!({"type": "subscribed", "conversationId": "c1"}),
-        json!({"type": "notification", "conversationId": "c1", "position": "7:100-0", "data": {"type": "job-status", "n": 1}}),
+        json!({"type": "subscribed", "conversationId": "c1", "position": "7:a:90-0"}),
+        json!({"type": "subscribed", "conversationId": "c2", "position": "3:a:5-0"}),
+        json!({"type": "notification", "conversationId": "c1", "position": "7:a:100-0", "data": {"type": "job-status", "n": 1}}),
     ];
-    let sent = serve_fake(&browser, 0, &first, 2).await?;
-    ensure!(sent == json!([auth, {"action": "subscribe", "conversationId": "c1"}]), "sent {sent}");
+    let sent = serve_fake(&browser, 0, &first, 3).await?;
+    let subscribes = [
+        json!({"action": "subscribe", "conversationId": "c1"}),
+        json!({"action": "subscribe", "conversationId": "c2"}),
+    ];
+    ensure!(sent == json!([auth, subscribes[0], subscribes[1]]), "sent {sent}");
     let delivered = browser
         .wait_for("the delivery", "window.fake.delivered.length && window.fake.delivered", "window.fake")
         .await?;
-    ensure!(delivered == json!([[{"type": "job-status", "n": 1}, "7:100-0"]]), "delivered {delivered}");
+    ensure!(delivered == json!([[{"type": "job-status", "n": 1}, "7:a:100-0"]]), "delivered {delivered}");
 
     browser.eval("window.fake.sockets[0].drop(1006);", Vec::new()).await?;
     browser.wait_for("a second socket", "window.fake.sockets[1]", "window.fake.states").await?;
-    let sent = serve_fake(&browser, 1, &first[..2], 2).await?;
-    let resubscribe = json!({"action": "subscribe", "conversationId": "c1", "since": "7:100-0"});
-    ensure!(sent == json!([auth, resubscribe]), "sent {sent}");
+    let sent = serve_fake(&browser, 1, &first[..2], 3).await?;
+    // c1 from its last notification; c2, which got none, from where `subscribed` said.
+    let c1 = json!({"action": "subscribe", "conversationId": "c1", "since": "7:a:100-0"});
+    let c2 = json!({"action": "subscribe", "conversationId": "c2", "since": "3:a:5-0"});
+    ensure!(sent == json!([auth, c1, c2]), "sent {sent}");
     let states = browser.eval("return window.fake.states;", Vec::new()).await?;
     let expected = [
         "connecting",
@@ -252,6 +262,7 @@ const FAKE_SERVER: &str = r#"
         onStateChange: (state, info) => fake.states.push(info.code ? `${state}:${info.code}` : state),
       });
       fake.client.subscribe("c1", (data, meta) => fake.delivered.push([data, meta.position]));
+      fake.client.subscribe("c2", (data, meta) => fake.delivered.push([data, meta.position]));
       fake.client.connect();
     });
 "#;
