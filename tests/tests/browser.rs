@@ -200,7 +200,7 @@ async fn client_resubscribes_with_since_after_a_dropped_connection() -> Result<(
     let servers = Servers::dev(1).await?;
     let browser = Browser::start().await?;
     browser.goto(&format!("{}/crier.js", servers.edge_http_url(0))).await?;
-    browser.eval(FAKE_SERVER, Vec::new()).await?;
+    browser.eval(FAKE_SERVER, vec![json!({})]).await?;
     let url = browser.wait_for("the first socket", "window.fake.sockets[0]?.url", "window.fake").await?;
     ensure!(url.as_str().is_some_and(|u| u.ends_with("/api/ws?positions=1")), "url {url}");
     let auth = json!({"action": "auth", "userId": "u1"});
@@ -244,6 +244,54 @@ async fn client_resubscribes_with_since_after_a_dropped_connection() -> Result<(
     servers.shutdown().await
 }
 
+/// Token refresh: with `getToken`, the client sends `refresh` with a fresh token `refreshMarginMs` before
+/// the JWT's `exp`; `refresh(token)` resolves with the `expiresAt` of the edge's `refreshed`.
+#[tokio::test]
+async fn client_refreshes_its_token_before_it_expires() -> Result<()> {
+    let servers = Servers::dev(1).await?;
+    let browser = Browser::start().await?;
+    browser.goto(&format!("{}/crier.js", servers.edge_http_url(0))).await?;
+    // Expiring in 30 s with a 30 s margin: the refresh is due as soon as the client is connected.
+    let options = json!({"tokenTtlSec": 30, "refreshMarginMs": 30_000});
+    browser.eval(FAKE_SERVER, vec![options]).await?;
+    browser.wait_for("the first socket", "window.fake.sockets[0]", "window.fake").await?;
+    let ready = json!({"type": "ready", "message": "Send auth message with JWT token"});
+    let sent = serve_fake(&browser, 0, &[ready, json!({"type": "authenticated", "userId": "u1"})], 4).await?;
+    ensure!(sent[0]["action"] == "auth" && sent[0]["token"].is_string(), "auth frame {sent}");
+    ensure!(sent[3]["action"] == "refresh" && sent[3]["token"].is_string(), "no automatic refresh: {sent}");
+
+    let by_hand = "window.fake.client.refresh('by-hand').then((at) => { window.fake.refreshedAt = at; });";
+    browser.eval(by_hand, Vec::new()).await?;
+    let refreshed = json!({"type": "refreshed", "expiresAt": 4_102_444_800_u64});
+    browser.eval("window.fake.sockets[0].frame(arguments[0]);", vec![refreshed]).await?;
+    let at = browser.wait_for("refresh() to resolve", "window.fake.refreshedAt", "window.fake").await?;
+    ensure!(at == 4_102_444_800_u64, "resolved with {at}");
+    let sent = browser.eval("return window.fake.sockets[0].sent[4];", Vec::new()).await?;
+    ensure!(sent == json!({"action": "refresh", "token": "by-hand"}), "sent {sent}");
+    browser.close().await?;
+    servers.shutdown().await
+}
+
+/// Keepalive: after `pingIntervalMs` of silence the client sends `{"action":"ping"}`; when nothing answers
+/// within `pongTimeoutMs` it drops the connection and reconnects.
+#[tokio::test]
+async fn client_reconnects_when_its_ping_goes_unanswered() -> Result<()> {
+    let servers = Servers::dev(1).await?;
+    let browser = Browser::start().await?;
+    browser.goto(&format!("{}/crier.js", servers.edge_http_url(0))).await?;
+    browser.eval(FAKE_SERVER, vec![json!({"pingIntervalMs": 50, "pongTimeoutMs": 50})]).await?;
+    browser.wait_for("the first socket", "window.fake.sockets[0]", "window.fake").await?;
+    let ready = json!({"type": "ready", "message": "Send auth message with JWT token"});
+    serve_fake(&browser, 0, &[ready, json!({"type": "authenticated", "userId": "u1"})], 3).await?;
+    browser.wait_for("a second socket", "window.fake.sockets[1]", "window.fake.states").await?;
+    let sent = browser.eval("return window.fake.sockets[0].sent.slice(3);", Vec::new()).await?;
+    ensure!(sent == json!([{"action": "ping"}]), "after subscribing, socket 0 got {sent}");
+    let states = browser.eval("return window.fake.states;", Vec::new()).await?;
+    ensure!(states.as_array().is_some_and(|s| s.contains(&json!("reconnecting:4000"))), "states {states}");
+    browser.close().await?;
+    servers.shutdown().await
+}
+
 /// A `FakeSocket` the client uses instead of `WebSocket`: it records what the client sends; the test opens
 /// it, feeds it server frames and drops it.
 const FAKE_SERVER: &str = r#"
@@ -256,9 +304,15 @@ const FAKE_SERVER: &str = r#"
       frame(msg) { this.onmessage?.({ data: JSON.stringify(msg) }); }
       drop(code) { this.readyState = 3; this.onclose?.({ code, reason: "" }); }
     }
+    // Options: `tokenTtlSec` authenticates with getToken and a JWT expiring then (else userId "u1"); the
+    // rest goes to the client as is.
+    const { tokenTtlSec, ...options } = arguments[0] ?? {};
+    const base64url = (value) => btoa(JSON.stringify(value)).replace(/=+$/, "").replace(/\+/g, "-").replace(/\//g, "_");
+    const jwt = () => `${base64url({ alg: "HS256" })}.${base64url({ exp: Math.floor(Date.now() / 1000) + tokenTtlSec })}.sig`;
+    const auth = tokenTtlSec === undefined ? { userId: "u1" } : { getToken: () => Promise.resolve(jwt()) };
     import("/crier.js").then(({ CrierClient }) => {
       fake.client = new CrierClient("ws://crier.invalid/api/ws", {
-        userId: "u1", WebSocket: FakeSocket, initialDelayMs: 10,
+        ...auth, WebSocket: FakeSocket, initialDelayMs: 10, ...options,
         onStateChange: (state, info) => fake.states.push(info.code ? `${state}:${info.code}` : state),
       });
       fake.client.subscribe("c1", (data, meta) => fake.delivered.push([data, meta.position]));
