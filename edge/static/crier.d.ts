@@ -18,7 +18,10 @@ export type ConnectionState = "idle" | "connecting" | "authenticating" | "connec
 
 /** Details of a state change. */
 export interface StateInfo {
-  /** Close code that caused `reconnecting` or `closed`. */
+  /**
+   * Close code that caused `reconnecting` or `closed`: the edge's (see `CloseCode`), the browser's (1006:
+   * connection lost), or 4000 when the client gave up itself (ping unanswered, `getToken` failed).
+   */
   code?: number;
   /** Close reason sent by the edge, if any. */
   reason?: string;
@@ -48,7 +51,10 @@ export type NotificationCallback = (data: Notification, meta: NotificationMeta) 
 export interface CrierOptions {
   /** Connection JWT. */
   token?: string;
-  /** Called for a fresh JWT at every (re)connect and before expiry; takes precedence over `token`. */
+  /**
+   * Called for a fresh JWT at every (re)connect and before expiry; takes precedence over `token`. If it
+   * throws or rejects, the client reconnects later with backoff.
+   */
   getToken?: () => string | Promise<string>;
   /** Dev auth only (`crier dev`): authenticate as this user without a token. */
   userId?: string;

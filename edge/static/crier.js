@@ -25,8 +25,9 @@ export const CloseCode = Object.freeze({
 // Reconnecting would fail the same way (bad credentials, policy, a too-large frame) or defy an operator.
 const TERMINAL = new Set([CloseCode.POLICY, CloseCode.TOO_BIG, CloseCode.AUTH_FAILED, CloseCode.DISCONNECTED]);
 
-// Our own close code when pings go unanswered (4000-4999 are free for applications).
-const KEEPALIVE_TIMEOUT = 4000;
+// Our own close code when the client gives up on a connection: pings unanswered, or no token to send
+// (4000-4999 are free for applications; the edge never sends 4000).
+const CLIENT_GAVE_UP = 4000;
 
 const DEFAULTS = Object.freeze({
   positions: true,
@@ -74,6 +75,7 @@ export class CrierClient {
   /** Opens the connection (again, after `close()`). */
   connect() {
     if (this.#ws || this.#state === "reconnecting") return this;
+    this.#attempt = 0;
     this.#open();
     return this;
   }
@@ -172,10 +174,15 @@ export class CrierClient {
 
   async #authenticate() {
     const ws = this.#ws;
-    const token = await this.#token().catch((err) => {
+    let token;
+    try {
+      token = await this.#token();
+    } catch (err) {
+      // Not the edge's verdict on us (that would be 4001): try again later with backoff.
       this.#opts.onError?.(`getToken failed: ${err}`);
-      return null;
-    });
+      if (ws === this.#ws) this.#drop("token unavailable");
+      return;
+    }
     if (ws !== this.#ws) return; // Closed while the token was fetched.
     if (token) this.#send({ action: "auth", token });
     else if (this.#opts.userId) this.#send({ action: "auth", userId: this.#opts.userId });
@@ -275,7 +282,7 @@ export class CrierClient {
     clearTimeout(this.#timers.ping);
     this.#timers.ping = setTimeout(() => {
       this.#send({ action: "ping" });
-      this.#timers.pong = setTimeout(() => this.#keepaliveFailed(), this.#opts.pongTimeoutMs);
+      this.#timers.pong = setTimeout(() => this.#drop("keepalive timeout"), this.#opts.pongTimeoutMs);
     }, this.#opts.pingIntervalMs);
   }
 
@@ -286,11 +293,12 @@ export class CrierClient {
     if (this.#state === "connected") this.#schedulePing();
   }
 
-  // A dead peer never answers a close either: drop the socket and reconnect at once.
-  #keepaliveFailed() {
+  // Client-side failure: close the socket without waiting for the peer (a dead one never answers a close)
+  // and go through the usual reconnect path.
+  #drop(reason) {
     const ws = this.#detach();
-    if (ws) ws.close(KEEPALIVE_TIMEOUT, "keepalive timeout");
-    this.#onClose(KEEPALIVE_TIMEOUT, "keepalive timeout");
+    if (ws) ws.close(CLIENT_GAVE_UP, reason);
+    this.#onClose(CLIENT_GAVE_UP, reason);
   }
 
   #scheduleRefresh(expiresAt) {
