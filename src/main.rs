@@ -4,9 +4,11 @@
 //! - `cli`: flags and their translation into configs.
 //! - `serve`: `dev`, `broker`, `edge`: bind, run until SIGTERM/SIGINT.
 //! - `client`: `publish` and `token`.
+//! - `security_args`: the edge's JWT, access, origin and limit flags.
 
 mod cli;
 mod client;
+mod security_args;
 mod serve;
 
 use std::process::ExitCode;

@@ -19,39 +19,50 @@
 //! - [`hub`]: conversation → subscribers, sharded by partition; starts and stops readers.
 //! - [`consumer`]: partition reader tasks.
 //! - [`recovery`]: replay of missed notifications for `subscribe` with `since`.
-//! - [`auth`]: `auth` frame → principal (HS256 JWT or dev auth); dev token minting.
-//! - [`acl`]: access decisions.
+//! - [`auth`]: tokens → principal (JWT with pinned algorithms, PEM or JWKS keys; or dev auth).
+//! - [`acl`]: the pure access decision table.
+//! - [`gate`]: access checks for subscribes (claims, subscription tokens, cached store grants).
+//! - [`revocations`]: follows the access store's revocation feed; kicks revoked subscriptions.
+//! - [`connections`]: connection counts per edge and per user; reaching a user's sessions.
+//! - [`handshake`]: origin check and handshake token sources.
 
 pub mod acl;
 pub mod auth;
 pub mod config;
+pub mod connections;
 pub mod consumer;
 pub mod error;
 pub mod frame;
+pub mod gate;
+pub mod handshake;
 pub mod hub;
 pub mod inbound;
 pub mod outbox;
 pub mod protocol;
 pub mod recovery;
+pub mod revocations;
 pub mod server;
 pub mod session;
 
 use std::sync::Arc;
 
+use crier_broker::access::AccessStore;
 use crier_broker::log::PartitionedLog;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use config::{AuthMode, EdgeConfig};
+pub use config::{AclMode, AuthMode, EdgeConfig, JwtConfig, KeySource, Limits, OriginPolicy};
 pub use error::{CloseCode, EdgeError};
 
 /// Serves WebSockets on `listener` until `shutdown` is cancelled; returns once every session and reader
-/// task has ended.
+/// task has ended. Subscriptions are checked against `access` (unless `config.acl` is open), whose
+/// revocations kick live subscriptions.
 pub async fn run(
     listener: TcpListener,
     config: EdgeConfig,
     log: Arc<dyn PartitionedLog>,
+    access: Arc<dyn AccessStore>,
     shutdown: CancellationToken,
 ) -> Result<(), EdgeError> {
     // Our own child token, so the tasks stop even if serving ends with an error.
@@ -65,7 +76,12 @@ pub async fn run(
         stop.clone(),
     );
     let hub = hub::Hub::new(consumer);
-    let ctx = Arc::new(session::SessionContext::new(config, hub, log));
+    let ctx = match session::SessionContext::new(config, hub, log, Arc::clone(&access)) {
+        Ok(ctx) => Arc::new(ctx),
+        Err(problem) => return Err(EdgeError::Config(problem)),
+    };
+    ctx.auth.start(&tracker, &stop);
+    tracker.spawn(revocations::run(access, Arc::clone(&ctx), stop.clone()));
     let result = server::serve(listener, ctx, stop.clone(), tracker.clone()).await;
     stop.cancel();
     tracker.close();

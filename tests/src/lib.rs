@@ -8,6 +8,7 @@
 //!
 //! Every wait is bounded (see [`deadline`]): a hang fails a test within seconds, naming what it waited for.
 //!
+//! - [`access_client`]: `AccessClient`: the gRPC access-management client backends use.
 //! - [`deadline`]: `within`: the timeout wrapped around every await of the harness.
 //! - [`redis_monitor`]: `RedisMonitor`: Redis' own log of the commands it served (`MONITOR`).
 //! - [`redis_server`]: `RedisServer`: a spawned `redis-server` (standalone or cluster node) on a free port,
@@ -18,6 +19,7 @@
 //! - [`ws_client`]: `WsClient`: a browser stand-in speaking crier's WebSocket protocol.
 //! - [`tokens`]: `mint_token`: HS256 JWTs for the edge's auth.
 
+pub mod access_client;
 pub mod deadline;
 pub mod publish_client;
 pub mod redis_cluster;
@@ -27,6 +29,7 @@ pub mod servers;
 pub mod tokens;
 pub mod ws_client;
 
+pub use access_client::AccessClient;
 pub use deadline::{STEP, within, within_for};
 pub use publish_client::PublishClient;
 pub use redis_cluster::RedisCluster;
