@@ -36,7 +36,7 @@ pub enum Command {
     /// The gRPC publish service, appending to Redis.
     Broker(BrokerArgs),
     /// The WebSocket edge, reading from Redis.
-    Edge(EdgeArgs),
+    Edge(Box<EdgeArgs>),
     /// Publish one notification through a broker; prints its position.
     Publish(PublishArgs),
     /// Mint an HS256 token for development and tests.

@@ -31,7 +31,9 @@ pub async fn publish(args: PublishArgs) -> ExitCode {
                 request.metadata_mut().insert("authorization", value);
             }
             Err(_) => {
-                return crate::usage_error(&["--api-token has characters not allowed in a header".to_owned()]);
+                return crate::usage_error(
+                    &["--api-token has characters not allowed in a header".to_owned()],
+                );
             }
         }
     }

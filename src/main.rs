@@ -48,7 +48,7 @@ async fn dispatch(command: Command) -> ExitCode {
     match command {
         Command::Dev(args) => serve::dev(args).await,
         Command::Broker(args) => serve::broker(args).await,
-        Command::Edge(args) => serve::edge(args).await,
+        Command::Edge(args) => serve::edge(*args).await,
         Command::Publish(args) => client::publish(args).await,
         Command::Token(args) => client::token(&args),
     }

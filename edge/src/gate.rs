@@ -21,6 +21,9 @@ const GRANT_TTL: Duration = Duration::from_secs(60);
 /// Cached grants per edge; the cache starts over when full.
 const MAX_CACHED: usize = 100_000;
 
+/// (user, conversation) → when the store said yes.
+type GrantCache = HashMap<(Arc<str>, Box<str>), Instant>;
+
 /// The answer to a subscribe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -37,8 +40,7 @@ pub struct Gate {
     mode: AclMode,
     store: Arc<dyn AccessStore>,
     auth: Authenticator,
-    /// (user, conversation) → when the store said yes.
-    granted: Mutex<HashMap<(Arc<str>, Box<str>), Instant>>,
+    granted: Mutex<GrantCache>,
 }
 
 impl Gate {
@@ -54,7 +56,7 @@ impl Gate {
         self.mode == AclMode::Checked
     }
 
-    fn cache(&self) -> MutexGuard<'_, HashMap<(Arc<str>, Box<str>), Instant>> {
+    fn cache(&self) -> MutexGuard<'_, GrantCache> {
         self.granted.lock().unwrap_or_else(PoisonError::into_inner)
     }
 

@@ -9,6 +9,7 @@
 //! Every wait is bounded (see [`deadline`]): a hang fails a test within seconds, naming what it waited for.
 //!
 //! - [`access_client`]: `AccessClient`: the gRPC access-management client backends use.
+//! - [`bystander`]: `Bystander`: the well-behaved client that must not notice another's rejection.
 //! - [`deadline`]: `within`: the timeout wrapped around every await of the harness.
 //! - [`redis_monitor`]: `RedisMonitor`: Redis' own log of the commands it served (`MONITOR`).
 //! - [`redis_server`]: `RedisServer`: a spawned `redis-server` (standalone or cluster node) on a free port,
@@ -20,6 +21,7 @@
 //! - [`tokens`]: `mint_token`: HS256 JWTs for the edge's auth.
 
 pub mod access_client;
+pub mod bystander;
 pub mod deadline;
 pub mod publish_client;
 pub mod redis_cluster;
@@ -30,6 +32,7 @@ pub mod tokens;
 pub mod ws_client;
 
 pub use access_client::AccessClient;
+pub use bystander::Bystander;
 pub use deadline::{STEP, within, within_for};
 pub use publish_client::PublishClient;
 pub use redis_cluster::RedisCluster;

@@ -63,7 +63,7 @@ pub struct Authenticator {
 }
 
 enum Inner {
-    Jwt(JwtVerifier),
+    Jwt(Box<JwtVerifier>),
     None,
 }
 
@@ -71,7 +71,7 @@ impl Authenticator {
     /// An authenticator for `mode`; `Err` when its config is unusable (see `EdgeConfig::problems`).
     pub fn new(mode: &AuthMode) -> Result<Self, String> {
         let inner = match mode {
-            AuthMode::Jwt(config) => Inner::Jwt(JwtVerifier::new(config.clone())?),
+            AuthMode::Jwt(config) => Inner::Jwt(Box::new(JwtVerifier::new(config.clone())?)),
             AuthMode::None => Inner::None,
         };
         Ok(Self { inner: Arc::new(inner) })
