@@ -15,6 +15,7 @@
 //! - [`redis_server`]: `RedisServer`: a spawned `redis-server` (standalone or cluster node) on a free port,
 //!   killed on drop.
 //! - [`redis_cluster`]: `RedisCluster`: three spawned masters joined by `redis-cli --cluster create`.
+//! - [`jwks_server`]: `JwksServer`: a JWKS document over HTTP, swappable, counting fetches.
 //! - [`publish_client`]: `PublishClient`: the gRPC publisher backends use.
 //! - [`servers`]: `Servers`: a broker and N edges in-process on port 0, on one log.
 //! - [`ws_client`]: `WsClient`: a browser stand-in speaking crier's WebSocket protocol.
@@ -23,6 +24,7 @@
 pub mod access_client;
 pub mod bystander;
 pub mod deadline;
+pub mod jwks_server;
 pub mod publish_client;
 pub mod redis_cluster;
 pub mod redis_monitor;
@@ -34,6 +36,7 @@ pub mod ws_client;
 pub use access_client::AccessClient;
 pub use bystander::Bystander;
 pub use deadline::{STEP, within, within_for};
+pub use jwks_server::{JwksServer, rsa_jwk};
 pub use publish_client::PublishClient;
 pub use redis_cluster::RedisCluster;
 pub use redis_monitor::{MonitoredCommand, RedisMonitor};

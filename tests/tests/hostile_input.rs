@@ -186,3 +186,49 @@ async fn slow_handshake_is_cut_off() -> Result<()> {
     bystander.check().await?;
     servers.shutdown().await
 }
+
+/// A full edge answers new handshakes with HTTP 503 before the upgrade; existing sessions are unaffected.
+#[tokio::test]
+async fn full_edge_refuses_handshakes_with_503() -> Result<()> {
+    let (servers, mut bystander) = servers_with(limits(|l| l.max_connections = 2)).await?;
+    let _second = servers.ws_client(0).await?;
+    let refused = servers.ws_client(0).await;
+    match refused.as_ref().map_err(|e| e.downcast_ref::<WsError>()) {
+        Err(Some(WsError::Http(response))) => ensure!(response.status().as_u16() == 503),
+        other => bail!("expected HTTP 503, got {:?}", other.map(drop)),
+    }
+    bystander.check().await?;
+    servers.shutdown().await
+}
+
+/// A peer that completes the handshake and then never answers the server's pings is disconnected after
+/// ping interval + pong timeout; a live client, whose WebSocket library answers pings while it reads, stays
+/// connected and keeps receiving.
+#[tokio::test]
+async fn dead_peer_is_disconnected_after_missed_pong() -> Result<()> {
+    let edge = limits(|l| {
+        (l.ping_interval, l.pong_timeout) = (Duration::from_millis(100), Duration::from_millis(100))
+    });
+    let config = ServersConfig { edge: EdgeConfig { partitions: 8, ..edge }, ..ServersConfig::dev(8, 1) };
+    let servers = Servers::start_with(Arc::new(MemoryLog::new(8, 1_000)), config).await?;
+    let mut live = servers.ws_client(0).await?;
+    live.auth_dev("live").await?;
+    live.subscribe("still-here").await?;
+    let mut tcp = tokio::net::TcpStream::connect(servers.edge_addr(0)).await?;
+    let request = "GET /api/ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+        Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    tcp.write_all(request.as_bytes()).await?;
+    let mut buf = Vec::new();
+    // The server writes its 101, `ready` and pings, then gives up and closes: read_to_end returns. The
+    // live client reads meanwhile (answering pings) and sees no frame.
+    let silent =
+        within_for(Duration::from_secs(3), "the edge to drop a silent peer", tcp.read_to_end(&mut buf));
+    let (silent, quiet) = tokio::join!(silent, live.expect_no_frame_within(Duration::from_millis(800)));
+    silent??;
+    quiet?;
+    ensure!(buf.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&buf));
+    let payload = json!({"type": "job-status"});
+    servers.publish_client().await?.publish("still-here", &payload).await?;
+    ensure!(live.recv_json().await? == payload);
+    servers.shutdown().await
+}

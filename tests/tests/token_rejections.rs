@@ -9,7 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use crier_broker::log::MemoryLog;
 use crier_edge::{EdgeConfig, JwtConfig, KeySource};
-use crier_tests::{Bystander, Servers, ServersConfig, unix_now};
+use crier_tests::{Bystander, JwksServer, Servers, ServersConfig, rsa_jwk, unix_now};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
@@ -158,5 +158,72 @@ async fn refresh_extends_the_session_for_the_same_user_only() -> Result<()> {
     ws.expect_no_frame_within(Duration::from_millis(2_500)).await?;
     ws.send_json(&json!({"action": "ping"})).await?;
     ws.expect_type("pong").await?;
+    servers.shutdown().await
+}
+
+fn jwks_edge(url: String, min_refresh: Duration) -> EdgeConfig {
+    let keys = KeySource::Jwks { url, refresh: Duration::from_secs(3_600), min_refresh };
+    let jwt = JwtConfig { algorithms: vec![Algorithm::RS256], keys, ..JwtConfig::hs256("unused") };
+    EdgeConfig { partitions: 8, ..EdgeConfig::with_jwt(jwt) }
+}
+
+fn with_kid(kid: &str, private: &[u8], user: &str) -> Result<String> {
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(kid.to_owned());
+    let claims = json!({"sub": user, "exp": unix_now() + 300});
+    Ok(jsonwebtoken::encode(&header, &claims, &EncodingKey::from_rsa_pem(private)?)?)
+}
+
+/// Keys come from a JWKS chosen by `kid`; a token signed with a rotated-in key triggers an early refresh
+/// and is accepted.
+#[tokio::test]
+async fn jwks_keys_are_selected_by_kid_and_rotation_refreshes() -> Result<()> {
+    let jwks = JwksServer::start(vec![rsa_jwk(RSA_A_PRIVATE, "k1")?]).await?;
+    let edge = jwks_edge(jwks.url(), Duration::from_millis(10));
+    let servers = Servers::start_with(
+        Arc::new(MemoryLog::new(8, 1_000)),
+        ServersConfig { edge, ..ServersConfig::dev(8, 1) },
+    )
+    .await?;
+    let mut ws = servers.ws_client(0).await?;
+    ws.auth_token(&with_kid("k1", RSA_A_PRIVATE, "u1")?, "u1").await?;
+    jwks.set_keys(vec![rsa_jwk(RSA_A_PRIVATE, "k1")?, rsa_jwk(RSA_B_PRIVATE, "k2")?])?;
+    let mut rotated = servers.ws_client(0).await?;
+    rotated.auth_token(&with_kid("k2", RSA_B_PRIVATE, "u2")?, "u2").await?;
+    let mut forged = servers.ws_client(0).await?;
+    forged.expect_type("ready").await?;
+    forged.send_json(&json!({"action": "auth", "token": with_kid("k1", RSA_B_PRIVATE, "u3")?})).await?;
+    ensure!(forged.expect_type("error").await?["message"] == "Authentication failed");
+    ensure!(forged.expect_close().await? == Some(4001));
+    servers.shutdown().await
+}
+
+/// Unknown `kid`s cannot make the edge refetch the JWKS more than once per `min_refresh`.
+#[tokio::test]
+async fn unknown_kids_do_not_hammer_the_jwks() -> Result<()> {
+    let jwks = JwksServer::start(vec![rsa_jwk(RSA_A_PRIVATE, "k1")?]).await?;
+    let edge = jwks_edge(jwks.url(), Duration::from_secs(3_600));
+    let servers = Servers::start_with(
+        Arc::new(MemoryLog::new(8, 1_000)),
+        ServersConfig { edge, ..ServersConfig::dev(8, 1) },
+    )
+    .await?;
+    let mut ws = servers.ws_client(0).await?;
+    ws.auth_token(&with_kid("k1", RSA_A_PRIVATE, "u1")?, "u1").await?;
+    let mut clients = Vec::new();
+    for i in 0..5 {
+        let mut bad = servers.ws_client(0).await?;
+        bad.expect_type("ready").await?;
+        bad.send_json(
+            &json!({"action": "auth", "token": with_kid(&format!("random-{i}"), RSA_B_PRIVATE, "x")?}),
+        )
+        .await?;
+        clients.push(bad);
+    }
+    for mut bad in clients {
+        ensure!(bad.expect_type("error").await?["message"] == "Authentication failed");
+        ensure!(bad.expect_close().await? == Some(4001));
+    }
+    ensure!(jwks.fetches() == 1, "{} fetches", jwks.fetches());
     servers.shutdown().await
 }
