@@ -256,4 +256,22 @@ mod tests {
         }
         assert_eq!(decode(br#"{"action":"dance"}"#), Err(DecodeError::UnknownAction("dance".into())));
     }
+
+    proptest::proptest! {
+        /// The decoder answers every input, however hostile, with a frame or a classified error: it never
+        /// panics and never echoes more than 64 characters of an unknown action.
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            if let Err(DecodeError::UnknownAction(action)) = decode(&bytes) {
+                proptest::prop_assert!(action.chars().count() <= 64);
+            }
+        }
+
+        /// Structured junk around real actions parses or is classified, never panics.
+        #[test]
+        fn decode_handles_near_miss_json(action in "(auth|subscribe|refresh|ping|x{0,80})", field in ".{0,40}") {
+            let text = format!(r#"{{"action":"{action}","conversationId":{field:?},"token":{field:?}}}"#);
+            let _ = decode(text.as_bytes());
+        }
+    }
 }

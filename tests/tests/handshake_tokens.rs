@@ -91,3 +91,12 @@ async fn handshake_tokens_authenticate_and_never_reach_the_logs() -> Result<()> 
     }
     Ok(())
 }
+
+/// Dev auth ignores handshake tokens: the client still gets `ready` and authenticates with `userId`.
+#[tokio::test]
+async fn dev_auth_ignores_handshake_tokens() -> Result<()> {
+    let servers = Servers::dev(1).await?;
+    let mut ws = WsClient::connect(&format!("{}?token=a.b.c", servers.edge_ws_url(0))).await?;
+    ws.auth_dev("u1").await?;
+    servers.shutdown().await
+}
