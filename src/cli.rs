@@ -10,6 +10,8 @@ use crier_broker::log::{DEFAULT_MAX_LEN, RedisTopology, Retention};
 use crier_edge::{AuthMode, EdgeConfig};
 use crier_proto::partition::DEFAULT_PARTITIONS;
 
+use crate::security_args::{AccessArgs, JwtArgs, LimitArgs};
+
 /// crier: real-time notifications from backend services to browsers.
 #[derive(Debug, Parser)]
 #[command(name = "crier", version, about, propagate_version = true)]
@@ -34,7 +36,7 @@ pub enum Command {
     /// The gRPC publish service, appending to Redis.
     Broker(BrokerArgs),
     /// The WebSocket edge, reading from Redis.
-    Edge(EdgeArgs),
+    Edge(Box<EdgeArgs>),
     /// Publish one notification through a broker; prints its position.
     Publish(PublishArgs),
     /// Mint an HS256 token for development and tests.
@@ -96,6 +98,10 @@ pub struct BrokerArgs {
     /// How long an idempotency key is remembered, e.g. `2m`.
     #[arg(long, env = "CRIER_DEDUPE_WINDOW", default_value = "2m", value_parser = humantime::parse_duration)]
     pub dedupe_window: Duration,
+    /// Shared bearer secret PublishService/AccessService callers must send (`authorization: Bearer`).
+    /// Unset: any caller may publish (keep the port private then). Never logged.
+    #[arg(long, env = "CRIER_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -121,9 +127,12 @@ pub struct EdgeArgs {
     /// How clients authenticate.
     #[arg(long, env = "CRIER_AUTH_MODE", value_enum, default_value_t = AuthModeArg::Jwt)]
     pub auth_mode: AuthModeArg,
-    /// HS256 secret for connection tokens (required with --auth-mode jwt; at least 16 bytes).
-    #[arg(long, env = "CRIER_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<String>,
+    #[command(flatten)]
+    pub jwt: JwtArgs,
+    #[command(flatten)]
+    pub access: AccessArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
     /// Close connections that have not authenticated within this time (code 4001).
     #[arg(long, env = "CRIER_AUTH_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub auth_timeout: Duration,
@@ -146,6 +155,9 @@ pub struct PublishArgs {
     /// Idempotency key (retries with the same key are appended once).
     #[arg(long, default_value = "")]
     pub idempotency_key: String,
+    /// The broker's API token, if it requires one.
+    #[arg(long, env = "CRIER_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
     /// The notification: a JSON object, delivered to subscribers verbatim.
     pub payload: String,
 }
@@ -212,6 +224,7 @@ impl BrokerArgs {
             partitions: self.log.partitions,
             max_payload_bytes: self.max_payload_bytes,
             dedupe_window: self.dedupe_window,
+            api_token: self.api_token.clone(),
         };
         let mut problems = self.log.problems();
         problems.extend(config.problems());
@@ -225,18 +238,17 @@ impl EdgeArgs {
     pub fn config(&self) -> Result<EdgeConfig, Vec<String>> {
         let mut problems = self.log.problems();
         problems.extend(redis_problems(&self.redis));
-        let auth = match (self.auth_mode, &self.jwt_secret) {
-            (AuthModeArg::Jwt, Some(secret)) => AuthMode::Jwt { secret: secret.clone() },
-            (AuthModeArg::Jwt, None) => {
-                problems.push("--jwt-secret (CRIER_JWT_SECRET) is required with --auth-mode jwt".to_owned());
-                AuthMode::None
-            }
-            (AuthModeArg::None, _) => AuthMode::None,
+        let auth = match self.auth_mode {
+            AuthModeArg::Jwt => self.jwt.config(&mut problems).map_or(AuthMode::None, AuthMode::Jwt),
+            AuthModeArg::None => AuthMode::None,
         };
         let config = EdgeConfig {
             partitions: self.log.partitions,
             ws_path: self.ws_path.clone(),
             auth,
+            acl: self.access.acl(),
+            origins: self.access.origins(),
+            limits: self.limits.limits(),
             auth_timeout: self.auth_timeout,
             max_frame_bytes: self.max_frame_bytes,
             max_queue_bytes: self.max_queue_bytes,
@@ -271,6 +283,7 @@ fn dedup_or<T>(mut problems: Vec<String>, value: T) -> Result<T, Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crier_edge::AclMode;
 
     fn parse(args: &[&str]) -> Cli {
         Cli::try_parse_from(std::iter::once("crier").chain(args.iter().copied())).unwrap()
@@ -283,7 +296,7 @@ mod tests {
         let Command::Edge(args) = cli.command else { panic!("not edge") };
         let problems = args.config().unwrap_err();
         assert_eq!(problems.len(), 3, "{problems:?}");
-        assert!(problems.iter().any(|p| p.contains("--jwt-secret")));
+        assert!(problems.iter().any(|p| p.contains("--jwt-secret")), "{problems:?}");
         assert!(problems.iter().any(|p| p.contains("--redis-url")));
         assert!(problems.iter().any(|p| p.contains("--partitions")));
     }
@@ -295,5 +308,18 @@ mod tests {
         let (broker, edge) = args.configs().unwrap();
         assert_eq!((broker.partitions, edge.partitions), (64, 64));
         assert_eq!(edge.auth, AuthMode::None);
+        assert_eq!(edge.acl, AclMode::Open);
+    }
+
+    /// Production edges default to checked access and same-origin only; `open` must be explicit.
+    #[test]
+    fn edge_defaults_are_closed() {
+        let args = ["edge", "--redis-url", "redis://127.0.0.1", "--jwt-secret", "0123456789abcdef"];
+        let Command::Edge(edge) = parse(&args).command else { panic!("not edge") };
+        let config = edge.config().unwrap();
+        assert_eq!(config.acl, AclMode::Checked);
+        assert_eq!(config.origins, crier_edge::OriginPolicy::AllowList(Vec::new()));
+        let Command::Edge(open) = parse(&[&args[..], &["--acl", "open"]].concat()).command else { panic!() };
+        assert_eq!(open.config().unwrap().acl, AclMode::Open);
     }
 }

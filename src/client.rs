@@ -20,11 +20,23 @@ pub async fn publish(args: PublishArgs) -> ExitCode {
             return ExitCode::from(EXIT_UNAVAILABLE);
         }
     };
-    let request = PublishRequest {
+    let mut request = tonic::Request::new(PublishRequest {
         conversation_id: args.conversation,
         payload: args.payload.into_bytes().into(),
         idempotency_key: args.idempotency_key,
-    };
+    });
+    if let Some(token) = &args.api_token {
+        match format!("Bearer {token}").parse() {
+            Ok(value) => {
+                request.metadata_mut().insert("authorization", value);
+            }
+            Err(_) => {
+                return crate::usage_error(
+                    &["--api-token has characters not allowed in a header".to_owned()],
+                );
+            }
+        }
+    }
     match client.publish(request).await {
         Ok(response) => {
             let response = response.into_inner();

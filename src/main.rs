@@ -4,9 +4,11 @@
 //! - `cli`: flags and their translation into configs.
 //! - `serve`: `dev`, `broker`, `edge`: bind, run until SIGTERM/SIGINT.
 //! - `client`: `publish` and `token`.
+//! - `security_args`: the edge's JWT, access, origin and limit flags.
 
 mod cli;
 mod client;
+mod security_args;
 mod serve;
 
 use std::process::ExitCode;
@@ -46,7 +48,7 @@ async fn dispatch(command: Command) -> ExitCode {
     match command {
         Command::Dev(args) => serve::dev(args).await,
         Command::Broker(args) => serve::broker(args).await,
-        Command::Edge(args) => serve::edge(args).await,
+        Command::Edge(args) => serve::edge(*args).await,
         Command::Publish(args) => client::publish(args).await,
         Command::Token(args) => client::token(&args),
     }

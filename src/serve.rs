@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use crier_broker::Publisher;
+use crier_broker::access::{AccessStore, MemoryAccessStore, RedisAccessStore};
 use crier_broker::log::{LogError, MemoryLog, PartitionedLog, RedisLog, RedisLogConfig};
+use crier_broker::{Publisher, Services};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -29,9 +30,12 @@ pub async fn dev(args: DevArgs) -> ExitCode {
     print_dev_banner(&grpc, &ws, &edge_config.ws_path);
     let shutdown = shutdown_on_signal();
     let publisher = Publisher::new(Arc::clone(&log), &broker_config);
+    let access: Arc<dyn AccessStore> = Arc::new(MemoryAccessStore::new());
     // The demo page publishes through the same publisher as gRPC.
-    let edge = crier_edge::run_with(ws, edge_config, log, Some(publisher.clone()), shutdown.clone());
-    let broker = crier_broker::run(grpc, publisher, shutdown.clone());
+    let demo = Some(publisher.clone());
+    let edge = crier_edge::run_with(ws, edge_config, log, Arc::clone(&access), demo, shutdown.clone());
+    let services = Services { publisher, access, api_token: None };
+    let broker = crier_broker::run(grpc, services, shutdown.clone());
     let (broker, edge) = tokio::join!(broker, edge);
     finish("dev", broker.map_err(|e| e.to_string()).and(edge.map_err(|e| e.to_string())))
 }
@@ -45,12 +49,17 @@ pub async fn broker(args: BrokerArgs) -> ExitCode {
         Ok(log) => log,
         Err(code) => return code,
     };
+    let access = match redis_access(&args.redis).await {
+        Ok(access) => access,
+        Err(code) => return code,
+    };
     let listener = match bind(args.grpc_listen).await {
         Ok(listener) => listener,
         Err(code) => return code,
     };
     let publisher = Publisher::new(log, &config);
-    let result = crier_broker::run(listener, publisher, shutdown_on_signal()).await;
+    let services = Services { publisher, access, api_token: config.api_token.clone() };
+    let result = crier_broker::run(listener, services, shutdown_on_signal()).await;
     finish("broker", result.map_err(|e| e.to_string()))
 }
 
@@ -63,11 +72,15 @@ pub async fn edge(args: EdgeArgs) -> ExitCode {
         Ok(log) => log,
         Err(code) => return code,
     };
+    let access = match redis_access(&args.redis).await {
+        Ok(access) => access,
+        Err(code) => return code,
+    };
     let listener = match bind(args.listen).await {
         Ok(listener) => listener,
         Err(code) => return code,
     };
-    let result = crier_edge::run(listener, config, log, shutdown_on_signal()).await;
+    let result = crier_edge::run(listener, config, log, access, shutdown_on_signal()).await;
     finish("edge", result.map_err(|e| e.to_string()))
 }
 
@@ -83,6 +96,19 @@ async fn redis_log(redis: &RedisArgs, log: &LogArgs) -> Result<Arc<dyn Partition
         Err(err @ LogError::PartitionMismatch { .. }) => Err(crate::usage_error(&[err.to_string()])),
         Err(err) => {
             eprintln!("crier: cannot connect to Redis at {}: {err}", redis.redis_url.join(","));
+            Err(ExitCode::from(EXIT_UNAVAILABLE))
+        }
+    }
+}
+
+async fn redis_access(redis: &RedisArgs) -> Result<Arc<dyn AccessStore>, ExitCode> {
+    match RedisAccessStore::connect(&redis.topology(), redis.redis_timeout).await {
+        Ok(store) => Ok(Arc::new(store)),
+        Err(err) => {
+            eprintln!(
+                "crier: cannot connect to Redis at {} (access store): {err}",
+                redis.redis_url.join(",")
+            );
             Err(ExitCode::from(EXIT_UNAVAILABLE))
         }
     }

@@ -20,6 +20,9 @@ pub struct BrokerConfig {
     pub max_payload_bytes: usize,
     /// How long an idempotency key is remembered.
     pub dedupe_window: std::time::Duration,
+    /// Shared bearer secret callers of `PublishService` and `AccessService` must present; `None` lets
+    /// every caller through (`crier dev`). Never logged.
+    pub api_token: Option<String>,
 }
 
 impl Default for BrokerConfig {
@@ -28,6 +31,7 @@ impl Default for BrokerConfig {
             partitions: DEFAULT_PARTITIONS,
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
             dedupe_window: crate::log::DEFAULT_DEDUPE_WINDOW,
+            api_token: None,
         }
     }
 }
@@ -47,6 +51,9 @@ impl BrokerConfig {
         if self.dedupe_window.is_zero() {
             problems.push("--dedupe-window must be positive".to_owned());
         }
+        if self.api_token.as_ref().is_some_and(|t| t.len() < 16) {
+            problems.push("--api-token must be at least 16 bytes".to_owned());
+        }
         problems
     }
 }
@@ -59,7 +66,12 @@ mod tests {
     #[test]
     fn reports_each_problem() {
         assert!(BrokerConfig::default().problems().is_empty());
-        let bad = BrokerConfig { partitions: 0, max_payload_bytes: 0, ..BrokerConfig::default() };
-        assert_eq!(bad.problems().len(), 2);
+        let bad = BrokerConfig {
+            partitions: 0,
+            max_payload_bytes: 0,
+            api_token: Some("short".into()),
+            ..BrokerConfig::default()
+        };
+        assert_eq!(bad.problems().len(), 3);
     }
 }

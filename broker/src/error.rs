@@ -1,5 +1,6 @@
 //! The broker's errors and their one mapping to gRPC status codes.
 
+use crate::access::AccessError;
 use crate::log::LogError;
 
 /// Why a broker request failed.
@@ -20,6 +21,12 @@ pub enum BrokerError {
     /// A bug: the broker broke its own invariant.
     #[error("internal error: {0}")]
     Internal(&'static str),
+    /// The user id is empty, too long or has control characters.
+    #[error("invalid user_id: {0}")]
+    InvalidUserId(String),
+    /// The access store failed.
+    #[error(transparent)]
+    Access(#[from] AccessError),
     /// The log failed; see [`LogError`] for whether anything may have been appended.
     #[error(transparent)]
     Log(#[from] LogError),
@@ -32,13 +39,18 @@ impl From<BrokerError> for tonic::Status {
             BrokerError::InvalidConversationId(_)
             | BrokerError::InvalidPayload(_)
             | BrokerError::InvalidIdempotencyKey(_)
-            | BrokerError::InvalidRequest(_) => Self::invalid_argument(message),
-            BrokerError::Log(LogError::Unavailable { .. }) => Self::unavailable(message),
+            | BrokerError::InvalidRequest(_)
+            | BrokerError::InvalidUserId(_) => Self::invalid_argument(message),
+            BrokerError::Log(LogError::Unavailable { .. })
+            | BrokerError::Access(AccessError::Unavailable(_) | AccessError::Lagged) => {
+                Self::unavailable(message)
+            }
             BrokerError::Log(
                 LogError::Protocol { .. }
                 | LogError::NoSuchPartition { .. }
                 | LogError::PartitionMismatch { .. },
             )
+            | BrokerError::Access(AccessError::Protocol(_))
             | BrokerError::Internal(_) => Self::internal(message),
         }
     }

@@ -5,9 +5,12 @@
 //!                                                  └─▶ PartitionedLog::append (Redis XADD | memory)
 //! ```
 //!
-//! The edge depends on this crate for [`log`] only: the log lives here because the broker writes it and
+//! The edge depends on this crate for [`log`] and [`access`] only: the log lives here because the broker writes it and
 //! both sides must agree on one implementation of its format.
 //!
+//! - [`access`]: the `AccessStore` trait (grants, revocation feed), `RedisAccessStore`, `MemoryAccessStore`.
+//! - [`access_service`]: the `crier.v1.AccessService` gRPC implementation.
+//! - [`api_token`]: the shared-bearer-secret check in front of the broker's services.
 //! - [`config`]: broker settings and their validation.
 //! - [`error`]: `BrokerError` and its one mapping to `tonic::Status`.
 //! - [`log`]: the `PartitionedLog` trait, `RedisLog`, `MemoryLog`.
@@ -15,6 +18,9 @@
 //! - [`publish_service`]: the `crier.v1.PublishService` gRPC implementation.
 //! - [`server`]: `run(listener, …, shutdown)`: the tonic server with health and reflection.
 
+pub mod access;
+pub mod access_service;
+pub mod api_token;
 pub mod config;
 pub mod error;
 pub mod log;
@@ -25,4 +31,4 @@ pub mod server;
 pub use config::BrokerConfig;
 pub use error::BrokerError;
 pub use publisher::Publisher;
-pub use server::run;
+pub use server::{Services, run};

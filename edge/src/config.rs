@@ -4,16 +4,99 @@ use std::time::Duration;
 
 use crier_proto::partition::DEFAULT_PARTITIONS;
 
+pub use crate::auth::{JwtConfig, KeySource};
+
 /// How sessions prove who they are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthMode {
-    /// `{"action":"auth","token":"<JWT>"}`, HS256-signed with this secret.
-    Jwt {
-        /// The HMAC secret (never logged).
-        secret: String,
-    },
+    /// A JWT from the `auth` frame or the handshake, verified per this config.
+    Jwt(JwtConfig),
     /// `{"action":"auth","userId":"<id>"}` is believed. `crier dev` and tests only.
     None,
+}
+
+/// Who may subscribe to what (DESIGN.md §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AclMode {
+    /// Any authenticated user may subscribe to any conversation. `crier dev`, or set explicitly.
+    Open,
+    /// Grants in the access store, the token's conversations claim, or a subscription token.
+    Checked,
+}
+
+/// Which `Origin` headers may open a WebSocket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OriginPolicy {
+    /// Any origin (`crier dev`).
+    Any,
+    /// Requests without `Origin` (non-browser clients), same-origin requests, and these origins
+    /// (`scheme://host[:port]`, compared exactly).
+    AllowList(Vec<String>),
+}
+
+/// Per-edge, per-user and per-connection limits (DESIGN.md §6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Open WebSockets on this edge; more get HTTP 503 before the upgrade.
+    pub max_connections: usize,
+    /// Open WebSockets of one user on this edge; more are closed with 4029.
+    pub max_connections_per_user: usize,
+    /// Subscriptions of one connection; more are refused with an error frame.
+    pub max_subscriptions: usize,
+    /// Sustained client messages per second per connection; beyond the burst, close 4029.
+    pub messages_per_second: u32,
+    /// Client messages a connection may send at once.
+    pub message_burst: u32,
+    /// Time a client has to complete its HTTP upgrade request (slowloris bound).
+    pub handshake_timeout: Duration,
+    /// Server WebSocket ping period.
+    pub ping_interval: Duration,
+    /// A connection that sends nothing (not even a pong) this long after a ping is dead.
+    pub pong_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 20_000,
+            max_connections_per_user: 50,
+            max_subscriptions: 128,
+            messages_per_second: 20,
+            message_burst: 50,
+            handshake_timeout: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(25),
+            pong_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Limits {
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let positive = [
+            ("--max-connections", self.max_connections),
+            ("--max-connections-per-user", self.max_connections_per_user),
+            ("--max-subscriptions", self.max_subscriptions),
+            ("--messages-per-second", self.messages_per_second as usize),
+            ("--message-burst", self.message_burst as usize),
+        ];
+        for (flag, value) in positive {
+            if value == 0 {
+                problems.push(format!("{flag} must be positive"));
+            }
+        }
+        let durations = [
+            ("--handshake-timeout", self.handshake_timeout),
+            ("--ping-interval", self.ping_interval),
+            ("--pong-timeout", self.pong_timeout),
+        ];
+        for (flag, value) in durations {
+            if value.is_zero() {
+                problems.push(format!("{flag} must be positive"));
+            }
+        }
+        problems
+    }
 }
 
 /// What the edge needs besides its listener and its log.
@@ -25,6 +108,12 @@ pub struct EdgeConfig {
     pub ws_path: String,
     /// How clients authenticate.
     pub auth: AuthMode,
+    /// Who may subscribe to what.
+    pub acl: AclMode,
+    /// Which browser origins may connect.
+    pub origins: OriginPolicy,
+    /// Connection, subscription and message limits.
+    pub limits: Limits,
     /// Close with 4001 when no valid auth arrives within this time.
     pub auth_timeout: Duration,
     /// Largest accepted client message, in bytes.
@@ -45,6 +134,9 @@ impl EdgeConfig {
             partitions: DEFAULT_PARTITIONS,
             ws_path: "/api/ws".to_owned(),
             auth: AuthMode::None,
+            acl: AclMode::Open,
+            origins: OriginPolicy::Any,
+            limits: Limits::default(),
             auth_timeout: Duration::from_secs(10),
             max_frame_bytes: 64 * 1024,
             max_queue_bytes: 1024 * 1024,
@@ -53,10 +145,21 @@ impl EdgeConfig {
         }
     }
 
-    /// Production defaults with HS256 tokens signed by `secret`.
+    /// Production defaults (checked access, same-origin only) with HS256 tokens signed by `secret`.
     #[must_use]
     pub fn with_jwt_secret(secret: impl Into<String>) -> Self {
-        Self { auth: AuthMode::Jwt { secret: secret.into() }, ..Self::dev() }
+        Self::with_jwt(JwtConfig::hs256(secret))
+    }
+
+    /// Production defaults (checked access, same-origin only) with tokens verified per `jwt`.
+    #[must_use]
+    pub fn with_jwt(jwt: JwtConfig) -> Self {
+        Self {
+            auth: AuthMode::Jwt(jwt),
+            acl: AclMode::Checked,
+            origins: OriginPolicy::AllowList(Vec::new()),
+            ..Self::dev()
+        }
     }
 
     /// Every problem with this config, one line each; empty when it is usable.
@@ -69,11 +172,10 @@ impl EdgeConfig {
         if !self.ws_path.starts_with('/') {
             problems.push(format!("--ws-path must start with '/', got {:?}", self.ws_path));
         }
-        if let AuthMode::Jwt { secret } = &self.auth
-            && secret.len() < 16
-        {
-            problems.push("--jwt-secret must be at least 16 bytes (HS256 needs a strong key)".to_owned());
+        if let AuthMode::Jwt(jwt) = &self.auth {
+            problems.extend(jwt.problems());
         }
+        problems.extend(self.limits.problems());
         if self.auth_timeout.is_zero() {
             problems.push("--auth-timeout must be positive".to_owned());
         }

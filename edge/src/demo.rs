@@ -6,6 +6,7 @@
 //! is never granted, so other sites cannot publish through a developer's browser.
 
 use bytes::Bytes;
+use crier_broker::access::AccessError;
 use crier_broker::log::LogError;
 use crier_broker::publisher::Item;
 use crier_broker::{BrokerError, Publisher};
@@ -112,9 +113,15 @@ fn error_status(err: &BrokerError) -> StatusCode {
         BrokerError::InvalidConversationId(_)
         | BrokerError::InvalidPayload(_)
         | BrokerError::InvalidIdempotencyKey(_)
-        | BrokerError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-        BrokerError::Log(LogError::Unavailable { .. }) => StatusCode::SERVICE_UNAVAILABLE,
-        BrokerError::Log(_) | BrokerError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        | BrokerError::InvalidRequest(_)
+        | BrokerError::InvalidUserId(_) => StatusCode::BAD_REQUEST,
+        BrokerError::Log(LogError::Unavailable { .. })
+        | BrokerError::Access(AccessError::Unavailable(_) | AccessError::Lagged) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        BrokerError::Log(_) | BrokerError::Access(_) | BrokerError::Internal(_) => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
     }
 }
 

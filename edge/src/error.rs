@@ -43,6 +43,9 @@ pub enum EdgeError {
     /// The listener failed.
     #[error("accepting connections: {0}")]
     Accept(#[source] std::io::Error),
+    /// The configuration is unusable (normally caught by `EdgeConfig::problems` before binding).
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 #[cfg(test)]

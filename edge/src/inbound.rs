@@ -5,6 +5,8 @@
 //! reassembly lives here: every message, fragmented or not, is limited to `max_bytes`.
 
 use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use fastwebsockets::{Frame, OpCode, WebSocketError, WebSocketRead};
 use tokio::io::AsyncRead;
@@ -56,6 +58,8 @@ pub struct MessageReader<R> {
     /// A fragmented message being reassembled: its opcode and the bytes so far.
     partial: Option<(OpCode, Vec<u8>)>,
     max_bytes: usize,
+    /// Set on every frame read (pongs included): the session's dead-peer check clears and reads it.
+    heard: Arc<AtomicBool>,
 }
 
 impl<R: AsyncRead + Unpin> MessageReader<R> {
@@ -66,7 +70,13 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
         ws.set_max_message_size(max_bytes + 1);
         ws.set_auto_pong(true);
         ws.set_auto_close(true);
-        Self { ws, partial: None, max_bytes }
+        Self { ws, partial: None, max_bytes, heard: Arc::default() }
+    }
+
+    /// The flag set whenever a frame arrives.
+    #[must_use]
+    pub fn heard(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.heard)
     }
 
     /// The next complete message. Pongs and close echoes go to `outbox`.
@@ -77,6 +87,7 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
         };
         loop {
             let frame = self.ws.read_frame(&mut obligated).await.map_err(from_ws_error)?;
+            self.heard.store(true, Ordering::Relaxed);
             let message =
                 accumulate(&mut self.partial, self.max_bytes, frame.opcode, frame.fin, &frame.payload)?;
             if let Some(message) = message {

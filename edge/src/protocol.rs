@@ -34,6 +34,8 @@ pub enum ClientFrame {
         conversation_id: String,
         /// Recovery position of the last notification the client saw.
         since: Option<String>,
+        /// A subscription token for this user and conversation (DESIGN.md §3).
+        token: Option<String>,
     },
     /// Stop receiving a conversation's notifications.
     Unsubscribe {
@@ -43,6 +45,11 @@ pub enum ClientFrame {
     },
     /// Application-level keepalive; answered with `pong`.
     Ping,
+    /// Replace the connection token before it expires; the new one must carry the same user.
+    Refresh {
+        /// The new connection JWT.
+        token: String,
+    },
 }
 
 /// Why a client frame could not be understood; each maps to one error message.
@@ -81,7 +88,7 @@ pub fn decode(text: &[u8]) -> Result<ClientFrame, DecodeError> {
     })
 }
 
-const KNOWN_ACTIONS: &[&str] = &["auth", "subscribe", "unsubscribe", "ping"];
+const KNOWN_ACTIONS: &[&str] = &["auth", "subscribe", "unsubscribe", "ping", "refresh"];
 
 /// A frame the server sends (other than notifications, which are the published payload verbatim).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -122,6 +129,12 @@ pub enum ServerFrame<'a> {
     },
     /// Answer to `{"action":"ping"}`.
     Pong,
+    /// A `refresh` succeeded.
+    Refreshed {
+        /// `exp` of the new token, seconds since the Unix epoch.
+        #[serde(rename = "expiresAt")]
+        expires_at: u64,
+    },
     /// Something the client sent was refused; the connection stays open unless a close follows.
     Error {
         /// Human-readable reason, e.g. "Invalid message".
@@ -195,6 +208,14 @@ mod tests {
             r#"{"type":"unsubscribed","conversationId":"c1"}"#
         );
         assert_eq!(json(&ServerFrame::Pong), r#"{"type":"pong"}"#);
+        assert_eq!(json(&ServerFrame::Refreshed { expires_at: 7 }), r#"{"type":"refreshed","expiresAt":7}"#);
+        assert_eq!(
+            json(&ServerFrame::Error {
+                message: "Access denied to conversation",
+                conversation_id: Some("c9")
+            }),
+            r#"{"type":"error","message":"Access denied to conversation","conversationId":"c9"}"#
+        );
         assert_eq!(
             json(&ServerFrame::error("Invalid message")),
             r#"{"type":"error","message":"Invalid message"}"#
@@ -210,7 +231,7 @@ mod tests {
         );
         assert_eq!(
             decode(br#"{"action":"subscribe","conversationId":"c1","extra":1}"#),
-            Ok(ClientFrame::Subscribe { conversation_id: "c1".into(), since: None })
+            Ok(ClientFrame::Subscribe { conversation_id: "c1".into(), since: None, token: None })
         );
         assert_eq!(decode(br#"{"action":"ping"}"#), Ok(ClientFrame::Ping));
     }
@@ -234,5 +255,23 @@ mod tests {
             assert_eq!(decode(bad), Err(DecodeError::Invalid), "{}", String::from_utf8_lossy(bad));
         }
         assert_eq!(decode(br#"{"action":"dance"}"#), Err(DecodeError::UnknownAction("dance".into())));
+    }
+
+    proptest::proptest! {
+        /// The decoder answers every input, however hostile, with a frame or a classified error: it never
+        /// panics and never echoes more than 64 characters of an unknown action.
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            if let Err(DecodeError::UnknownAction(action)) = decode(&bytes) {
+                proptest::prop_assert!(action.chars().count() <= 64);
+            }
+        }
+
+        /// Structured junk around real actions parses or is classified, never panics.
+        #[test]
+        fn decode_handles_near_miss_json(action in "(auth|subscribe|refresh|ping|x{0,80})", field in ".{0,40}") {
+            let text = format!(r#"{{"action":"{action}","conversationId":{field:?},"token":{field:?}}}"#);
+            let _ = decode(text.as_bytes());
+        }
     }
 }

@@ -1,6 +1,9 @@
 //! HTTP side of the edge: accept TCP, speak HTTP/1.1 (hyper), upgrade `GET <ws_path>` to a WebSocket and
 //! hand it to a detached session task. Everything else is a plain HTTP answer: the browser client
 //! (`/crier.js`, every edge), the demo (`crier dev` only), or 404.
+//!
+//! Before the upgrade: a client has `handshake_timeout` to send its request head (slowloris); a foreign
+//! `Origin` gets 403; a full edge gets 503. Request URIs and headers are never logged: they may carry tokens.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -19,10 +22,9 @@ use tokio_util::task::TaskTracker;
 use crate::assets::Asset;
 use crate::demo::Demo;
 use crate::error::EdgeError;
-use crate::session::{self, SessionContext};
+use crate::handshake::{self, BEARER_SUBPROTOCOL, TokenSource};
+use crate::session::{self, Handshake, SessionContext};
 
-/// Time a client has to send its HTTP request head (slowloris bound).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Back-off after an accept error such as running out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -73,12 +75,13 @@ async fn serve_connection(
 ) {
     let _ = stream.set_nodelay(true);
     let stop = shutdown.clone();
+    let handshake_timeout = routes.sessions.config.limits.handshake_timeout;
     let service = service_fn(move |req| {
         let (routes, shutdown, tracker) = (Arc::clone(&routes), shutdown.clone(), tracker.clone());
         async move { Ok::<_, Infallible>(route(req, &routes, &shutdown, &tracker).await) }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    builder.timer(TokioTimer::new()).header_read_timeout(handshake_timeout);
     let conn = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
     tokio::pin!(conn);
     // Browsers keep page connections alive: on shutdown, finish the request in flight and close, or the
@@ -123,20 +126,37 @@ fn upgrade(
     if !fastwebsockets::upgrade::is_upgrade_request(&req) {
         return plain(StatusCode::UPGRADE_REQUIRED, "WebSocket upgrade required\n");
     }
-    let (response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut req) {
+    if !handshake::origin_allowed(&ctx.config.origins, req.headers()) {
+        tracing::debug!("handshake refused: origin not allowed");
+        return plain(StatusCode::FORBIDDEN, "origin not allowed\n");
+    }
+    let Some(slot) = ctx.connections.open() else {
+        tracing::debug!(limit = ctx.config.limits.max_connections, "handshake refused: edge full");
+        let mut response = plain(StatusCode::SERVICE_UNAVAILABLE, "too many connections\n");
+        response.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("5"));
+        return response;
+    };
+    let token = handshake::token(req.headers(), req.uri().query());
+    let (mut response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut req) {
         Ok(parts) => parts,
         Err(err) => {
             tracing::debug!(error = %err, "bad upgrade request");
             return plain(StatusCode::BAD_REQUEST, "bad WebSocket upgrade request\n");
         }
     };
+    if matches!(token, Some((_, TokenSource::Subprotocol))) {
+        // Browsers fail a handshake whose answer selects none of the offered subprotocols.
+        let bearer = http::HeaderValue::from_static(BEARER_SUBPROTOCOL);
+        response.headers_mut().insert(http::header::SEC_WEBSOCKET_PROTOCOL, bearer);
+    }
     let positions = wants_positions(req.uri().query());
+    let handshake = Handshake { token: token.map(|(t, _)| t), slot, positions };
     let ctx = Arc::clone(ctx);
     let shutdown = shutdown.clone();
     // Detached from hyper: the session watches the shutdown token itself.
     tracker.spawn(async move {
         match upgrade.await {
-            Ok(ws) => session::run(ws.into_inner(), ctx, shutdown, positions).await,
+            Ok(ws) => session::run(ws.into_inner(), ctx, shutdown, handshake).await,
             Err(err) => tracing::debug!(error = %err, "upgrade failed"),
         }
     });

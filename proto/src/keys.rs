@@ -60,6 +60,23 @@ pub fn dedupe_token(conversation: &str, key: &str) -> String {
 /// The stream field holding the encoded `StreamEntry`.
 pub const ENTRY_FIELD: &str = "e";
 
+/// The control stream: access revocations brokers append and every edge reads (`XREAD BLOCK`), so a
+/// `Revoke` reaches all edges, including ones that were briefly disconnected (they resume from their last id).
+/// Its hash tag `{acl}` puts it in one Redis Cluster slot with every grants set, so a revoke can remove the
+/// grant and announce it in one script.
+pub const CONTROL_STREAM: &str = "crier:{acl}:control";
+/// Control-stream field: the conversation of a revocation.
+pub const CONTROL_CONVERSATION_FIELD: &str = "c";
+/// Control-stream field: the user of a revocation.
+pub const CONTROL_USER_FIELD: &str = "u";
+
+/// The Redis set of user ids granted `conversation`, under the `{acl}` hash tag of [`CONTROL_STREAM`]
+/// (access data is small; one slot holds it all). Computed per access check, never per message.
+#[must_use]
+pub fn grants(conversation: &str) -> String {
+    format!("{PREFIX}:{{acl}}:grants:{conversation}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,6 +103,13 @@ mod tests {
         assert_ne!(dedupe_token("ab", "c"), dedupe_token("a", "bc"));
         assert_eq!(dedupe_token("c1", "k").len(), 32);
         assert_eq!(dedupe_token("c1", "k"), dedupe_token("c1", "k"));
+    }
+
+    /// Access keys are a storage contract too.
+    #[test]
+    fn access_keys_are_stable() {
+        assert_eq!(grants("c1"), "crier:{acl}:grants:c1");
+        assert_eq!(CONTROL_STREAM, "crier:{acl}:control");
     }
 
     /// `all` yields one entry per partition, in partition order.

@@ -9,18 +9,24 @@
 //! Every wait is bounded (see [`deadline`]): a hang fails a test within seconds, naming what it waited for.
 //!
 //! - [`browser`]: `Browser`: headless Chromium driven over WebDriver (fantoccini + a spawned chromedriver).
+//! - [`access_client`]: `AccessClient`: the gRPC access-management client backends use.
+//! - [`bystander`]: `Bystander`: the well-behaved client that must not notice another's rejection.
 //! - [`deadline`]: `within`: the timeout wrapped around every await of the harness.
 //! - [`redis_monitor`]: `RedisMonitor`: Redis' own log of the commands it served (`MONITOR`).
 //! - [`redis_server`]: `RedisServer`: a spawned `redis-server` (standalone or cluster node) on a free port,
 //!   killed on drop.
 //! - [`redis_cluster`]: `RedisCluster`: three spawned masters joined by `redis-cli --cluster create`.
+//! - [`jwks_server`]: `JwksServer`: a JWKS document over HTTP, swappable, counting fetches.
 //! - [`publish_client`]: `PublishClient`: the gRPC publisher backends use.
 //! - [`servers`]: `Servers`: a broker and N edges in-process on port 0, on one log.
 //! - [`ws_client`]: `WsClient`: a browser stand-in speaking crier's WebSocket protocol.
 //! - [`tokens`]: `mint_token`: HS256 JWTs for the edge's auth.
 
+pub mod access_client;
 pub mod browser;
+pub mod bystander;
 pub mod deadline;
+pub mod jwks_server;
 pub mod publish_client;
 pub mod redis_cluster;
 pub mod redis_monitor;
@@ -29,8 +35,11 @@ pub mod servers;
 pub mod tokens;
 pub mod ws_client;
 
+pub use access_client::AccessClient;
 pub use browser::{BROWSER_STEP, Browser};
+pub use bystander::Bystander;
 pub use deadline::{STEP, within, within_for};
+pub use jwks_server::{JwksServer, rsa_jwk};
 pub use publish_client::PublishClient;
 pub use redis_cluster::RedisCluster;
 pub use redis_monitor::{MonitoredCommand, RedisMonitor};

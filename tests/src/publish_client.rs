@@ -4,23 +4,51 @@ use anyhow::Context;
 use crier_proto::v1::PublishRequest;
 use crier_proto::v1::publish_service_client::PublishServiceClient;
 use serde_json::Value;
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use crate::deadline::within;
 
+/// Adds `authorization: Bearer <API token>` to every call when a token is set.
+#[derive(Clone, Default)]
+pub struct Bearer(pub Option<String>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(token) = &self.0 {
+            let value =
+                format!("Bearer {token}").parse().map_err(|_| tonic::Status::internal("bad token"))?;
+            request.metadata_mut().insert("authorization", value);
+        }
+        Ok(request)
+    }
+}
+
+/// A channel to `url`, bounded by the harness' step timeout.
+pub async fn channel(url: &str) -> anyhow::Result<Channel> {
+    let endpoint = Channel::from_shared(url.to_owned()).with_context(|| format!("bad URL {url}"))?;
+    within(format!("gRPC connect to {url}"), endpoint.connect())
+        .await?
+        .with_context(|| format!("gRPC connect to {url}"))
+}
+
 /// A gRPC client of one broker.
 #[derive(Clone)]
 pub struct PublishClient {
-    inner: PublishServiceClient<Channel>,
+    inner: PublishServiceClient<InterceptedService<Channel, Bearer>>,
 }
 
 impl PublishClient {
-    /// Connects to `url` (`http://127.0.0.1:PORT`).
+    /// Connects to `url` (`http://127.0.0.1:PORT`) without an API token.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
-        let inner = within(format!("gRPC connect to {url}"), PublishServiceClient::connect(url.to_owned()))
-            .await?
-            .with_context(|| format!("gRPC connect to {url}"))?;
-        Ok(Self { inner })
+        Self::connect_with_token(url, None).await
+    }
+
+    /// Connects to `url`, presenting `token` as the API token when given.
+    pub async fn connect_with_token(url: &str, token: Option<&str>) -> anyhow::Result<Self> {
+        let bearer = Bearer(token.map(str::to_owned));
+        Ok(Self { inner: PublishServiceClient::with_interceptor(channel(url).await?, bearer) })
     }
 
     /// Publishes `payload` about `conversation`; returns the position. Any non-OK status is an error.
@@ -59,7 +87,7 @@ impl PublishClient {
     }
 
     /// The generated client, for RPCs this wrapper does not cover.
-    pub fn inner(&mut self) -> &mut PublishServiceClient<Channel> {
+    pub fn inner(&mut self) -> &mut PublishServiceClient<InterceptedService<Channel, Bearer>> {
         &mut self.inner
     }
 }

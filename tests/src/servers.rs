@@ -11,14 +11,16 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Once};
 
 use anyhow::{Context, anyhow};
+use crier_broker::access::{AccessStore, MemoryAccessStore};
 use crier_broker::log::{DEFAULT_MAX_LEN, MemoryLog, PartitionedLog};
-use crier_broker::{BrokerConfig, Publisher};
+use crier_broker::{BrokerConfig, Publisher, Services};
 use crier_edge::EdgeConfig;
 use crier_proto::partition::DEFAULT_PARTITIONS;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::access_client::AccessClient;
 use crate::deadline::within;
 use crate::publish_client::PublishClient;
 use crate::ws_client::WsClient;
@@ -65,6 +67,8 @@ struct EdgeSlot {
 /// A broker and its edges, stopped on drop.
 pub struct Servers {
     log: Arc<dyn PartitionedLog>,
+    /// The access store the broker manages and every edge checks.
+    access: Arc<dyn AccessStore>,
     broker: SocketAddr,
     /// Every edge, by index.
     edges: Vec<EdgeSlot>,
@@ -88,14 +92,25 @@ impl Servers {
         Self::start_with(log, config).await
     }
 
-    /// A broker and edges with exactly `config` (partition counts included, so mismatches can be tested).
+    /// A broker and edges with exactly `config` (partition counts included, so mismatches can be tested),
+    /// sharing a fresh in-memory access store.
     pub async fn start_with(log: Arc<dyn PartitionedLog>, config: ServersConfig) -> anyhow::Result<Self> {
+        Self::start_with_access(log, Arc::new(MemoryAccessStore::new()), config).await
+    }
+
+    /// A broker and edges with exactly `config` on `log`, managing and checking grants in `access` (e.g. a
+    /// `RedisAccessStore`, so revocations travel through Redis).
+    pub async fn start_with_access(
+        log: Arc<dyn PartitionedLog>,
+        access: Arc<dyn AccessStore>,
+        config: ServersConfig,
+    ) -> anyhow::Result<Self> {
         init_tracing();
         let shutdown = CancellationToken::new();
-        let (broker, task) = start_broker(&log, &config.broker, &shutdown).await?;
+        let (broker, task) = start_broker(&log, &access, &config.broker, &shutdown).await?;
         let tasks = vec![task];
         let mut servers =
-            Self { log, broker, edges: Vec::new(), tasks, shutdown, broker_config: config.broker };
+            Self { log, access, broker, edges: Vec::new(), tasks, shutdown, broker_config: config.broker };
         for _ in 0..config.edges {
             servers.add_edge(config.edge.clone()).await?;
         }
@@ -137,8 +152,8 @@ impl Servers {
         let stop = self.shutdown.child_token();
         // As in `crier dev`: the demo publishes to the broker's log with the broker's settings.
         let demo = slot.demo.then(|| Publisher::new(Arc::clone(&self.log), &self.broker_config));
-        let log = Arc::clone(&self.log);
-        let run = crier_edge::run_with(listener, slot.config.clone(), log, demo, stop.clone());
+        let (log, access) = (Arc::clone(&self.log), Arc::clone(&self.access));
+        let run = crier_edge::run_with(listener, slot.config.clone(), log, access, demo, stop.clone());
         Task { handle: Some(spawn_named(&name, run)), name, stop }
     }
 
@@ -188,9 +203,20 @@ impl Servers {
         self.edges.len()
     }
 
-    /// A gRPC publisher connected to the broker.
+    /// A gRPC publisher connected to the broker (presenting its API token, if it has one).
     pub async fn publish_client(&self) -> anyhow::Result<PublishClient> {
-        PublishClient::connect(&self.broker_url()).await
+        PublishClient::connect_with_token(&self.broker_url(), self.broker_config.api_token.as_deref()).await
+    }
+
+    /// A gRPC `AccessService` client connected to the broker (presenting its API token, if any).
+    pub async fn access_client(&self) -> anyhow::Result<AccessClient> {
+        AccessClient::connect(&self.broker_url(), self.broker_config.api_token.as_deref()).await
+    }
+
+    /// The access store shared by the broker and the edges.
+    #[must_use]
+    pub fn access(&self) -> &Arc<dyn AccessStore> {
+        &self.access
     }
 
     /// A WebSocket client connected to edge `index` (not yet authenticated: `ready` is its first frame).
@@ -209,7 +235,8 @@ impl Servers {
     pub async fn restart_broker(&mut self) -> anyhow::Result<()> {
         self.tasks[0].stop.cancel();
         join(&mut self.tasks[0]).await?;
-        let (broker, task) = start_broker(&self.log, &self.broker_config, &self.shutdown).await?;
+        let (broker, task) =
+            start_broker(&self.log, &self.access, &self.broker_config, &self.shutdown).await?;
         self.broker = broker;
         self.tasks[0] = task;
         Ok(())
@@ -236,14 +263,16 @@ impl Drop for Servers {
 
 async fn start_broker(
     log: &Arc<dyn PartitionedLog>,
+    access: &Arc<dyn AccessStore>,
     config: &BrokerConfig,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<(SocketAddr, Task)> {
     let listener = bind().await?;
     let addr = listener.local_addr()?;
     let publisher = Publisher::new(Arc::clone(log), config);
+    let services = Services { publisher, access: Arc::clone(access), api_token: config.api_token.clone() };
     let stop = shutdown.child_token();
-    let handle = spawn_named("broker", crier_broker::run(listener, publisher, stop.clone()));
+    let handle = spawn_named("broker", crier_broker::run(listener, services, stop.clone()));
     Ok((addr, Task { name: "broker".to_owned(), stop, handle: Some(handle) }))
 }
 

@@ -7,7 +7,7 @@
 mod memory;
 mod redis;
 mod reply;
-mod topology;
+pub(crate) mod topology;
 
 use std::time::Duration;
 

@@ -102,7 +102,18 @@ impl Deployment {
         let url = format!("redis://{redis}");
         let broker = ["broker", "--grpc-listen", &grpc.to_string(), "--redis-url", &url];
         deployment.children.push(spawn("crier broker", &crier, &broker, Path::new(&dir))?);
-        let edge = ["edge", "--listen", &ws.to_string(), "--redis-url", &url, "--auth-mode", "none"];
+        // Dev auth and open access, as `crier dev`: the bench measures delivery, not access checks.
+        let edge = [
+            "edge",
+            "--listen",
+            &ws.to_string(),
+            "--redis-url",
+            &url,
+            "--auth-mode",
+            "none",
+            "--acl",
+            "open",
+        ];
         let edge = spawn("crier edge", &crier, &edge, Path::new(&dir))?;
         deployment.edge_pid = edge.child.id();
         deployment.children.push(edge);

@@ -1,0 +1,114 @@
+//! The in-memory access store of `crier dev` and tests: a map of sets and a broadcast channel.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+
+use super::{AccessError, AccessStore, Revocation, RevocationFeed};
+
+/// Revocations buffered per feed before it counts as lagging.
+const FEED_CAPACITY: usize = 4096;
+/// How long one `next_batch` waits for a revocation.
+const FEED_WAIT: Duration = Duration::from_secs(5);
+
+/// An [`AccessStore`] in process memory.
+pub struct MemoryAccessStore {
+    grants: Mutex<HashMap<String, BTreeSet<String>>>,
+    revoked: broadcast::Sender<Revocation>,
+}
+
+impl Default for MemoryAccessStore {
+    fn default() -> Self {
+        Self { grants: Mutex::default(), revoked: broadcast::Sender::new(FEED_CAPACITY) }
+    }
+}
+
+impl MemoryAccessStore {
+    /// An empty store.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn grants(&self) -> MutexGuard<'_, HashMap<String, BTreeSet<String>>> {
+        self.grants.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl AccessStore for MemoryAccessStore {
+    async fn grant(&self, conversation: &str, user: &str) -> Result<(), AccessError> {
+        self.grants().entry(conversation.to_owned()).or_default().insert(user.to_owned());
+        Ok(())
+    }
+
+    async fn revoke(&self, conversation: &str, user: &str) -> Result<(), AccessError> {
+        let mut grants = self.grants();
+        if let Some(users) = grants.get_mut(conversation) {
+            users.remove(user);
+            if users.is_empty() {
+                grants.remove(conversation);
+            }
+        }
+        drop(grants);
+        // No feed listening is fine: nobody can be subscribed then.
+        let _ =
+            self.revoked.send(Revocation { conversation: conversation.to_owned(), user: user.to_owned() });
+        Ok(())
+    }
+
+    async fn check(&self, conversation: &str, user: &str) -> Result<bool, AccessError> {
+        Ok(self.grants().get(conversation).is_some_and(|users| users.contains(user)))
+    }
+
+    async fn list_grants(&self, conversation: &str) -> Result<Vec<String>, AccessError> {
+        Ok(self.grants().get(conversation).map(|users| users.iter().cloned().collect()).unwrap_or_default())
+    }
+
+    async fn revocations(&self) -> Result<Box<dyn RevocationFeed>, AccessError> {
+        Ok(Box::new(MemoryFeed { rx: self.revoked.subscribe() }))
+    }
+}
+
+struct MemoryFeed {
+    rx: broadcast::Receiver<Revocation>,
+}
+
+#[async_trait]
+impl RevocationFeed for MemoryFeed {
+    async fn next_batch(&mut self) -> Result<Vec<Revocation>, AccessError> {
+        let first = match tokio::time::timeout(FEED_WAIT, self.rx.recv()).await {
+            Err(_) | Ok(Err(broadcast::error::RecvError::Closed)) => return Ok(Vec::new()),
+            Ok(Err(broadcast::error::RecvError::Lagged(_))) => return Err(AccessError::Lagged),
+            Ok(Ok(first)) => first,
+        };
+        let mut batch = vec![first];
+        while let Ok(next) = self.rx.try_recv() {
+            batch.push(next);
+        }
+        Ok(batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Grant, check, list and revoke behave as a set; revocations reach a feed opened before them.
+    #[tokio::test]
+    async fn grants_and_revocations() {
+        let store = MemoryAccessStore::new();
+        let mut feed = store.revocations().await.unwrap();
+        store.grant("c1", "u2").await.unwrap();
+        store.grant("c1", "u1").await.unwrap();
+        assert!(store.check("c1", "u1").await.unwrap());
+        assert_eq!(store.list_grants("c1").await.unwrap(), ["u1", "u2"]);
+        store.revoke("c1", "u1").await.unwrap();
+        assert!(!store.check("c1", "u1").await.unwrap());
+        let batch = feed.next_batch().await.unwrap();
+        assert_eq!(batch, [Revocation { conversation: "c1".into(), user: "u1".into() }]);
+    }
+}

@@ -1,0 +1,122 @@
+//! A JWKS key set fetched over HTTP (hyper-util's client) and refreshed in the background: every `refresh`,
+//! and early when a token names a `kid` the set lacks (key rotation), but never more than once per
+//! `min_refresh`, so a flood of tokens with random `kid`s cannot turn the edge into a fetch amplifier.
+//!
+//! Only `http://` is supported: the edge has no TLS client; point it at an in-cluster or sidecar endpoint.
+
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey};
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::AuthError;
+
+/// Largest accepted JWKS document.
+const MAX_JWKS_BYTES: usize = 1024 * 1024;
+/// Bound on one fetch.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a token with an unknown `kid` waits for a refresh before it is refused.
+const UNKNOWN_KID_WAIT: Duration = Duration::from_secs(2);
+
+/// The current key set and its refresher.
+pub struct Jwks {
+    url: http::Uri,
+    refresh: Duration,
+    min_refresh: Duration,
+    keys: RwLock<Arc<JwkSet>>,
+    /// Asks the refresher for an early fetch.
+    wanted: Notify,
+    /// Counts completed fetch attempts, so waiters know one happened.
+    fetched: watch::Sender<u64>,
+}
+
+impl Jwks {
+    /// An empty key set for `url`; keys arrive once [`run`](Self::run) has fetched them.
+    pub fn new(url: String, refresh: Duration, min_refresh: Duration) -> Result<Self, String> {
+        let url = url.parse::<http::Uri>().map_err(|e| format!("--jwt-jwks-url {url:?}: {e}"))?;
+        Ok(Self {
+            url,
+            refresh,
+            min_refresh,
+            keys: RwLock::new(Arc::new(JwkSet { keys: Vec::new() })),
+            wanted: Notify::new(),
+            fetched: watch::Sender::new(0),
+        })
+    }
+
+    /// The key for a token with `kid` and `alg`: by `kid`, or the only key when the token names none.
+    pub fn key_for(&self, kid: Option<&str>, alg: Algorithm) -> Result<DecodingKey, AuthError> {
+        let set = Arc::clone(&self.keys.read().unwrap_or_else(PoisonError::into_inner));
+        let jwk = match kid {
+            Some(kid) => set.find(kid),
+            None if set.keys.len() == 1 => set.keys.first(),
+            None => None,
+        };
+        let jwk = jwk.ok_or(AuthError::UnknownKey)?;
+        if let Some(key_alg) = jwk.common.key_algorithm
+            && Algorithm::try_from(key_alg).ok() != Some(alg)
+        {
+            return Err(AuthError::InvalidToken("key does not match algorithm".into()));
+        }
+        DecodingKey::from_jwk(jwk).map_err(|_| AuthError::InvalidToken("unusable key".into()))
+    }
+
+    /// Asks for an early refresh and waits (briefly) for the next fetch to finish.
+    pub async fn refreshed(&self) {
+        let mut fetched = self.fetched.subscribe();
+        fetched.mark_unchanged();
+        self.wanted.notify_one();
+        let _ = tokio::time::timeout(UNKNOWN_KID_WAIT, fetched.changed()).await;
+    }
+
+    /// Fetches the key set now and then until `shutdown`.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+        loop {
+            let started = Instant::now();
+            match tokio::time::timeout(FETCH_TIMEOUT, self.fetch(&client)).await {
+                Ok(Ok(set)) => {
+                    tracing::debug!(keys = set.keys.len(), url = %self.url, "JWKS refreshed");
+                    *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(set);
+                }
+                Ok(Err(err)) => tracing::warn!(url = %self.url, error = %err, "JWKS fetch failed"),
+                Err(_) => tracing::warn!(url = %self.url, "JWKS fetch timed out"),
+            }
+            self.fetched.send_modify(|n| *n += 1);
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(self.refresh) => {}
+                () = self.wanted.notified() => {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep_until(started + self.min_refresh) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn fetch(
+        &self,
+        client: &Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>,
+    ) -> Result<JwkSet, String> {
+        let response = client.get(self.url.clone()).await.map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("HTTP {}", response.status()));
+        }
+        let body = Limited::new(response.into_body(), MAX_JWKS_BYTES)
+            .collect()
+            .await
+            .map_err(|e| format!("reading body: {e}"))?
+            .to_bytes();
+        serde_json::from_slice::<JwkSet>(&body).map_err(|e| format!("not a JWKS document: {e}"))
+    }
+}

@@ -1,0 +1,163 @@
+//! Who is connected to this edge: the connection count (for `--max-connections`), each user's sessions
+//! (for `--max-connections-per-user`), and a way to reach a user's sessions from outside them (access
+//! revocations).
+//!
+//! Slots are RAII guards: a session that ends, however it ends, frees its place.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tokio::sync::Notify;
+
+/// Messages from the edge to one session, outside the client's own traffic.
+#[derive(Default)]
+pub struct SessionControl {
+    /// Conversations whose access was revoked, not yet handled by the session.
+    revoked: Mutex<Vec<Box<str>>>,
+    /// Wakes the session.
+    wake: Notify,
+}
+
+impl SessionControl {
+    /// Resolves once something was queued since the last [`take_revoked`](Self::take_revoked).
+    pub async fn ready(&self) {
+        self.wake.notified().await;
+    }
+
+    /// The revoked conversations queued so far.
+    pub fn take_revoked(&self) -> Vec<Box<str>> {
+        std::mem::take(&mut *self.revoked.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn revoke(&self, conversation: &str) {
+        self.revoked.lock().unwrap_or_else(PoisonError::into_inner).push(conversation.into());
+        self.wake.notify_one();
+    }
+}
+
+type UserSessions = HashMap<Arc<str>, Vec<(u64, Arc<SessionControl>)>>;
+
+/// Connection accounting of one edge.
+pub struct Connections {
+    open: AtomicUsize,
+    max: usize,
+    max_per_user: usize,
+    users: Mutex<UserSessions>,
+}
+
+/// One open connection; frees its place on drop.
+pub struct ConnectionSlot {
+    connections: Arc<Connections>,
+}
+
+/// One authenticated session of a user; leaves the user's list on drop.
+pub struct UserSlot {
+    connections: Arc<Connections>,
+    user: Arc<str>,
+    session: u64,
+}
+
+impl Connections {
+    /// Accounting with the given limits.
+    #[must_use]
+    pub fn new(max: usize, max_per_user: usize) -> Arc<Self> {
+        Arc::new(Self { open: AtomicUsize::new(0), max, max_per_user, users: Mutex::default() })
+    }
+
+    fn users(&self) -> MutexGuard<'_, UserSessions> {
+        self.users.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A place for one more connection, or `None` at the limit.
+    pub fn open(self: &Arc<Self>) -> Option<ConnectionSlot> {
+        let admitted = self
+            .open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.max).then_some(n + 1))
+            .is_ok();
+        admitted.then(|| ConnectionSlot { connections: Arc::clone(self) })
+    }
+
+    /// Open connections now.
+    #[must_use]
+    pub fn count(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// Registers `session` of `user`, or `None` when the user is at the per-user limit.
+    pub fn join(
+        self: &Arc<Self>,
+        user: &Arc<str>,
+        session: u64,
+        control: Arc<SessionControl>,
+    ) -> Option<UserSlot> {
+        let mut users = self.users();
+        let sessions = users.entry(Arc::clone(user)).or_default();
+        if sessions.len() >= self.max_per_user {
+            if sessions.is_empty() {
+                users.remove(user);
+            }
+            return None;
+        }
+        sessions.push((session, control));
+        Some(UserSlot { connections: Arc::clone(self), user: Arc::clone(user), session })
+    }
+
+    /// Tells every session of `user` that its access to `conversation` is revoked.
+    pub fn revoke(&self, user: &str, conversation: &str) {
+        let users = self.users();
+        for (_, control) in users.get(user).into_iter().flatten() {
+            control.revoke(conversation);
+        }
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.connections.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Drop for UserSlot {
+    fn drop(&mut self) {
+        let mut users = self.connections.users();
+        if let Some(sessions) = users.get_mut(&self.user) {
+            sessions.retain(|(id, _)| *id != self.session);
+            if sessions.is_empty() {
+                users.remove(&self.user);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both limits admit exactly their number, and dropped slots free their places.
+    #[test]
+    fn limits_and_release() {
+        let connections = Connections::new(2, 1);
+        let (a, _b) = (connections.open().unwrap(), connections.open().unwrap());
+        assert!(connections.open().is_none());
+        drop(a);
+        assert!(connections.open().is_some());
+        let user: Arc<str> = "u1".into();
+        let first = connections.join(&user, 1, Arc::default()).unwrap();
+        assert!(connections.join(&user, 2, Arc::default()).is_none());
+        drop(first);
+        assert!(connections.join(&user, 3, Arc::default()).is_some());
+    }
+
+    /// A revocation reaches every session of the user and no other.
+    #[test]
+    fn revocation_reaches_the_users_sessions() {
+        let connections = Connections::new(10, 10);
+        let (mine, theirs) = (Arc::new(SessionControl::default()), Arc::new(SessionControl::default()));
+        let _m = connections.join(&"u1".into(), 1, Arc::clone(&mine)).unwrap();
+        let _t = connections.join(&"u2".into(), 2, Arc::clone(&theirs)).unwrap();
+        connections.revoke("u1", "c1");
+        assert_eq!(mine.take_revoked(), [Box::from("c1")]);
+        assert!(theirs.take_revoked().is_empty());
+    }
+}

@@ -1,0 +1,131 @@
+//! What each client frame does to a session, and what a revocation does to it. Rejections answer with an
+//! error frame (the connection stays open) unless a close code applies; each is logged at debug, never with
+//! a token.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{Ending, Session};
+use crate::auth::unix_now;
+use crate::error::CloseCode;
+use crate::gate::Verdict;
+use crate::protocol::{ClientFrame, ServerFrame};
+
+/// `message` of a refused subscribe (DESIGN.md §3).
+pub const ACCESS_DENIED: &str = "Access denied to conversation";
+
+impl Session {
+    pub(super) async fn handle_frame(&mut self, frame: ClientFrame) -> Option<Ending> {
+        match frame {
+            ClientFrame::Auth { token, user_id, positions } => {
+                self.positions |= positions;
+                return self.authenticate(token, user_id).await;
+            }
+            ClientFrame::Ping => self.send(&ServerFrame::Pong),
+            _ if self.principal.is_none() => self.send(&ServerFrame::error("Not authenticated")),
+            ClientFrame::Refresh { token } => return self.refresh(&token).await,
+            ClientFrame::Subscribe { conversation_id, since, token } => {
+                self.subscribe(&conversation_id, since.as_deref(), token.as_deref()).await;
+            }
+            ClientFrame::Unsubscribe { conversation_id } => self.unsubscribe(&conversation_id),
+        }
+        None
+    }
+
+    pub(super) async fn authenticate(
+        &mut self,
+        token: Option<String>,
+        user_id: Option<String>,
+    ) -> Option<Ending> {
+        if self.principal.is_some() {
+            self.send(&ServerFrame::error("Already authenticated"));
+            return None;
+        }
+        let principal = match self.ctx.auth.authenticate(token.as_deref(), user_id.as_deref()).await {
+            Ok(principal) => principal,
+            Err(err) => {
+                tracing::debug!(session = self.id, error = %err, "authentication failed");
+                self.send(&ServerFrame::error("Authentication failed"));
+                return Some(Ending::Close(CloseCode::AuthFailed, "Authentication failed"));
+            }
+        };
+        let control = Arc::clone(&self.control);
+        let Some(slot) = self.ctx.connections.join(&principal.user_id, self.id, control) else {
+            tracing::debug!(session = self.id, user_id = %principal.user_id, "too many connections for user");
+            self.send(&ServerFrame::error("Too many connections"));
+            return Some(Ending::Close(CloseCode::RateLimited, "too many connections"));
+        };
+        tracing::info!(session = self.id, user_id = %principal.user_id, "ws_client_authenticated");
+        self.send(&ServerFrame::Authenticated { user_id: &principal.user_id });
+        self.expires = principal.expires_at.map(expiry_instant);
+        self.user_slot = Some(slot);
+        self.principal = Some(principal);
+        None
+    }
+
+    async fn refresh(&mut self, token: &str) -> Option<Ending> {
+        let current = self.principal.as_ref().map(|p| Arc::clone(&p.user_id));
+        let refreshed = match self.ctx.auth.authenticate(Some(token), None).await {
+            Ok(p) if Some(&p.user_id) == current.as_ref() && p.expires_at.is_some() => p,
+            Ok(_) => {
+                tracing::debug!(session = self.id, "refresh token for another user or without exp");
+                self.send(&ServerFrame::error("Refresh token must be for the same user"));
+                return None;
+            }
+            Err(err) => {
+                tracing::debug!(session = self.id, error = %err, "refresh refused");
+                self.send(&ServerFrame::error("Invalid refresh token"));
+                return None;
+            }
+        };
+        let expires_at = refreshed.expires_at.unwrap_or_default();
+        self.expires = Some(expiry_instant(expires_at));
+        self.principal = Some(refreshed);
+        self.send(&ServerFrame::Refreshed { expires_at });
+        None
+    }
+
+    /// `Some(message)` when the subscribe must be refused.
+    pub(super) async fn access_refusal(
+        &self,
+        conversation: &str,
+        token: Option<&str>,
+    ) -> Option<&'static str> {
+        let principal = self.principal.as_ref()?;
+        match self.ctx.gate.check(principal, conversation, token).await {
+            Verdict::Allowed => None,
+            Verdict::Denied => {
+                tracing::debug!(session = self.id, user_id = %principal.user_id, conversation_id = conversation, "access denied");
+                Some(ACCESS_DENIED)
+            }
+            Verdict::Unavailable => Some("Access check unavailable"),
+        }
+    }
+
+    pub(super) fn unsubscribe(&mut self, conversation: &str) {
+        if self.subscriptions.remove(conversation) {
+            self.ctx.hub.unsubscribe(conversation, self.id);
+            tracing::info!(session = self.id, conversation_id = conversation, "ws_client_unsubscribed");
+        }
+        self.send(&ServerFrame::Unsubscribed { conversation_id: conversation, reason: None });
+    }
+
+    /// Ends the live subscriptions whose access was revoked.
+    pub(super) fn handle_revocations(&mut self) {
+        for conversation in self.control.take_revoked() {
+            if self.subscriptions.remove(&conversation) {
+                self.ctx.hub.unsubscribe(&conversation, self.id);
+                tracing::info!(session = self.id, conversation_id = %conversation, "ws_client_unsubscribed");
+                let reason = Some("access revoked");
+                self.send(&ServerFrame::Unsubscribed { conversation_id: &conversation, reason });
+            }
+        }
+    }
+}
+
+/// The instant a token with `exp` (Unix seconds) stops being valid.
+fn expiry_instant(exp: u64) -> Instant {
+    Instant::now() + Duration::from_secs(exp.saturating_sub(unix_now()))
+}

@@ -1,0 +1,59 @@
+//! Dead-peer detection: a WebSocket ping every `ping_interval`; a peer that sends nothing at all (no pong,
+//! no message) within `pong_timeout` of a ping is gone, and its session ends. Any frame counts as life, so
+//! a busy client never needs to answer a ping on time.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use fastwebsockets::OpCode;
+use tokio::time::Instant;
+
+use crate::frame;
+use crate::outbox::Outbox;
+
+/// The ping/pong state of one session.
+pub struct Liveness {
+    /// Set by the reader on every frame.
+    heard: Arc<AtomicBool>,
+    /// When [`on_timer`](Self::on_timer) must run next.
+    next: Instant,
+    awaiting_pong: bool,
+    interval: Duration,
+    timeout: Duration,
+}
+
+/// The peer did not answer a ping in time.
+#[derive(Debug)]
+pub struct Dead;
+
+impl Liveness {
+    /// Starts the clock: the first ping goes out after `interval`.
+    pub fn new(heard: Arc<AtomicBool>, interval: Duration, timeout: Duration) -> Self {
+        Self { heard, next: Instant::now() + interval, awaiting_pong: false, interval, timeout }
+    }
+
+    /// When the timer fires next.
+    #[must_use]
+    pub fn deadline(&self) -> Instant {
+        self.next
+    }
+
+    /// Sends a ping, or checks that the last one was answered.
+    pub fn on_timer(&mut self, outbox: &Outbox) -> Result<(), Dead> {
+        let now = Instant::now();
+        if self.awaiting_pong {
+            if !self.heard.swap(false, Ordering::Relaxed) {
+                return Err(Dead);
+            }
+            self.awaiting_pong = false;
+            self.next = now + self.interval.saturating_sub(self.timeout);
+        } else {
+            self.heard.store(false, Ordering::Relaxed);
+            let _ = outbox.push(frame::encode(OpCode::Ping, b""));
+            self.awaiting_pong = true;
+            self.next = now + self.timeout;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,124 @@
+//! `subscribe`: shape, limit and access checks first (each refusal an error frame naming the
+//! conversation), then registration with the hub and, with `since`, replay of what the client missed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crier_broker::log::Head;
+use crier_broker::publisher::validate_conversation_id;
+use crier_proto::{Position, StreamId};
+
+use super::Session;
+use crate::hub::Subscriber;
+use crate::protocol::ServerFrame;
+use crate::recovery;
+
+/// How long a subscribe waits for its partition reader to take a position.
+const SUBSCRIBE_READY_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Session {
+    /// Subscribes; with `since`, replays what the client missed first. The `subscribed` frame (and any
+    /// replayed frames) go in at the outbox position taken before registering, ahead of every live frame.
+    pub(super) async fn subscribe(&mut self, conversation: &str, since: Option<&str>, token: Option<&str>) {
+        if !self.may_subscribe(conversation, token).await {
+            return;
+        }
+        let asked = since.is_some();
+        if self.subscriptions.contains(conversation) {
+            let recovered = asked.then_some(false);
+            self.send(&ServerFrame::Subscribed { conversation_id: conversation, recovered, position: None });
+            return;
+        }
+        let partition = self.ctx.hub.partition_of(conversation);
+        let since = since.and_then(|s| s.parse::<Position>().ok()).filter(|p| p.partition == partition);
+        let mark = self.outbox.mark();
+        let Some((live, since)) = self.register(conversation, since).await else {
+            tracing::warn!(
+                session = self.id,
+                conversation_id = conversation,
+                "subscription failed: log unavailable"
+            );
+            let reason = Some("log unavailable");
+            self.send(&ServerFrame::Unsubscribed { conversation_id: conversation, reason });
+            return;
+        };
+        let missed = match since {
+            Some(since) => {
+                recovery::missed(self.ctx.log.as_ref(), conversation, since, live.last, self.positions)
+                    .await
+                    .ok()
+            }
+            None => None,
+        };
+        let recovered = asked.then_some(missed.is_some());
+        // Replayed frames carry their own positions; without replay, the client has everything up to `live`.
+        let resume = match (&missed, since) {
+            (Some(_), Some(since)) => since,
+            _ => Position { partition, epoch: live.epoch, id: live.last },
+        };
+        let position = self.positions.then(|| resume.to_string());
+        let subscribed = ServerFrame::Subscribed { conversation_id: conversation, recovered, position };
+        let mut frames = vec![subscribed.encode()];
+        frames.extend(missed.unwrap_or_default());
+        let _ = self.outbox.insert_at(mark, frames);
+        self.subscriptions.insert(conversation.into());
+        tracing::info!(session = self.id, conversation_id = conversation, ?recovered, "ws_client_subscribed");
+    }
+
+    /// Shape, per-connection limit and access; each refusal is answered here.
+    async fn may_subscribe(&mut self, conversation: &str, token: Option<&str>) -> bool {
+        if let Err(reason) = validate_conversation_id(conversation) {
+            tracing::debug!(session = self.id, %reason, "ws_invalid_message");
+            self.send(&ServerFrame::error("Invalid conversationId"));
+            return false;
+        }
+        let fresh = !self.subscriptions.contains(conversation);
+        if fresh && self.subscriptions.len() >= self.ctx.config.limits.max_subscriptions {
+            tracing::debug!(session = self.id, conversation_id = conversation, "subscription limit reached");
+            let conversation_id = Some(conversation);
+            self.send(&ServerFrame::Error { message: "Too many subscriptions", conversation_id });
+            return false;
+        }
+        if let Some(refusal) = self.access_refusal(conversation, token).await {
+            self.send(&ServerFrame::Error { message: refusal, conversation_id: Some(conversation) });
+            return false;
+        }
+        true
+    }
+
+    /// Registers with the hub and waits until live delivery has a starting point. Returns that point and
+    /// the recovery position still usable: a `since` of another epoch is dropped (and the registration
+    /// redone without it, so live delivery skips nothing). `None` when the log is unavailable.
+    async fn register(
+        &mut self,
+        conversation: &str,
+        since: Option<Position>,
+    ) -> Option<(Head, Option<Position>)> {
+        let live = self.register_once(conversation, since.map_or(StreamId::ZERO, |p| p.id)).await?;
+        match since {
+            Some(p) if p.epoch != live.epoch => {
+                self.ctx.hub.unsubscribe(conversation, self.id);
+                Some((self.register_once(conversation, StreamId::ZERO).await?, None))
+            }
+            since => Some((live, since)),
+        }
+    }
+
+    async fn register_once(&mut self, conversation: &str, after: StreamId) -> Option<Head> {
+        let outbox = Arc::clone(&self.outbox);
+        let subscriber = Subscriber { session: self.id, outbox, positions: self.positions, after };
+        let mut registration = self.ctx.hub.subscribe(conversation, subscriber);
+        if let Some(at) = registration.at {
+            return Some(at);
+        }
+        let started =
+            tokio::time::timeout(SUBSCRIBE_READY_TIMEOUT, registration.started.wait_for(Option::is_some));
+        match started.await {
+            Ok(Ok(head)) => *head,
+            _ => {
+                self.ctx.hub.unsubscribe(conversation, self.id);
+                None
+            }
+        }
+    }
+}

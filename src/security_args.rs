@@ -1,0 +1,173 @@
+//! The edge's security flags: JWT verification, access control, origins and limits (README "Security"), and
+//! their translation into `crier_edge` config. Key files are read here, so a missing one is a config
+//! problem (exit 64) before any port is bound.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use crier_edge::{AclMode, JwtConfig, KeySource, Limits, OriginPolicy};
+
+#[derive(Debug, Args)]
+pub struct JwtArgs {
+    /// Accepted JWT algorithms, comma-separated, one family: HS256/384/512, RS*, PS*, ES256/384, EdDSA.
+    #[arg(long, env = "CRIER_JWT_ALGORITHMS", value_delimiter = ',', default_value = "HS256")]
+    pub jwt_algorithms: Vec<String>,
+    /// HMAC secret for HS* tokens (at least 16 bytes). Never logged.
+    #[arg(long, env = "CRIER_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// PEM public key file for RS*/PS*/ES*/EdDSA tokens.
+    #[arg(long, env = "CRIER_JWT_PUBLIC_KEY_FILE")]
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// JWKS URL (http://) for RS*/PS*/ES*/EdDSA tokens; keys chosen by `kid`.
+    #[arg(long, env = "CRIER_JWT_JWKS_URL")]
+    pub jwt_jwks_url: Option<String>,
+    /// JWKS refetch period.
+    #[arg(long, env = "CRIER_JWT_JWKS_REFRESH", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub jwt_jwks_refresh: Duration,
+    /// Minimum time between two JWKS fetches (unknown `kid`s trigger early ones).
+    #[arg(long, env = "CRIER_JWT_JWKS_MIN_REFRESH", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub jwt_jwks_min_refresh: Duration,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    #[arg(long, env = "CRIER_JWT_LEEWAY", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub jwt_leeway: Duration,
+    /// Required `iss` claim.
+    #[arg(long, env = "CRIER_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` claim.
+    #[arg(long, env = "CRIER_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Claim holding the user id.
+    #[arg(long, env = "CRIER_JWT_USER_CLAIM", default_value = "sub")]
+    pub jwt_user_claim: String,
+    /// Array claim listing the conversations the user may subscribe to.
+    #[arg(long, env = "CRIER_JWT_CONVERSATIONS_CLAIM", default_value = "conversations")]
+    pub jwt_conversations_claim: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AclArg {
+    /// Grants in the access store, the conversations claim, or a subscription token.
+    Checked,
+    /// Any authenticated user may subscribe to anything. Must be chosen explicitly outside `crier dev`.
+    Open,
+}
+
+#[derive(Debug, Args)]
+pub struct AccessArgs {
+    /// Access control for subscribes.
+    #[arg(long, env = "CRIER_ACL", value_enum, default_value_t = AclArg::Checked)]
+    pub acl: AclArg,
+    /// Origins allowed besides same-origin and Origin-less clients, comma-separated (`*`: any).
+    #[arg(long, env = "CRIER_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    /// Open WebSockets per edge (more: HTTP 503).
+    #[arg(long, env = "CRIER_MAX_CONNECTIONS", default_value_t = 20_000)]
+    pub max_connections: usize,
+    /// Open WebSockets per user per edge (more: close 4029).
+    #[arg(long, env = "CRIER_MAX_CONNECTIONS_PER_USER", default_value_t = 50)]
+    pub max_connections_per_user: usize,
+    /// Subscriptions per connection (more: error frame).
+    #[arg(long, env = "CRIER_MAX_SUBSCRIPTIONS", default_value_t = 128)]
+    pub max_subscriptions: usize,
+    /// Sustained client messages per second per connection (beyond the burst: close 4029).
+    #[arg(long, env = "CRIER_MESSAGES_PER_SECOND", default_value_t = 20)]
+    pub messages_per_second: u32,
+    /// Client messages a connection may send at once.
+    #[arg(long, env = "CRIER_MESSAGE_BURST", default_value_t = 50)]
+    pub message_burst: u32,
+    /// Time to complete the HTTP upgrade request (slowloris bound).
+    #[arg(long, env = "CRIER_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub handshake_timeout: Duration,
+    /// Server WebSocket ping period.
+    #[arg(long, env = "CRIER_PING_INTERVAL", default_value = "25s", value_parser = humantime::parse_duration)]
+    pub ping_interval: Duration,
+    /// Close a connection silent this long after a ping.
+    #[arg(long, env = "CRIER_PONG_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub pong_timeout: Duration,
+}
+
+impl JwtArgs {
+    /// The JWT config, or the problems with the flags.
+    pub fn config(&self, problems: &mut Vec<String>) -> Option<JwtConfig> {
+        let mut algorithms = Vec::new();
+        for name in &self.jwt_algorithms {
+            match name.trim().parse() {
+                Ok(alg) => algorithms.push(alg),
+                Err(_) => problems.push(format!("--jwt-algorithms: unknown algorithm {name:?}")),
+            }
+        }
+        let keys = self.key_source(problems)?;
+        Some(JwtConfig {
+            algorithms,
+            keys,
+            leeway: self.jwt_leeway,
+            issuer: self.jwt_issuer.clone(),
+            audience: self.jwt_audience.clone(),
+            user_claim: self.jwt_user_claim.clone(),
+            conversations_claim: self.jwt_conversations_claim.clone(),
+        })
+    }
+
+    fn key_source(&self, problems: &mut Vec<String>) -> Option<KeySource> {
+        match (&self.jwt_secret, &self.jwt_public_key_file, &self.jwt_jwks_url) {
+            (Some(secret), None, None) => Some(KeySource::Secret(secret.clone())),
+            (None, Some(path), None) => match std::fs::read(path) {
+                Ok(pem) => Some(KeySource::Pem(pem)),
+                Err(err) => {
+                    problems.push(format!("--jwt-public-key-file {}: {err}", path.display()));
+                    None
+                }
+            },
+            (None, None, Some(url)) => Some(KeySource::Jwks {
+                url: url.clone(),
+                refresh: self.jwt_jwks_refresh,
+                min_refresh: self.jwt_jwks_min_refresh,
+            }),
+            (None, None, None) => {
+                problems.push(
+                    "--auth-mode jwt needs one of --jwt-secret, --jwt-public-key-file, --jwt-jwks-url"
+                        .to_owned(),
+                );
+                None
+            }
+            _ => {
+                problems
+                    .push("give only one of --jwt-secret, --jwt-public-key-file, --jwt-jwks-url".to_owned());
+                None
+            }
+        }
+    }
+}
+
+impl AccessArgs {
+    pub fn acl(&self) -> AclMode {
+        match self.acl {
+            AclArg::Checked => AclMode::Checked,
+            AclArg::Open => AclMode::Open,
+        }
+    }
+
+    pub fn origins(&self) -> OriginPolicy {
+        OriginPolicy::AllowList(self.allowed_origins.iter().map(|o| o.trim().to_owned()).collect())
+    }
+}
+
+impl LimitArgs {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_connections: self.max_connections,
+            max_connections_per_user: self.max_connections_per_user,
+            max_subscriptions: self.max_subscriptions,
+            messages_per_second: self.messages_per_second,
+            message_burst: self.message_burst,
+            handshake_timeout: self.handshake_timeout,
+            ping_interval: self.ping_interval,
+            pong_timeout: self.pong_timeout,
+        }
+    }
+}
