@@ -6,9 +6,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use crier_broker::Publisher;
+use crier_broker::admin_http::{self, AdminState, LogReachable};
 use crier_broker::log::{LogError, MemoryLog, PartitionedLog, RedisLog, RedisLogConfig};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::cli::{BrokerArgs, DevArgs, EdgeArgs, LogArgs, RedisArgs};
 
@@ -26,12 +28,18 @@ pub async fn dev(args: DevArgs) -> ExitCode {
         (Ok(grpc), Ok(ws)) => (grpc, ws),
         (Err(code), _) | (_, Err(code)) => return code,
     };
+    let admin = match bind_admin(args.admin.admin_listen).await {
+        Ok(admin) => admin,
+        Err(code) => return code,
+    };
     print_dev_banner(&grpc, &ws, &edge_config.ws_path);
     let shutdown = shutdown_on_signal();
     let publisher = Publisher::new(Arc::clone(&log), &broker_config);
+    let admin = spawn_admin(admin, &log, &shutdown);
     let broker = crier_broker::run(grpc, publisher, shutdown.clone());
     let edge = crier_edge::run(ws, edge_config, log, shutdown.clone());
     let (broker, edge) = tokio::join!(broker, edge);
+    admin.stop().await;
     finish("dev", broker.map_err(|e| e.to_string()).and(edge.map_err(|e| e.to_string())))
 }
 
@@ -48,8 +56,15 @@ pub async fn broker(args: BrokerArgs) -> ExitCode {
         Ok(listener) => listener,
         Err(code) => return code,
     };
+    let admin = match bind_admin(args.admin.admin_listen).await {
+        Ok(admin) => admin,
+        Err(code) => return code,
+    };
+    let shutdown = shutdown_on_signal();
+    let admin = spawn_admin(admin, &log, &shutdown);
     let publisher = Publisher::new(log, &config);
-    let result = crier_broker::run(listener, publisher, shutdown_on_signal()).await;
+    let result = crier_broker::run(listener, publisher, shutdown).await;
+    admin.stop().await;
     finish("broker", result.map_err(|e| e.to_string()))
 }
 
@@ -66,7 +81,14 @@ pub async fn edge(args: EdgeArgs) -> ExitCode {
         Ok(listener) => listener,
         Err(code) => return code,
     };
-    let result = crier_edge::run(listener, config, log, shutdown_on_signal()).await;
+    let admin = match bind_admin(args.admin.admin_listen).await {
+        Ok(admin) => admin,
+        Err(code) => return code,
+    };
+    let shutdown = shutdown_on_signal();
+    let admin = spawn_admin(admin, &log, &shutdown);
+    let result = crier_edge::run(listener, config, log, shutdown).await;
+    admin.stop().await;
     finish("edge", result.map_err(|e| e.to_string()))
 }
 
@@ -92,6 +114,44 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ExitCode> {
         eprintln!("crier: cannot listen on {addr}: {err}");
         ExitCode::from(EXIT_UNAVAILABLE)
     })
+}
+
+async fn bind_admin(addr: Option<SocketAddr>) -> Result<Option<TcpListener>, ExitCode> {
+    match addr {
+        Some(addr) => bind(addr).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The admin listener running beside a server: it reports not-ready once `draining` is cancelled and keeps
+/// serving `/metrics` and `/healthz` until [`Admin::stop`], after the server has finished.
+struct Admin {
+    stop: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Admin {
+    async fn stop(self) {
+        self.stop.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+fn spawn_admin(
+    listener: Option<TcpListener>,
+    log: &Arc<dyn PartitionedLog>,
+    draining: &CancellationToken,
+) -> Admin {
+    let admin = Admin { stop: CancellationToken::new(), tracker: TaskTracker::new() };
+    if let Some(listener) = listener {
+        let state = AdminState {
+            readiness: Some(Arc::new(LogReachable(Arc::clone(log)))),
+            draining: draining.clone(),
+        };
+        admin.tracker.spawn(admin_http::serve(listener, state, admin.stop.clone()));
+    }
+    admin
 }
 
 /// A token cancelled on the first SIGTERM or SIGINT.

@@ -6,6 +6,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 
 use crate::publish_service::PublishServiceImpl;
 use crate::publisher::Publisher;
@@ -21,7 +23,8 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
 }
 
-/// Serves the broker's gRPC API on `listener` until `shutdown` is cancelled, then finishes in-flight calls.
+/// Serves the broker's gRPC API on `listener` until `shutdown` is cancelled. Then health turns NOT_SERVING
+/// (overall `""` and per service), the listener closes, and in-flight calls finish before this returns.
 pub async fn run(
     listener: TcpListener,
     publisher: Publisher,
@@ -29,6 +32,7 @@ pub async fn run(
 ) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<PublishServiceServer<PublishServiceImpl>>().await;
+    health.set_service_status("", ServingStatus::Serving).await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -39,7 +43,15 @@ pub async fn run(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(PublishServiceServer::new(PublishServiceImpl::new(publisher)))
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown.cancelled_owned())
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), drain(health, shutdown))
         .await?;
     Ok(())
+}
+
+/// Resolves once `shutdown` is cancelled, after health has turned NOT_SERVING.
+async fn drain(health: HealthReporter, shutdown: CancellationToken) {
+    shutdown.cancelled().await;
+    tracing::info!("broker draining: health NOT_SERVING, finishing in-flight calls");
+    health.set_service_status("", ServingStatus::NotServing).await;
+    health.set_not_serving::<PublishServiceServer<PublishServiceImpl>>().await;
 }

@@ -4,6 +4,10 @@ use std::time::Duration;
 
 use crier_proto::partition::DEFAULT_PARTITIONS;
 
+/// Default drain window of `crier edge`: long enough to spread reconnects, well inside Kubernetes' default
+/// 30 s termination grace period.
+pub const DEFAULT_DRAIN_WINDOW: Duration = Duration::from_secs(5);
+
 /// How sessions prove who they are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthMode {
@@ -35,6 +39,9 @@ pub struct EdgeConfig {
     pub read_batch: usize,
     /// How long one partition read blocks before it is re-issued.
     pub read_block: Duration,
+    /// On shutdown, sessions close (1001) at random moments within this window, so their clients do not
+    /// all reconnect elsewhere at once. Zero closes them at once.
+    pub drain_window: Duration,
 }
 
 impl EdgeConfig {
@@ -50,6 +57,8 @@ impl EdgeConfig {
             max_queue_bytes: 1024 * 1024,
             read_batch: 256,
             read_block: Duration::from_secs(5),
+            // Dev and tests stop at once; `crier edge` defaults to DEFAULT_DRAIN_WINDOW.
+            drain_window: Duration::ZERO,
         }
     }
 
@@ -82,6 +91,10 @@ impl EdgeConfig {
         }
         if self.max_queue_bytes < 64 * 1024 {
             problems.push(format!("--max-queue-bytes must be at least 65536, got {}", self.max_queue_bytes));
+        }
+        if self.drain_window > Duration::from_secs(300) {
+            problems
+                .push(format!("--drain-seconds must be at most 300, got {}", self.drain_window.as_secs()));
         }
         if self.read_batch == 0 {
             problems.push("--read-batch must be positive".to_owned());

@@ -21,6 +21,12 @@
 //! - [`recovery`]: replay of missed notifications for `subscribe` with `since`.
 //! - [`auth`]: `auth` frame → principal (HS256 JWT or dev auth); dev token minting.
 //! - [`acl`]: access decisions.
+//! - [`meters`]: the edge's Prometheus metrics.
+//!
+//! Shutdown (drain): when `shutdown` is cancelled the edge stops accepting, every session closes with 1001 at
+//! its own random moment within `drain_window` (delivering until then) after flushing what it has queued,
+//! and only then do the partition readers stop. The admin listener (`crier_broker::admin_http`, run by the
+//! caller) reports not-ready from the first moment of the drain.
 
 pub mod acl;
 pub mod auth;
@@ -30,6 +36,7 @@ pub mod error;
 pub mod frame;
 pub mod hub;
 pub mod inbound;
+pub mod meters;
 pub mod outbox;
 pub mod protocol;
 pub mod recovery;
@@ -46,29 +53,39 @@ use tokio_util::task::TaskTracker;
 pub use config::{AuthMode, EdgeConfig};
 pub use error::{CloseCode, EdgeError};
 
-/// Serves WebSockets on `listener` until `shutdown` is cancelled; returns once every session and reader
-/// task has ended.
+/// Serves WebSockets on `listener` until `shutdown` is cancelled, then drains; returns once every session
+/// and reader task has ended.
 pub async fn run(
     listener: TcpListener,
     config: EdgeConfig,
     log: Arc<dyn PartitionedLog>,
     shutdown: CancellationToken,
 ) -> Result<(), EdgeError> {
-    // Our own child token, so the tasks stop even if serving ends with an error.
-    let stop = shutdown.child_token();
-    let tracker = TaskTracker::new();
+    // Sessions drain on `draining`; readers stop on `stop`, only after the sessions they feed are gone.
+    let draining = shutdown.child_token();
+    let stop = CancellationToken::new();
+    let readers = TaskTracker::new();
+    let sessions = TaskTracker::new();
+    let meters = meters::EdgeMeters::new();
     let consumer = consumer::Consumer::new(
         Arc::clone(&log),
         config.read_batch,
         config.read_block,
-        tracker.clone(),
+        readers.clone(),
         stop.clone(),
+        meters.clone(),
     );
     let hub = hub::Hub::new(consumer);
-    let ctx = Arc::new(session::SessionContext::new(config, hub, log));
-    let result = server::serve(listener, ctx, stop.clone(), tracker.clone()).await;
+    let drain_window = config.drain_window;
+    let ctx = Arc::new(session::SessionContext::new(config, hub, log, meters));
+    let result = server::serve(listener, ctx, draining.clone(), sessions.clone()).await;
+    draining.cancel();
+    tracing::info!(?drain_window, "edge draining: closing sessions with 1001");
+    sessions.close();
+    sessions.wait().await;
     stop.cancel();
-    tracker.close();
-    tracker.wait().await;
+    readers.close();
+    readers.wait().await;
+    tracing::info!("edge drained");
     result
 }

@@ -59,6 +59,7 @@ async fn serve_connection(
     tracker: TaskTracker,
 ) {
     let _ = stream.set_nodelay(true);
+    let shutdown_watch = shutdown.clone();
     let service = service_fn(move |req| {
         let response = route(req, &ctx, &shutdown, &tracker);
         std::future::ready(Ok::<_, Infallible>(response))
@@ -66,7 +67,16 @@ async fn serve_connection(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
     let conn = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
-    if let Err(err) = conn.await {
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        () = shutdown_watch.cancelled() => {
+            // Draining: finish the request in progress, then close instead of keeping the connection alive.
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(err) = result {
         tracing::debug!(error = %err, "http connection ended with an error");
     }
 }

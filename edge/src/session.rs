@@ -6,8 +6,11 @@
 //! - `subscribed` is queued before the hub registration and written only after the partition reader holds a
 //!   position taken after it: everything appended after the client sees `subscribed` is delivered.
 //! - A session's failure ends that session only; it unsubscribes everything on the way out.
+//! - On shutdown a session keeps serving (deliveries included) until its own moment within the drain window,
+//!   chosen at random so that clients reconnecting elsewhere do not arrive all at once; then it closes 1001.
 
 use std::collections::{HashSet, VecDeque};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -26,6 +29,7 @@ use crate::error::CloseCode;
 use crate::frame::{self, FrameWriter};
 use crate::hub::{Hub, Subscriber};
 use crate::inbound::{Inbound, MessageReader};
+use crate::meters::EdgeMeters;
 use crate::outbox::Outbox;
 use crate::protocol::{self, ClientFrame, READY_MESSAGE, ServerFrame};
 use crate::recovery;
@@ -46,15 +50,17 @@ pub struct SessionContext {
     pub config: Arc<EdgeConfig>,
     /// The partitioned log, for recovery reads.
     pub log: Arc<dyn PartitionedLog>,
+    /// Metric handles, registered once per edge.
+    pub meters: EdgeMeters,
     next_id: AtomicU64,
 }
 
 impl SessionContext {
     /// Context for sessions of an edge with `config`, fed by `hub`, recovering from `log`.
     #[must_use]
-    pub fn new(config: EdgeConfig, hub: Arc<Hub>, log: Arc<dyn PartitionedLog>) -> Self {
+    pub fn new(config: EdgeConfig, hub: Arc<Hub>, log: Arc<dyn PartitionedLog>, meters: EdgeMeters) -> Self {
         let auth = Authenticator::new(&config.auth);
-        Self { hub, auth, config: Arc::new(config), log, next_id: AtomicU64::new(1) }
+        Self { hub, auth, config: Arc::new(config), log, meters, next_id: AtomicU64::new(1) }
     }
 }
 
@@ -76,7 +82,8 @@ where
     let mut reader = MessageReader::new(read, ctx.config.max_frame_bytes);
     let mut writer = FrameWriter::new(write);
     let mut session = Session::new(ctx, positions);
-    tracing::debug!(session = session.id, "ws_client_connected_awaiting_auth");
+    session.ctx.meters.connections.increment(1.0);
+    tracing::info!(session = session.id, "ws_client_connected_awaiting_auth");
     session.send(&ServerFrame::Ready { message: READY_MESSAGE });
     let ending = session.serve(&mut reader, &mut writer, &shutdown).await;
     session.leave_all();
@@ -87,6 +94,16 @@ where
         session.pending.push_back(frame::close(code.code(), reason));
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), writer.write_all(&mut session.pending)).await;
+    session.finish(&ending);
+}
+
+/// A random moment within `window` from now: when a draining session closes.
+fn drain_deadline(window: Duration, session: u64) -> Instant {
+    // RandomState is seeded per instance, so this is a fresh random number without a dependency.
+    let random = RandomState::new().hash_one(session);
+    let nanos = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
+    let offset = if nanos == 0 { 0 } else { random % nanos };
+    Instant::now() + Duration::from_nanos(offset)
 }
 
 struct Session {
@@ -126,13 +143,19 @@ impl Session {
     {
         let auth_deadline = Instant::now() + self.ctx.config.auth_timeout;
         let outbox = Arc::clone(&self.outbox);
+        let mut drain_at: Option<Instant> = None;
         loop {
             // The read future lives across wake-ups for writes: reads are not cancel-safe.
             let read = reader.read(&outbox);
             tokio::pin!(read);
             let message = loop {
                 tokio::select! {
-                    () = shutdown.cancelled() => return Ending::Close(CloseCode::GoingAway, "server shutting down"),
+                    () = shutdown.cancelled(), if drain_at.is_none() => {
+                        drain_at = Some(drain_deadline(self.ctx.config.drain_window, self.id));
+                    }
+                    () = tokio::time::sleep_until(drain_at.unwrap_or(auth_deadline)), if drain_at.is_some() => {
+                        return Ending::Close(CloseCode::GoingAway, "server shutting down");
+                    }
                     () = tokio::time::sleep_until(auth_deadline), if self.principal.is_none() => {
                         tracing::info!(session = self.id, "ws_auth_timeout");
                         self.send(&ServerFrame::error("Authentication timeout"));
@@ -167,6 +190,8 @@ impl Session {
             self.pending.clear();
             return slow;
         }
+        let queued: usize = self.pending.iter().map(Bytes::len).sum();
+        self.ctx.meters.queue_bytes.record(queued as f64);
         let outbox = Arc::clone(&self.outbox);
         let write = writer.write_all(&mut self.pending);
         tokio::pin!(write);
@@ -225,6 +250,7 @@ impl Session {
         match self.ctx.auth.authenticate(token.as_deref(), user_id.as_deref()) {
             Ok(principal) => {
                 tracing::info!(session = self.id, user_id = %principal.user_id, "ws_client_authenticated");
+                self.ctx.meters.authenticated.increment(1.0);
                 self.send(&ServerFrame::Authenticated { user_id: &principal.user_id });
                 self.principal = Some(principal);
                 None
@@ -284,6 +310,7 @@ impl Session {
         frames.extend(missed.unwrap_or_default());
         let _ = self.outbox.insert_at(mark, frames);
         self.subscriptions.insert(conversation.into());
+        self.ctx.meters.subscriptions.increment(1.0);
         tracing::info!(session = self.id, conversation_id = conversation, ?recovered, "ws_client_subscribed");
     }
 
@@ -326,14 +353,29 @@ impl Session {
     fn unsubscribe(&mut self, conversation: &str) {
         if self.subscriptions.remove(conversation) {
             self.ctx.hub.unsubscribe(conversation, self.id);
+            self.ctx.meters.subscriptions.decrement(1.0);
             tracing::info!(session = self.id, conversation_id = conversation, "ws_client_unsubscribed");
         }
         self.send(&ServerFrame::Unsubscribed { conversation_id: conversation, reason: None });
     }
 
     fn leave_all(&mut self) {
+        self.ctx.meters.subscriptions.decrement(self.subscriptions.len() as f64);
         for conversation in self.subscriptions.drain() {
             self.ctx.hub.unsubscribe(&conversation, self.id);
         }
+    }
+
+    /// Accounts for the session's end in the metrics.
+    fn finish(&self, ending: &Ending) {
+        let meters = &self.ctx.meters;
+        meters.connections.decrement(1.0);
+        if self.principal.is_some() {
+            meters.authenticated.decrement(1.0);
+        }
+        meters.closed(match ending {
+            Ending::Peer => None,
+            Ending::Close(code, _) => Some(*code),
+        });
     }
 }
