@@ -8,6 +8,8 @@
 //!
 //! Every wait is bounded (see [`deadline`]): a hang fails a test within seconds, naming what it waited for.
 //!
+//! - [`admin_client`]: `AdminClient`: raw HTTP GETs of `/metrics`, `/healthz`, `/readyz`; `Scrape` parses.
+//! - [`crier_process`]: `CrierProcess`: the built `crier` binary as a child process, for signal tests.
 //! - [`deadline`]: `within`: the timeout wrapped around every await of the harness.
 //! - [`redis_monitor`]: `RedisMonitor`: Redis' own log of the commands it served (`MONITOR`).
 //! - [`redis_server`]: `RedisServer`: a spawned `redis-server` (standalone or cluster node) on a free port,
@@ -18,6 +20,8 @@
 //! - [`ws_client`]: `WsClient`: a browser stand-in speaking crier's WebSocket protocol.
 //! - [`tokens`]: `mint_token`: HS256 JWTs for the edge's auth.
 
+pub mod admin_client;
+pub mod crier_process;
 pub mod deadline;
 pub mod publish_client;
 pub mod redis_cluster;
@@ -27,11 +31,13 @@ pub mod servers;
 pub mod tokens;
 pub mod ws_client;
 
+pub use admin_client::{AdminClient, HttpReply, Scrape};
+pub use crier_process::{CrierProcess, crier_binary};
 pub use deadline::{STEP, within, within_for};
 pub use publish_client::PublishClient;
 pub use redis_cluster::RedisCluster;
 pub use redis_monitor::{MonitoredCommand, RedisMonitor};
-pub use redis_server::RedisServer;
+pub use redis_server::{RedisServer, free_port};
 pub use servers::{Servers, ServersConfig};
 pub use tokens::{mint_claims, mint_token, unix_now};
 pub use tokio_tungstenite::tungstenite;

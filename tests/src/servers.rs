@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Once};
 
 use anyhow::{Context, anyhow};
+use crier_broker::admin_http::{self, AdminState, LogReachable};
 use crier_broker::log::{DEFAULT_MAX_LEN, MemoryLog, PartitionedLog};
 use crier_broker::{BrokerConfig, Publisher};
 use crier_edge::EdgeConfig;
@@ -19,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin_client::AdminClient;
 use crate::deadline::within;
 use crate::publish_client::PublishClient;
 use crate::ws_client::WsClient;
@@ -142,6 +144,19 @@ impl Servers {
     #[must_use]
     pub fn edge_count(&self) -> usize {
         self.edges.len()
+    }
+
+    /// Starts an admin listener (`/metrics`, `/healthz`, `/readyz`) on `127.0.0.1:0` beside these servers,
+    /// ready while the shared log answers and until the servers shut down.
+    pub async fn admin(&self) -> anyhow::Result<AdminClient> {
+        let listener = bind().await?;
+        let addr = listener.local_addr()?;
+        let state = AdminState {
+            readiness: Some(Arc::new(LogReachable(Arc::clone(&self.log)))),
+            draining: self.shutdown.child_token(),
+        };
+        tokio::spawn(admin_http::serve(listener, state, self.shutdown.child_token()));
+        Ok(AdminClient::new(addr))
     }
 
     /// A gRPC publisher connected to the broker.
