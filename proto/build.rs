@@ -3,8 +3,13 @@
 
 use std::path::PathBuf;
 
-const PROTOS: &[&str] =
-    &["crier/v1/publish.proto", "crier/v1/publish_service.proto", "crier/v1/stream_entry.proto"];
+const PROTOS: &[&str] = &[
+    "crier/v1/admin.proto",
+    "crier/v1/admin_service.proto",
+    "crier/v1/publish.proto",
+    "crier/v1/publish_service.proto",
+    "crier/v1/stream_entry.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;

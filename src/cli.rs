@@ -171,6 +171,9 @@ pub struct EdgeArgs {
     /// Per-connection outbound queue bound, in bytes (overflow: close 4008).
     #[arg(long, env = "CRIER_MAX_QUEUE_BYTES", default_value_t = 1024 * 1024)]
     pub max_queue_bytes: usize,
+    /// This edge's id in `AdminService.Stats` (default: random). The chart sets the pod name.
+    #[arg(long, env = "CRIER_EDGE_ID")]
+    pub edge_id: Option<String>,
     /// On SIGTERM, close sessions (1001) spread over this many seconds, jittered; then exit.
     #[arg(long, env = "CRIER_DRAIN_SECONDS", default_value_t = crier_edge::config::DEFAULT_DRAIN_WINDOW.as_secs())]
     pub drain_seconds: u64,
@@ -282,6 +285,7 @@ impl EdgeArgs {
             max_frame_bytes: self.max_frame_bytes,
             max_queue_bytes: self.max_queue_bytes,
             drain_window: Duration::from_secs(self.drain_seconds),
+            edge_id: self.edge_id.clone().unwrap_or_else(EdgeConfig::random_id),
             ..EdgeConfig::dev()
         };
         problems.extend(config.problems());

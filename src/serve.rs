@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crier_broker::Publisher;
 use crier_broker::admin_http::{self, AdminState, LogReachable};
+use crier_broker::control::{ControlPlane, MemoryControl, RedisControl};
 use crier_broker::log::{LogError, MemoryLog, PartitionedLog, RedisLog, RedisLogConfig};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -36,8 +37,9 @@ pub async fn dev(args: DevArgs) -> ExitCode {
     let shutdown = shutdown_on_signal();
     let publisher = Publisher::new(Arc::clone(&log), &broker_config);
     let admin = spawn_admin(admin, &log, &shutdown);
-    let broker = crier_broker::run(grpc, publisher, shutdown.clone());
-    let edge = crier_edge::run(ws, edge_config, log, shutdown.clone());
+    let control: Arc<dyn ControlPlane> = Arc::new(MemoryControl::new());
+    let broker = crier_broker::server::serve(grpc, publisher, Some(Arc::clone(&control)), shutdown.clone());
+    let edge = crier_edge::run_with_control(ws, edge_config, log, control, shutdown.clone());
     let (broker, edge) = tokio::join!(broker, edge);
     admin.stop().await;
     finish("dev", broker.map_err(|e| e.to_string()).and(edge.map_err(|e| e.to_string())))
@@ -52,6 +54,10 @@ pub async fn broker(args: BrokerArgs) -> ExitCode {
         Ok(log) => log,
         Err(code) => return code,
     };
+    let control = match redis_control(&args.redis).await {
+        Ok(control) => control,
+        Err(code) => return code,
+    };
     let listener = match bind(args.grpc_listen).await {
         Ok(listener) => listener,
         Err(code) => return code,
@@ -63,7 +69,7 @@ pub async fn broker(args: BrokerArgs) -> ExitCode {
     let shutdown = shutdown_on_signal();
     let admin = spawn_admin(admin, &log, &shutdown);
     let publisher = Publisher::new(log, &config);
-    let result = crier_broker::run(listener, publisher, shutdown).await;
+    let result = crier_broker::server::serve(listener, publisher, Some(control), shutdown).await;
     admin.stop().await;
     finish("broker", result.map_err(|e| e.to_string()))
 }
@@ -77,6 +83,10 @@ pub async fn edge(args: EdgeArgs) -> ExitCode {
         Ok(log) => log,
         Err(code) => return code,
     };
+    let control = match redis_control(&args.redis).await {
+        Ok(control) => control,
+        Err(code) => return code,
+    };
     let listener = match bind(args.listen).await {
         Ok(listener) => listener,
         Err(code) => return code,
@@ -87,7 +97,7 @@ pub async fn edge(args: EdgeArgs) -> ExitCode {
     };
     let shutdown = shutdown_on_signal();
     let admin = spawn_admin(admin, &log, &shutdown);
-    let result = crier_edge::run(listener, config, log, shutdown).await;
+    let result = crier_edge::run_with_control(listener, config, log, control, shutdown).await;
     admin.stop().await;
     finish("edge", result.map_err(|e| e.to_string()))
 }
@@ -104,6 +114,24 @@ async fn redis_log(redis: &RedisArgs, log: &LogArgs) -> Result<Arc<dyn Partition
         Err(err @ LogError::PartitionMismatch { .. }) => Err(crate::usage_error(&[err.to_string()])),
         Err(err) => {
             eprintln!("crier: cannot connect to Redis at {}: {err}", redis.redis_url.join(","));
+            Err(ExitCode::from(EXIT_UNAVAILABLE))
+        }
+    }
+}
+
+/// The control plane on the first `--redis-url` node (a standalone node; see the README for Cluster).
+async fn redis_control(redis: &RedisArgs) -> Result<Arc<dyn ControlPlane>, ExitCode> {
+    let urls = redis.urls_with_password();
+    let url = urls.first().cloned().unwrap_or_default();
+    let shown = redis.redis_url.first().cloned().unwrap_or_default();
+    match tokio::time::timeout(redis.redis_timeout, RedisControl::connect(&url)).await {
+        Ok(Ok(control)) => Ok(Arc::new(control)),
+        Ok(Err(err)) => {
+            eprintln!("crier: cannot connect to Redis at {shown}: {err}");
+            Err(ExitCode::from(EXIT_UNAVAILABLE))
+        }
+        Err(_) => {
+            eprintln!("crier: cannot connect to Redis at {shown}: timed out");
             Err(ExitCode::from(EXIT_UNAVAILABLE))
         }
     }

@@ -1,6 +1,9 @@
 //! The broker's gRPC server: `PublishService`, `grpc.health.v1` and server reflection on one listener.
 
+use std::sync::Arc;
+
 use crier_proto::v1::FILE_DESCRIPTOR_SET;
+use crier_proto::v1::admin_service_server::AdminServiceServer;
 use crier_proto::v1::publish_service_server::PublishServiceServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -9,6 +12,8 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use crate::admin_service::AdminServiceImpl;
+use crate::control::ControlPlane;
 use crate::publish_service::PublishServiceImpl;
 use crate::publisher::Publisher;
 
@@ -23,11 +28,22 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
 }
 
-/// Serves the broker's gRPC API on `listener` until `shutdown` is cancelled. Then health turns NOT_SERVING
-/// (overall `""` and per service), the listener closes, and in-flight calls finish before this returns.
+/// Serves `PublishService` (no `AdminService`) on `listener` until `shutdown`; see [`serve`].
 pub async fn run(
     listener: TcpListener,
     publisher: Publisher,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    serve(listener, publisher, None, shutdown).await
+}
+
+/// Serves the broker's gRPC API on `listener` until `shutdown` is cancelled: `PublishService`, and
+/// `AdminService` when given a control plane. Then health turns NOT_SERVING (overall `""` and per
+/// service), the listener closes, and in-flight calls finish before this returns.
+pub async fn serve(
+    listener: TcpListener,
+    publisher: Publisher,
+    control: Option<Arc<dyn ControlPlane>>,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -43,6 +59,7 @@ pub async fn run(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(PublishServiceServer::new(PublishServiceImpl::new(publisher)))
+        .add_optional_service(control.map(|c| AdminServiceServer::new(AdminServiceImpl::new(c))))
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), drain(health, shutdown))
         .await?;
     Ok(())

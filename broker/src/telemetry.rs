@@ -70,6 +70,14 @@ fn bytes_metrics() -> metrics_exporter_prometheus::Matcher {
     metrics_exporter_prometheus::Matcher::Suffix("_bytes".to_owned())
 }
 
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+#[must_use]
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// Where and as whom to export spans.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OtlpConfig {

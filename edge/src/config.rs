@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crier_broker::control::{HEARTBEAT_INTERVAL, HEARTBEAT_TTL};
 use crier_proto::partition::DEFAULT_PARTITIONS;
 
 /// Default drain window of `crier edge`: long enough to spread reconnects, well inside Kubernetes' default
@@ -42,6 +43,10 @@ pub struct EdgeConfig {
     /// On shutdown, sessions close (1001) at random moments within this window, so their clients do not
     /// all reconnect elsewhere at once. Zero closes them at once.
     pub drain_window: Duration,
+    /// This edge's id in the control plane's reports (`Stats`, `Presence`); unique per deployment.
+    pub edge_id: String,
+    /// How often the edge reports to the control plane (reports live for `HEARTBEAT_TTL`).
+    pub heartbeat_interval: Duration,
 }
 
 impl EdgeConfig {
@@ -59,7 +64,15 @@ impl EdgeConfig {
             read_block: Duration::from_secs(5),
             // Dev and tests stop at once; `crier edge` defaults to DEFAULT_DRAIN_WINDOW.
             drain_window: Duration::ZERO,
+            edge_id: random_edge_id(),
+            heartbeat_interval: HEARTBEAT_INTERVAL,
         }
+    }
+
+    /// A fresh random id, for edges not given one.
+    #[must_use]
+    pub fn random_id() -> String {
+        random_edge_id()
     }
 
     /// Production defaults with HS256 tokens signed by `secret`.
@@ -96,11 +109,23 @@ impl EdgeConfig {
             problems
                 .push(format!("--drain-seconds must be at most 300, got {}", self.drain_window.as_secs()));
         }
+        if self.edge_id.is_empty() || self.edge_id.len() > 128 || self.edge_id.contains(['{', '}']) {
+            problems.push(format!("--edge-id must be 1..=128 bytes without braces, got {:?}", self.edge_id));
+        }
+        if self.heartbeat_interval.is_zero() || self.heartbeat_interval >= HEARTBEAT_TTL {
+            problems.push(format!("heartbeat interval must be positive and below {HEARTBEAT_TTL:?}"));
+        }
         if self.read_batch == 0 {
             problems.push("--read-batch must be positive".to_owned());
         }
         problems
     }
+}
+
+fn random_edge_id() -> String {
+    use std::hash::{BuildHasher, RandomState};
+    // RandomState is randomly seeded per instance: a random 64-bit id without a dependency.
+    format!("edge-{:016x}", RandomState::new().hash_one(std::process::id()))
 }
 
 #[cfg(test)]

@@ -22,6 +22,8 @@
 //! - [`auth`]: `auth` frame → principal (HS256 JWT or dev auth); dev token minting.
 //! - [`acl`]: access decisions.
 //! - [`meters`]: the edge's Prometheus metrics.
+//! - [`registry`]: who is connected: users and conversations per session, for presence and disconnects.
+//! - [`heartbeat`]: reports to the control plane; carries out operators' commands.
 //!
 //! Shutdown (drain): when `shutdown` is cancelled the edge stops accepting, every session closes with 1001 at
 //! its own random moment within `drain_window` (delivering until then) after flushing what it has queued,
@@ -34,17 +36,20 @@ pub mod config;
 pub mod consumer;
 pub mod error;
 pub mod frame;
+pub mod heartbeat;
 pub mod hub;
 pub mod inbound;
 pub mod meters;
 pub mod outbox;
 pub mod protocol;
 pub mod recovery;
+pub mod registry;
 pub mod server;
 pub mod session;
 
 use std::sync::Arc;
 
+use crier_broker::control::{ControlPlane, MemoryControl};
 use crier_broker::log::PartitionedLog;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -53,12 +58,23 @@ use tokio_util::task::TaskTracker;
 pub use config::{AuthMode, EdgeConfig};
 pub use error::{CloseCode, EdgeError};
 
-/// Serves WebSockets on `listener` until `shutdown` is cancelled, then drains; returns once every session
-/// and reader task has ended.
+/// [`run_with_control`] on a control plane of its own: no other process sees this edge's reports.
 pub async fn run(
     listener: TcpListener,
     config: EdgeConfig,
     log: Arc<dyn PartitionedLog>,
+    shutdown: CancellationToken,
+) -> Result<(), EdgeError> {
+    run_with_control(listener, config, log, Arc::new(MemoryControl::new()), shutdown).await
+}
+
+/// Serves WebSockets on `listener` until `shutdown` is cancelled, then drains; returns once every session
+/// and reader task has ended. Reports to `control` and carries out the operator commands it brings.
+pub async fn run_with_control(
+    listener: TcpListener,
+    config: EdgeConfig,
+    log: Arc<dyn PartitionedLog>,
+    control: Arc<dyn ControlPlane>,
     shutdown: CancellationToken,
 ) -> Result<(), EdgeError> {
     // Sessions drain on `draining`; readers stop on `stop`, only after the sessions they feed are gone.
@@ -77,7 +93,12 @@ pub async fn run(
     );
     let hub = hub::Hub::new(consumer);
     let drain_window = config.drain_window;
-    let ctx = Arc::new(session::SessionContext::new(config, hub, log, meters));
+    let (edge_id, interval) = (config.edge_id.clone(), config.heartbeat_interval);
+    let ctx = Arc::new(session::SessionContext::new(config, Arc::clone(&hub), log, meters));
+    let registry = Arc::clone(&ctx.registry);
+    let heartbeat = heartbeat::Heartbeat { edge_id, control, registry, hub, interval };
+    readers.spawn(heartbeat.clone().report_until(stop.clone()));
+    readers.spawn(heartbeat.listen_until(stop.clone()));
     let result = server::serve(listener, ctx, draining.clone(), sessions.clone()).await;
     draining.cancel();
     tracing::info!(?drain_window, "edge draining: closing sessions with 1001");

@@ -33,6 +33,7 @@ use crate::meters::EdgeMeters;
 use crate::outbox::Outbox;
 use crate::protocol::{self, ClientFrame, READY_MESSAGE, ServerFrame};
 use crate::recovery;
+use crate::registry::Registry;
 
 /// How long a subscribe waits for its partition reader to take a position.
 const SUBSCRIBE_READY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -52,6 +53,8 @@ pub struct SessionContext {
     pub log: Arc<dyn PartitionedLog>,
     /// Metric handles, registered once per edge.
     pub meters: EdgeMeters,
+    /// Every session's user and conversations, for presence and operator disconnects.
+    pub registry: Arc<Registry>,
     next_id: AtomicU64,
 }
 
@@ -60,7 +63,8 @@ impl SessionContext {
     #[must_use]
     pub fn new(config: EdgeConfig, hub: Arc<Hub>, log: Arc<dyn PartitionedLog>, meters: EdgeMeters) -> Self {
         let auth = Authenticator::new(&config.auth);
-        Self { hub, auth, config: Arc::new(config), log, meters, next_id: AtomicU64::new(1) }
+        let registry = Arc::new(Registry::default());
+        Self { hub, auth, config: Arc::new(config), log, meters, registry, next_id: AtomicU64::new(1) }
     }
 }
 
@@ -70,6 +74,8 @@ enum Ending {
     Peer,
     /// The server closes with this code and reason.
     Close(CloseCode, &'static str),
+    /// An operator disconnected the user (4030) with this reason.
+    Kicked(Arc<str>),
 }
 
 /// Serves one upgraded connection until either side ends it. `positions`: the client asked for
@@ -89,9 +95,15 @@ where
     session.leave_all();
     // Queued frames (replies, a close echo) go out first, best-effort: the peer may already be gone.
     let _ = session.outbox.drain_into(&mut session.pending);
-    if let Ending::Close(code, reason) = ending {
-        tracing::debug!(session = session.id, code = code.code(), reason, "closing session");
-        session.pending.push_back(frame::close(code.code(), reason));
+    match &ending {
+        Ending::Close(code, reason) => {
+            tracing::debug!(session = session.id, code = code.code(), reason, "closing session");
+            session.pending.push_back(frame::close(code.code(), reason));
+        }
+        Ending::Kicked(reason) => {
+            session.pending.push_back(frame::close(CloseCode::Disconnected.code(), reason));
+        }
+        Ending::Peer => {}
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), writer.write_all(&mut session.pending)).await;
     session.finish(&ending);
@@ -116,14 +128,18 @@ struct Session {
     subscriptions: HashSet<Box<str>>,
     /// Notifications arrive as `{"type":"notification",...,"position"}` frames.
     positions: bool,
+    /// Turns `Some(reason)` when an operator disconnects this session's user.
+    kicked: tokio::sync::watch::Receiver<Option<Arc<str>>>,
 }
 
 impl Session {
     fn new(ctx: Arc<SessionContext>, positions: bool) -> Self {
         let id = ctx.next_id.fetch_add(1, Ordering::Relaxed);
         let outbox = Arc::new(Outbox::new(ctx.config.max_queue_bytes));
+        let kicked = ctx.registry.register(id);
         let subscriptions = HashSet::new();
-        Self { id, ctx, outbox, pending: VecDeque::new(), principal: None, subscriptions, positions }
+        let pending = VecDeque::new();
+        Self { id, ctx, outbox, pending, principal: None, subscriptions, positions, kicked }
     }
 
     fn send(&self, frame: &ServerFrame<'_>) {
@@ -155,6 +171,12 @@ impl Session {
                     }
                     () = tokio::time::sleep_until(drain_at.unwrap_or(auth_deadline)), if drain_at.is_some() => {
                         return Ending::Close(CloseCode::GoingAway, "server shutting down");
+                    }
+                    Ok(()) = self.kicked.changed() => {
+                        if let Some(reason) = self.kicked.borrow_and_update().clone() {
+                            tracing::info!(session = self.id, %reason, "disconnected by operator");
+                            return Ending::Kicked(reason);
+                        }
                     }
                     () = tokio::time::sleep_until(auth_deadline), if self.principal.is_none() => {
                         tracing::info!(session = self.id, "ws_auth_timeout");
@@ -251,6 +273,7 @@ impl Session {
             Ok(principal) => {
                 tracing::info!(session = self.id, user_id = %principal.user_id, "ws_client_authenticated");
                 self.ctx.meters.authenticated.increment(1.0);
+                self.ctx.registry.set_user(self.id, Arc::clone(&principal.user_id));
                 self.send(&ServerFrame::Authenticated { user_id: &principal.user_id });
                 self.principal = Some(principal);
                 None
@@ -311,6 +334,7 @@ impl Session {
         let _ = self.outbox.insert_at(mark, frames);
         self.subscriptions.insert(conversation.into());
         self.ctx.meters.subscriptions.increment(1.0);
+        self.ctx.registry.subscribed(self.id, conversation);
         tracing::info!(session = self.id, conversation_id = conversation, ?recovered, "ws_client_subscribed");
     }
 
@@ -354,6 +378,7 @@ impl Session {
         if self.subscriptions.remove(conversation) {
             self.ctx.hub.unsubscribe(conversation, self.id);
             self.ctx.meters.subscriptions.decrement(1.0);
+            self.ctx.registry.unsubscribed(self.id, conversation);
             tracing::info!(session = self.id, conversation_id = conversation, "ws_client_unsubscribed");
         }
         self.send(&ServerFrame::Unsubscribed { conversation_id: conversation, reason: None });
@@ -366,8 +391,9 @@ impl Session {
         }
     }
 
-    /// Accounts for the session's end in the metrics.
+    /// Accounts for the session's end in the registry and the metrics.
     fn finish(&self, ending: &Ending) {
+        self.ctx.registry.remove(self.id);
         let meters = &self.ctx.meters;
         meters.connections.decrement(1.0);
         if self.principal.is_some() {
@@ -376,6 +402,7 @@ impl Session {
         meters.closed(match ending {
             Ending::Peer => None,
             Ending::Close(code, _) => Some(*code),
+            Ending::Kicked(_) => Some(CloseCode::Disconnected),
         });
     }
 }

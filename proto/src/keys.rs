@@ -60,6 +60,34 @@ pub fn dedupe_token(conversation: &str, key: &str) -> String {
 /// The stream field holding the encoded `StreamEntry`.
 pub const ENTRY_FIELD: &str = "e";
 
+/// Sorted set of edges: member = edge id, score = time of its last heartbeat (Unix ms). Entries older than
+/// the heartbeat TTL are stale and removed by readers.
+pub const EDGES: &str = "crier:edges";
+
+/// Pub/sub channel of operator commands to every edge (JSON messages tagged by `"type"`).
+pub const CONTROL_CHANNEL: &str = "crier:control";
+
+/// The Redis keys one edge reports to, each expiring with the heartbeat TTL. The hash tag `{<edge id>}`
+/// keeps one edge's keys in one Redis Cluster slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeKeys {
+    /// Hash of counters: `connections`, `authenticated`, `subscriptions`, `partitions_read`, `reported_at_ms`.
+    pub stats: String,
+    /// Hash: conversation id → JSON object `{"<user id>": <connections>}`.
+    pub presence: String,
+}
+
+impl EdgeKeys {
+    /// The keys of edge `edge_id`.
+    #[must_use]
+    pub fn new(edge_id: &str) -> Self {
+        Self {
+            stats: format!("{PREFIX}:edge:{{{edge_id}}}:stats"),
+            presence: format!("{PREFIX}:edge:{{{edge_id}}}:presence"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,6 +114,14 @@ mod tests {
         assert_ne!(dedupe_token("ab", "c"), dedupe_token("a", "bc"));
         assert_eq!(dedupe_token("c1", "k").len(), 32);
         assert_eq!(dedupe_token("c1", "k"), dedupe_token("c1", "k"));
+    }
+
+    /// Edge keys share one hash tag per edge.
+    #[test]
+    fn edge_keys_have_edge_hash_tag() {
+        let keys = EdgeKeys::new("edge-a");
+        assert_eq!(keys.stats, "crier:edge:{edge-a}:stats");
+        assert_eq!(keys.presence, "crier:edge:{edge-a}:presence");
     }
 
     /// `all` yields one entry per partition, in partition order.

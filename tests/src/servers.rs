@@ -12,6 +12,7 @@ use std::sync::{Arc, Once};
 
 use anyhow::{Context, anyhow};
 use crier_broker::admin_http::{self, AdminState, LogReachable};
+use crier_broker::control::{ControlPlane, MemoryControl};
 use crier_broker::log::{DEFAULT_MAX_LEN, MemoryLog, PartitionedLog};
 use crier_broker::{BrokerConfig, Publisher};
 use crier_edge::EdgeConfig;
@@ -59,6 +60,7 @@ struct Task {
 /// A broker and its edges, stopped on drop.
 pub struct Servers {
     log: Arc<dyn PartitionedLog>,
+    control: Arc<dyn ControlPlane>,
     broker: SocketAddr,
     /// Address and WebSocket path of each edge, by index.
     edges: Vec<(SocketAddr, String)>,
@@ -82,28 +84,41 @@ impl Servers {
         Self::start_with(log, config).await
     }
 
-    /// A broker and edges with exactly `config` (partition counts included, so mismatches can be tested).
+    /// A broker and edges with exactly `config` (partition counts included, so mismatches can be tested),
+    /// sharing an in-process control plane.
     pub async fn start_with(log: Arc<dyn PartitionedLog>, config: ServersConfig) -> anyhow::Result<Self> {
+        Self::start_with_control(log, Arc::new(MemoryControl::new()), config).await
+    }
+
+    /// A broker (with `AdminService`) and edges on `log`, reporting to `control`.
+    pub async fn start_with_control(
+        log: Arc<dyn PartitionedLog>,
+        control: Arc<dyn ControlPlane>,
+        config: ServersConfig,
+    ) -> anyhow::Result<Self> {
         init_tracing();
         let shutdown = CancellationToken::new();
-        let (broker, task) = start_broker(&log, &config.broker, &shutdown).await?;
+        let (broker, task) = start_broker(&log, &control, &config.broker, &shutdown).await?;
         let tasks = vec![task];
-        let mut servers =
-            Self { log, broker, edges: Vec::new(), tasks, shutdown, broker_config: config.broker };
+        let broker_config = config.broker;
+        let mut servers = Self { log, control, broker, edges: Vec::new(), tasks, shutdown, broker_config };
         for _ in 0..config.edges {
             servers.add_edge(config.edge.clone()).await?;
         }
         Ok(servers)
     }
 
-    /// Starts one more edge on the same log; returns its index.
+    /// Starts one more edge on the same log and control plane; returns its index. Its edge id is
+    /// `edge-<index>`.
     pub async fn add_edge(&mut self, config: EdgeConfig) -> anyhow::Result<usize> {
         let index = self.edges.len();
         let name = format!("edge {index}");
+        let config = EdgeConfig { edge_id: format!("edge-{index}"), ..config };
         let listener = bind().await?;
         self.edges.push((listener.local_addr()?, config.ws_path.clone()));
         let stop = self.shutdown.child_token();
-        let run = crier_edge::run(listener, config, Arc::clone(&self.log), stop.clone());
+        let (log, control) = (Arc::clone(&self.log), Arc::clone(&self.control));
+        let run = crier_edge::run_with_control(listener, config, log, control, stop.clone());
         let handle = spawn_named(&name, run);
         self.tasks.push(Task { name, stop, handle: Some(handle) });
         Ok(index)
@@ -180,7 +195,8 @@ impl Servers {
     pub async fn restart_broker(&mut self) -> anyhow::Result<()> {
         self.tasks[0].stop.cancel();
         join(&mut self.tasks[0]).await?;
-        let (broker, task) = start_broker(&self.log, &self.broker_config, &self.shutdown).await?;
+        let (broker, task) =
+            start_broker(&self.log, &self.control, &self.broker_config, &self.shutdown).await?;
         self.broker = broker;
         self.tasks[0] = task;
         Ok(())
@@ -207,6 +223,7 @@ impl Drop for Servers {
 
 async fn start_broker(
     log: &Arc<dyn PartitionedLog>,
+    control: &Arc<dyn ControlPlane>,
     config: &BrokerConfig,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<(SocketAddr, Task)> {
@@ -214,7 +231,9 @@ async fn start_broker(
     let addr = listener.local_addr()?;
     let publisher = Publisher::new(Arc::clone(log), config);
     let stop = shutdown.child_token();
-    let handle = spawn_named("broker", crier_broker::run(listener, publisher, stop.clone()));
+    let control = Some(Arc::clone(control));
+    let handle =
+        spawn_named("broker", crier_broker::server::serve(listener, publisher, control, stop.clone()));
     Ok((addr, Task { name: "broker".to_owned(), stop, handle: Some(handle) }))
 }
 

@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
+use crier_broker::publisher::Item;
 use crier_broker::{BrokerConfig, Publisher};
 use crier_tests::{AdminClient, CrierProcess, RedisServer, WsClient, free_port, within};
 use serde_json::json;
@@ -41,7 +42,12 @@ async fn sigterm_drains_edge_with_jittered_1001_and_exits_zero() -> Result<()> {
     let publisher = Publisher::new(redis.redis_log(64, 1_000).await?, &BrokerConfig::default());
     for seq in 0..QUEUED {
         let payload = json!({"type": "job-status", "seq": seq}).to_string();
-        publisher.publish("draining", payload.into_bytes().into()).await?;
+        let item = Item {
+            conversation_id: "draining".into(),
+            payload: payload.into(),
+            idempotency_key: String::new(),
+        };
+        publisher.publish(&item).await?;
     }
     let signalled = Instant::now();
     edge.sigterm().await?;
