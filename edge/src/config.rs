@@ -106,8 +106,10 @@ impl EdgeConfig {
             problems.push(format!("--max-queue-bytes must be at least 65536, got {}", self.max_queue_bytes));
         }
         if self.drain_window > Duration::from_secs(600) {
-            problems
-                .push(format!("--drain-seconds must be at most 600 (the chart's limit), got {}", self.drain_window.as_secs()));
+            problems.push(format!(
+                "--drain-seconds must be at most 600 (the chart's limit), got {}",
+                self.drain_window.as_secs()
+            ));
         }
         if self.edge_id.is_empty() || self.edge_id.len() > 128 || self.edge_id.contains(['{', '}']) {
             problems.push(format!("--edge-id must be 1..=128 bytes without braces, got {:?}", self.edge_id));
