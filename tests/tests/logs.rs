@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
+use crier_broker::publisher::Item;
 use crier_broker::{BrokerConfig, Publisher};
 use crier_tests::{AdminClient, CrierProcess, RedisServer, WsClient, free_port, mint_token, within};
 use serde_json::{Value, json};
@@ -47,7 +48,10 @@ async fn json_logs_carry_event_names_and_never_the_token() -> Result<()> {
     ws.auth_token(&token, "u-logs").await?;
     ws.subscribe("logged").await?;
     let publisher = Publisher::new(redis.redis_log(64, 100).await?, &BrokerConfig::default());
-    publisher.publish("logged", json!({"type": "job-status"}).to_string().into_bytes().into()).await?;
+    let payload = json!({"type": "job-status"}).to_string().into();
+    publisher
+        .publish(&Item { conversation_id: "logged".into(), payload, idempotency_key: String::new() })
+        .await?;
     ws.recv_json().await?;
     ws.send_text("{not json").await?;
     ws.expect_type("error").await?;
