@@ -385,6 +385,21 @@ mod tests {
         assert!(problems.iter().any(|p| p.contains("--partitions")));
     }
 
+    /// The Redis password goes into every URL percent-encoded, and never alongside URL credentials.
+    #[test]
+    fn redis_password_is_encoded_into_each_url() {
+        let cli =
+            parse(&["broker", "--redis-url", "redis://a:1,redis://b:2/3", "--redis-password", "p@ss word"]);
+        let Command::Broker(args) = cli.command else { panic!("not broker") };
+        assert_eq!(
+            args.redis.urls_with_password(),
+            ["redis://:p%40ss%20word@a:1", "redis://:p%40ss%20word@b:2/3"]
+        );
+        let cli = parse(&["broker", "--redis-url", "redis://:x@a:1", "--redis-password", "y"]);
+        let Command::Broker(args) = cli.command else { panic!("not broker") };
+        assert!(args.config().unwrap_err().iter().any(|p| p.contains("carries credentials")));
+    }
+
     /// The dev defaults form a valid configuration.
     #[test]
     fn dev_defaults_are_valid() {
