@@ -6,6 +6,8 @@ use std::path::PathBuf;
 const PROTOS: &[&str] = &[
     "crier/v1/access.proto",
     "crier/v1/access_service.proto",
+    "crier/v1/admin.proto",
+    "crier/v1/admin_service.proto",
     "crier/v1/publish.proto",
     "crier/v1/publish_service.proto",
     "crier/v1/stream_entry.proto",

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use crier_broker::BrokerConfig;
 use crier_broker::log::{DEFAULT_MAX_LEN, RedisTopology, Retention};
+use crier_broker::telemetry::OtlpConfig;
 use crier_edge::{AuthMode, EdgeConfig};
 use crier_proto::partition::DEFAULT_PARTITIONS;
 
@@ -19,6 +20,13 @@ pub struct Cli {
     /// Log format: `pretty` for people, `json` for log pipelines.
     #[arg(long, global = true, env = "CRIER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
+    /// OTLP/gRPC collector for traces, e.g. `http://otel-collector:4317`. Unset: tracing is off. The other
+    /// standard `OTEL_*` variables (sampler, headers, timeout, resource attributes) apply as usual.
+    #[arg(long, global = true, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of exported spans (default `crier-<command>`).
+    #[arg(long, global = true, env = "OTEL_SERVICE_NAME")]
+    pub otel_service_name: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -43,6 +51,18 @@ pub enum Command {
     Token(TokenArgs),
 }
 
+impl Command {
+    /// The server role, for `service.name`; `None` for the client commands, which export no traces.
+    pub fn role(&self) -> Option<&'static str> {
+        match self {
+            Self::Dev(_) => Some("dev"),
+            Self::Broker(_) => Some("broker"),
+            Self::Edge(_) => Some("edge"),
+            Self::Publish(_) | Self::Token(_) => None,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct DevArgs {
     /// WebSocket listen address (endpoint path /api/ws).
@@ -52,7 +72,18 @@ pub struct DevArgs {
     #[arg(long, env = "CRIER_GRPC_LISTEN", default_value = "127.0.0.1:50051")]
     pub grpc_listen: SocketAddr,
     #[command(flatten)]
+    pub admin: AdminArgs,
+    #[command(flatten)]
     pub log: LogArgs,
+}
+
+/// The admin listener: `/metrics`, `/healthz`, `/readyz`.
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// Admin HTTP listen address (Prometheus `/metrics`, `/healthz`, `/readyz`), e.g. `0.0.0.0:9090`.
+    /// Unset: no admin listener. Keep it off the public network.
+    #[arg(long, env = "CRIER_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
 }
 
 /// Settings of the partitioned log shared by broker, edge and dev.
@@ -81,6 +112,9 @@ pub struct RedisArgs {
     /// Bound on one Redis command and on connecting, e.g. `2s`.
     #[arg(long, env = "CRIER_REDIS_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
     pub redis_timeout: Duration,
+    /// Redis password, kept out of the URL (and out of logs). Only with a URL without credentials.
+    #[arg(long, env = "CRIER_REDIS_PASSWORD", hide_env_values = true)]
+    pub redis_password: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -88,6 +122,8 @@ pub struct BrokerArgs {
     /// gRPC listen address.
     #[arg(long, env = "CRIER_GRPC_LISTEN", default_value = "127.0.0.1:50051")]
     pub grpc_listen: SocketAddr,
+    #[command(flatten)]
+    pub admin: AdminArgs,
     #[command(flatten)]
     pub redis: RedisArgs,
     #[command(flatten)]
@@ -121,6 +157,8 @@ pub struct EdgeArgs {
     #[arg(long, env = "CRIER_WS_PATH", default_value = "/api/ws")]
     pub ws_path: String,
     #[command(flatten)]
+    pub admin: AdminArgs,
+    #[command(flatten)]
     pub redis: RedisArgs,
     #[command(flatten)]
     pub log: LogArgs,
@@ -142,6 +180,12 @@ pub struct EdgeArgs {
     /// Per-connection outbound queue bound, in bytes (overflow: close 4008).
     #[arg(long, env = "CRIER_MAX_QUEUE_BYTES", default_value_t = 1024 * 1024)]
     pub max_queue_bytes: usize,
+    /// This edge's id in `AdminService.Stats` (default: random). The chart sets the pod name.
+    #[arg(long, env = "CRIER_EDGE_ID")]
+    pub edge_id: Option<String>,
+    /// On SIGTERM, close sessions (1001) spread over this many seconds, jittered; then exit.
+    #[arg(long, env = "CRIER_DRAIN_SECONDS", default_value_t = crier_edge::config::DEFAULT_DRAIN_WINDOW.as_secs())]
+    pub drain_seconds: u64,
 }
 
 #[derive(Debug, Args)]
@@ -194,11 +238,8 @@ impl LogArgs {
 
 impl RedisArgs {
     pub fn topology(&self) -> RedisTopology {
-        if self.redis_cluster {
-            RedisTopology::Cluster(self.redis_url.clone())
-        } else {
-            RedisTopology::Nodes(self.redis_url.clone())
-        }
+        let urls = self.urls_with_password();
+        if self.redis_cluster { RedisTopology::Cluster(urls) } else { RedisTopology::Nodes(urls) }
     }
 }
 
@@ -213,6 +254,7 @@ impl DevArgs {
         if self.listen == self.grpc_listen {
             problems.push(format!("--listen and --grpc-listen are both {}", self.listen));
         }
+        problems.extend(self.admin.problems(&[self.listen, self.grpc_listen]));
         dedup_or(problems, (broker, edge))
     }
 }
@@ -229,6 +271,7 @@ impl BrokerArgs {
         let mut problems = self.log.problems();
         problems.extend(config.problems());
         problems.extend(redis_problems(&self.redis));
+        problems.extend(self.admin.problems(&[self.grpc_listen]));
         dedup_or(problems, config)
     }
 }
@@ -238,6 +281,7 @@ impl EdgeArgs {
     pub fn config(&self) -> Result<EdgeConfig, Vec<String>> {
         let mut problems = self.log.problems();
         problems.extend(redis_problems(&self.redis));
+        problems.extend(self.admin.problems(&[self.listen]));
         let auth = match self.auth_mode {
             AuthModeArg::Jwt => self.jwt.config(&mut problems).map_or(AuthMode::None, AuthMode::Jwt),
             AuthModeArg::None => AuthMode::None,
@@ -252,11 +296,58 @@ impl EdgeArgs {
             auth_timeout: self.auth_timeout,
             max_frame_bytes: self.max_frame_bytes,
             max_queue_bytes: self.max_queue_bytes,
+            drain_window: Duration::from_secs(self.drain_seconds),
+            edge_id: self.edge_id.clone().unwrap_or_else(EdgeConfig::random_id),
             ..EdgeConfig::dev()
         };
         problems.extend(config.problems());
         dedup_or(problems, config)
     }
+}
+
+impl AdminArgs {
+    fn problems(&self, others: &[SocketAddr]) -> Vec<String> {
+        match self.admin_listen {
+            Some(admin) if others.contains(&admin) => {
+                vec![format!("--admin-listen {admin} is also a public listen address")]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl RedisArgs {
+    /// The URLs to connect with: each `--redis-url` with `--redis-password` put in, percent-encoded.
+    pub fn urls_with_password(&self) -> Vec<String> {
+        self.redis_url.iter().map(|url| self.with_password(url)).collect()
+    }
+
+    fn with_password(&self, url: &str) -> String {
+        let Some(password) = &self.redis_password else { return url.to_owned() };
+        let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+        let encoded: String = password
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    char::from(b).to_string()
+                }
+                other => format!("%{other:02X}"),
+            })
+            .collect();
+        format!("{scheme}://:{encoded}@{rest}")
+    }
+}
+
+/// The global `OTEL_*` settings, validated: `Ok(None)` when tracing is off.
+pub fn otlp_config(cli: &Cli, role: &str) -> Result<Option<OtlpConfig>, Vec<String>> {
+    let Some(endpoint) = cli.otlp_endpoint.as_deref().filter(|e| !e.is_empty()) else { return Ok(None) };
+    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+        return Err(vec![format!(
+            "OTEL_EXPORTER_OTLP_ENDPOINT (--otlp-endpoint) must be an http:// or https:// URL, got {endpoint:?}"
+        )]);
+    }
+    let service_name = cli.otel_service_name.clone().unwrap_or_else(|| format!("crier-{role}"));
+    Ok(Some(OtlpConfig { endpoint: endpoint.to_owned(), service_name, timeout: Duration::from_secs(10) }))
 }
 
 fn redis_problems(redis: &RedisArgs) -> Vec<String> {
@@ -268,6 +359,12 @@ fn redis_problems(redis: &RedisArgs) -> Vec<String> {
     }
     if redis.redis_url.iter().collect::<std::collections::HashSet<_>>().len() != redis.redis_url.len() {
         problems.push("--redis-url lists the same node twice".to_owned());
+    }
+    let has_credentials = |url: &String| {
+        url.split_once("://").is_some_and(|(_, rest)| rest.split('/').next().unwrap_or("").contains('@'))
+    };
+    if redis.redis_password.is_some() && redis.redis_url.iter().any(has_credentials) {
+        problems.push("--redis-url carries credentials; with --redis-password it must not".to_owned());
     }
     if redis.redis_timeout.is_zero() {
         problems.push("--redis-timeout must be positive".to_owned());
@@ -299,6 +396,21 @@ mod tests {
         assert!(problems.iter().any(|p| p.contains("--jwt-secret")), "{problems:?}");
         assert!(problems.iter().any(|p| p.contains("--redis-url")));
         assert!(problems.iter().any(|p| p.contains("--partitions")));
+    }
+
+    /// The Redis password goes into every URL percent-encoded, and never alongside URL credentials.
+    #[test]
+    fn redis_password_is_encoded_into_each_url() {
+        let cli =
+            parse(&["broker", "--redis-url", "redis://a:1,redis://b:2/3", "--redis-password", "p@ss word"]);
+        let Command::Broker(args) = cli.command else { panic!("not broker") };
+        assert_eq!(
+            args.redis.urls_with_password(),
+            ["redis://:p%40ss%20word@a:1", "redis://:p%40ss%20word@b:2/3"]
+        );
+        let cli = parse(&["broker", "--redis-url", "redis://:x@a:1", "--redis-password", "y"]);
+        let Command::Broker(args) = cli.command else { panic!("not broker") };
+        assert!(args.config().unwrap_err().iter().any(|p| p.contains("carries credentials")));
     }
 
     /// The dev defaults form a valid configuration.

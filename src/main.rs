@@ -15,6 +15,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use clap::error::ErrorKind;
+use crier_broker::telemetry::{self, OtlpConfig, TelemetryError};
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::cli::{Cli, Command, LogFormat};
 
@@ -33,7 +38,10 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    init_logging(cli.log_format);
+    let otlp = match cli.command.role().map(|role| cli::otlp_config(&cli, role)).transpose() {
+        Ok(otlp) => otlp.flatten(),
+        Err(problems) => return usage_error(&problems),
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -41,7 +49,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(dispatch(cli.command))
+    // The OTLP exporter's gRPC channel must be created inside the runtime.
+    let provider = match runtime.block_on(async { init_logging(cli.log_format, otlp.as_ref()) }) {
+        Ok(provider) => provider,
+        Err(err) => return usage_error(&[err.to_string()]),
+    };
+    let code = runtime.block_on(dispatch(cli.command));
+    if let Some(provider) = provider
+        && let Err(err) = provider.shutdown()
+    {
+        eprintln!("crier: flushing traces: {err}");
+    }
+    code
 }
 
 async fn dispatch(command: Command) -> ExitCode {
@@ -54,15 +73,22 @@ async fn dispatch(command: Command) -> ExitCode {
     }
 }
 
-/// Logs go to stderr; `RUST_LOG` (e.g. `crier_edge=debug`) refines the default `info`.
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Pretty => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
+/// Logs go to stderr; `RUST_LOG` (e.g. `crier_edge=debug`) refines the default `info`. With `otlp`, spans
+/// are also exported; the returned provider must be shut down on exit to flush them.
+fn init_logging(
+    format: LogFormat,
+    otlp: Option<&OtlpConfig>,
+) -> Result<Option<SdkTracerProvider>, TelemetryError> {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt: Box<dyn Layer<Registry> + Send + Sync> = match format {
+        LogFormat::Pretty => fmt.with_filter(filter).boxed(),
+        LogFormat::Json => fmt.json().flatten_event(true).with_filter(filter).boxed(),
+    };
+    let provider = otlp.map(telemetry::otlp_tracer_provider).transpose()?;
+    let otel = provider.as_ref().map(telemetry::otel_layer);
+    tracing_subscriber::registry().with(fmt).with(otel).init();
+    Ok(provider)
 }
 
 /// Prints each problem on its own line and returns exit code 64.

@@ -6,10 +6,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use crier_broker::access::{AccessStore, MemoryAccessStore, RedisAccessStore};
+use crier_broker::admin_http::{self, AdminState, LogReachable};
+use crier_broker::control::{ControlPlane, MemoryControl, RedisControl};
 use crier_broker::log::{LogError, MemoryLog, PartitionedLog, RedisLog, RedisLogConfig};
 use crier_broker::{Publisher, Services};
+use crier_edge::EdgeDeps;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::cli::{BrokerArgs, DevArgs, EdgeArgs, LogArgs, RedisArgs};
 
@@ -27,16 +31,27 @@ pub async fn dev(args: DevArgs) -> ExitCode {
         (Ok(grpc), Ok(ws)) => (grpc, ws),
         (Err(code), _) | (_, Err(code)) => return code,
     };
+    let admin = match bind_admin(args.admin.admin_listen).await {
+        Ok(admin) => admin,
+        Err(code) => return code,
+    };
     print_dev_banner(&grpc, &ws, &edge_config.ws_path);
     let shutdown = shutdown_on_signal();
     let publisher = Publisher::new(Arc::clone(&log), &broker_config);
+    let admin = spawn_admin(admin, &log, &shutdown);
     let access: Arc<dyn AccessStore> = Arc::new(MemoryAccessStore::new());
+    let control: Arc<dyn ControlPlane> = Arc::new(MemoryControl::new());
     // The demo page publishes through the same publisher as gRPC.
-    let demo = Some(publisher.clone());
-    let edge = crier_edge::run_with(ws, edge_config, log, Arc::clone(&access), demo, shutdown.clone());
+    let deps = EdgeDeps {
+        access: Arc::clone(&access),
+        control: Some(Arc::clone(&control)),
+        demo: Some(publisher.clone()),
+    };
+    let edge = crier_edge::run_with(ws, edge_config, log, deps, shutdown.clone());
     let services = Services { publisher, access, api_token: None };
-    let broker = crier_broker::run(grpc, services, shutdown.clone());
+    let broker = crier_broker::server::serve(grpc, services, Some(control), shutdown.clone());
     let (broker, edge) = tokio::join!(broker, edge);
+    admin.stop().await;
     finish("dev", broker.map_err(|e| e.to_string()).and(edge.map_err(|e| e.to_string())))
 }
 
@@ -53,13 +68,24 @@ pub async fn broker(args: BrokerArgs) -> ExitCode {
         Ok(access) => access,
         Err(code) => return code,
     };
+    let control = match redis_control(&args.redis).await {
+        Ok(control) => control,
+        Err(code) => return code,
+    };
     let listener = match bind(args.grpc_listen).await {
         Ok(listener) => listener,
         Err(code) => return code,
     };
+    let admin = match bind_admin(args.admin.admin_listen).await {
+        Ok(admin) => admin,
+        Err(code) => return code,
+    };
+    let shutdown = shutdown_on_signal();
+    let admin = spawn_admin(admin, &log, &shutdown);
     let publisher = Publisher::new(log, &config);
     let services = Services { publisher, access, api_token: config.api_token.clone() };
-    let result = crier_broker::run(listener, services, shutdown_on_signal()).await;
+    let result = crier_broker::server::serve(listener, services, Some(control), shutdown).await;
+    admin.stop().await;
     finish("broker", result.map_err(|e| e.to_string()))
 }
 
@@ -76,11 +102,23 @@ pub async fn edge(args: EdgeArgs) -> ExitCode {
         Ok(access) => access,
         Err(code) => return code,
     };
+    let control = match redis_control(&args.redis).await {
+        Ok(control) => control,
+        Err(code) => return code,
+    };
     let listener = match bind(args.listen).await {
         Ok(listener) => listener,
         Err(code) => return code,
     };
-    let result = crier_edge::run(listener, config, log, access, shutdown_on_signal()).await;
+    let admin = match bind_admin(args.admin.admin_listen).await {
+        Ok(admin) => admin,
+        Err(code) => return code,
+    };
+    let shutdown = shutdown_on_signal();
+    let admin = spawn_admin(admin, &log, &shutdown);
+    let deps = EdgeDeps { access, control: Some(control), demo: None };
+    let result = crier_edge::run_with(listener, config, log, deps, shutdown).await;
+    admin.stop().await;
     finish("edge", result.map_err(|e| e.to_string()))
 }
 
@@ -114,11 +152,67 @@ async fn redis_access(redis: &RedisArgs) -> Result<Arc<dyn AccessStore>, ExitCod
     }
 }
 
+/// The control plane on the first `--redis-url` node (a standalone node; see the README for Cluster).
+async fn redis_control(redis: &RedisArgs) -> Result<Arc<dyn ControlPlane>, ExitCode> {
+    let urls = redis.urls_with_password();
+    let url = urls.first().cloned().unwrap_or_default();
+    let shown = redis.redis_url.first().cloned().unwrap_or_default();
+    match tokio::time::timeout(redis.redis_timeout, RedisControl::connect(&url)).await {
+        Ok(Ok(control)) => Ok(Arc::new(control)),
+        Ok(Err(err)) => {
+            eprintln!("crier: cannot connect to Redis at {shown}: {err}");
+            Err(ExitCode::from(EXIT_UNAVAILABLE))
+        }
+        Err(_) => {
+            eprintln!("crier: cannot connect to Redis at {shown}: timed out");
+            Err(ExitCode::from(EXIT_UNAVAILABLE))
+        }
+    }
+}
+
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ExitCode> {
     TcpListener::bind(addr).await.map_err(|err| {
         eprintln!("crier: cannot listen on {addr}: {err}");
         ExitCode::from(EXIT_UNAVAILABLE)
     })
+}
+
+async fn bind_admin(addr: Option<SocketAddr>) -> Result<Option<TcpListener>, ExitCode> {
+    match addr {
+        Some(addr) => bind(addr).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The admin listener running beside a server: it reports not-ready once `draining` is cancelled and keeps
+/// serving `/metrics` and `/healthz` until [`Admin::stop`], after the server has finished.
+struct Admin {
+    stop: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Admin {
+    async fn stop(self) {
+        self.stop.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+fn spawn_admin(
+    listener: Option<TcpListener>,
+    log: &Arc<dyn PartitionedLog>,
+    draining: &CancellationToken,
+) -> Admin {
+    let admin = Admin { stop: CancellationToken::new(), tracker: TaskTracker::new() };
+    if let Some(listener) = listener {
+        let state = AdminState {
+            readiness: Some(Arc::new(LogReachable(Arc::clone(log)))),
+            draining: draining.clone(),
+        };
+        admin.tracker.spawn(admin_http::serve(listener, state, admin.stop.clone()));
+    }
+    admin
 }
 
 /// A token cancelled on the first SIGTERM or SIGINT.

@@ -17,16 +17,26 @@
 //! - [`publisher`]: validation, partitioning and encoding of one publish.
 //! - [`publish_service`]: the `crier.v1.PublishService` gRPC implementation.
 //! - [`server`]: `run(listener, …, shutdown)`: the tonic server with health and reflection.
+//! - [`admin_service`]: the `crier.v1.AdminService` gRPC implementation (presence, stats, disconnect).
+//! - [`control`]: the control plane: edges' heartbeat reports and operator commands (Redis | memory).
+//! - [`admin_http`]: the admin listener: `/metrics`, `/healthz`, `/readyz` (used by the edge too).
+//! - [`meters`]: the broker's Prometheus metrics.
+//! - [`telemetry`]: the process's metrics recorder, the OTLP trace pipeline, W3C context propagation.
 
 pub mod access;
 pub mod access_service;
+pub mod admin_http;
+pub mod admin_service;
 pub mod api_token;
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod log;
+pub mod meters;
 pub mod publish_service;
 pub mod publisher;
 pub mod server;
+pub mod telemetry;
 
 pub use config::BrokerConfig;
 pub use error::BrokerError;

@@ -1,4 +1,9 @@
 //! `crier.v1.PublishService` over a [`Publisher`]: single publishes, batches and broadcasts.
+//!
+//! Each call runs in a `publish` span that continues the caller's W3C `traceparent` (gRPC metadata), so the
+//! trace context the publisher stores in each stream entry makes the edges' delivery spans its children.
+
+use std::time::Instant;
 
 use crier_proto::v1::publish_result::Result as ItemResult;
 use crier_proto::v1::publish_service_server::PublishService;
@@ -7,21 +12,25 @@ use crier_proto::v1::{
     PublishRequest, PublishResponse, PublishResult,
 };
 use tonic::{Request, Response, Status};
+use tracing::{Instrument, Span};
 
 use crate::config::MAX_BATCH_ITEMS;
 use crate::error::BrokerError;
+use crate::meters::BrokerMeters;
 use crate::publisher::{Item, Published, Publisher};
+use crate::telemetry;
 
 /// The gRPC face of a [`Publisher`].
 pub struct PublishServiceImpl {
     publisher: Publisher,
+    meters: BrokerMeters,
 }
 
 impl PublishServiceImpl {
     /// Serves `publisher`.
     #[must_use]
     pub fn new(publisher: Publisher) -> Self {
-        Self { publisher }
+        Self { publisher, meters: BrokerMeters::new() }
     }
 }
 
@@ -51,6 +60,13 @@ fn result(outcome: Result<Published, BrokerError>) -> PublishResult {
     PublishResult { result: Some(result) }
 }
 
+/// The span of one publishing RPC, child of the caller's `traceparent` if it sent one.
+fn rpc_span<T>(name: &'static str, request: &Request<T>) -> Span {
+    let span = tracing::info_span!("publish", otel.kind = "server", rpc = name);
+    telemetry::set_parent_from_metadata(&span, request.metadata());
+    span
+}
+
 fn check_batch_size(len: usize, what: &str) -> Result<(), Status> {
     if len == 0 || len > MAX_BATCH_ITEMS {
         let reason = format!("{what} must have 1..={MAX_BATCH_ITEMS} entries, got {len}");
@@ -62,8 +78,12 @@ fn check_batch_size(len: usize, what: &str) -> Result<(), Status> {
 #[tonic::async_trait]
 impl PublishService for PublishServiceImpl {
     async fn publish(&self, request: Request<PublishRequest>) -> Result<Response<PublishResponse>, Status> {
+        let started = Instant::now();
+        let span = rpc_span("Publish", &request);
         let item = item(request.into_inner());
-        match self.publisher.publish(&item).await {
+        let result = self.publisher.publish(&item).instrument(span).await;
+        self.meters.publish(&result, started.elapsed());
+        match result {
             Ok(published) => Ok(Response::new(response(published))),
             Err(err) => {
                 tracing::debug!(conversation_id = %item.conversation_id, error = %err, "publish rejected");
@@ -76,9 +96,13 @@ impl PublishService for PublishServiceImpl {
         &self,
         request: Request<PublishBatchRequest>,
     ) -> Result<Response<PublishBatchResponse>, Status> {
+        let started = Instant::now();
+        let span = rpc_span("PublishBatch", &request);
         let items: Vec<Item> = request.into_inner().items.into_iter().map(item).collect();
         check_batch_size(items.len(), "items")?;
-        let results = self.publisher.publish_many(&items).await.into_iter().map(result).collect();
+        let outcomes = self.publisher.publish_many(&items).instrument(span).await;
+        self.meters.publish_many(&outcomes, started.elapsed());
+        let results = outcomes.into_iter().map(result).collect();
         Ok(Response::new(PublishBatchResponse { results }))
     }
 
@@ -86,6 +110,8 @@ impl PublishService for PublishServiceImpl {
         &self,
         request: Request<BroadcastRequest>,
     ) -> Result<Response<BroadcastResponse>, Status> {
+        let started = Instant::now();
+        let span = rpc_span("Broadcast", &request);
         let request = request.into_inner();
         check_batch_size(request.conversation_ids.len(), "conversation_ids")?;
         let items: Vec<Item> = request
@@ -97,7 +123,9 @@ impl PublishService for PublishServiceImpl {
                 idempotency_key: request.idempotency_key.clone(),
             })
             .collect();
-        let results = self.publisher.publish_many(&items).await.into_iter().map(result).collect();
+        let outcomes = self.publisher.publish_many(&items).instrument(span).await;
+        self.meters.publish_many(&outcomes, started.elapsed());
+        let results = outcomes.into_iter().map(result).collect();
         Ok(Response::new(BroadcastResponse { results }))
     }
 }

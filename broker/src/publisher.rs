@@ -104,7 +104,8 @@ impl Publisher {
             conversation_id: item.conversation_id.clone(),
             payload: item.payload.clone(),
             published_at_ms: now_ms(),
-            trace_context: Default::default(),
+            // The caller's span (the `publish` RPC span): empty unless tracing is on and it is sampled.
+            trace_context: crate::telemetry::inject(&tracing::Span::current()),
         };
         let token = (!item.idempotency_key.is_empty())
             .then(|| dedupe_token(&item.conversation_id, &item.idempotency_key));

@@ -1,19 +1,25 @@
-//! The broker's gRPC server: `PublishService`, `AccessService`, `grpc.health.v1` and server reflection on
-//! one listener. Publish and Access calls pass the API-token interceptor first.
+//! The broker's gRPC server: `PublishService`, `AccessService`, `AdminService` (with a control plane),
+//! `grpc.health.v1` and server reflection on one listener. Publish, Access and Admin calls pass the API-token
+//! interceptor first.
 
 use std::sync::Arc;
 
 use crier_proto::v1::FILE_DESCRIPTOR_SET;
 use crier_proto::v1::access_service_server::AccessServiceServer;
+use crier_proto::v1::admin_service_server::AdminServiceServer;
 use crier_proto::v1::publish_service_server::PublishServiceServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 
 use crate::access::AccessStore;
 use crate::access_service::AccessServiceImpl;
+use crate::admin_service::AdminServiceImpl;
 use crate::api_token::ApiToken;
+use crate::control::ControlPlane;
 use crate::publish_service::PublishServiceImpl;
 use crate::publisher::Publisher;
 
@@ -38,19 +44,35 @@ pub struct Services {
     pub api_token: Option<String>,
 }
 
-/// Serves the broker's gRPC API on `listener` until `shutdown` is cancelled, then finishes in-flight calls.
+/// Serves `PublishService` and `AccessService` (no `AdminService`) on `listener` until `shutdown`; see
+/// [`serve`].
 pub async fn run(
     listener: TcpListener,
     services: Services,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
+    serve(listener, services, None, shutdown).await
+}
+
+/// Serves the broker's gRPC API on `listener` until `shutdown` is cancelled: `PublishService`,
+/// `AccessService`, and `AdminService` when given a control plane. Then health turns NOT_SERVING (overall `""` and per
+/// service), the listener closes, and in-flight calls finish before this returns.
+pub async fn serve(
+    listener: TcpListener,
+    services: Services,
+    control: Option<Arc<dyn ControlPlane>>,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<PublishServiceServer<PublishServiceImpl>>().await;
     health.set_serving::<AccessServiceServer<AccessServiceImpl>>().await;
+    health.set_service_status("", ServingStatus::Serving).await;
     let token = ApiToken::new(services.api_token.as_deref());
     let publish =
         PublishServiceServer::with_interceptor(PublishServiceImpl::new(services.publisher), token.clone());
-    let access = AccessServiceServer::with_interceptor(AccessServiceImpl::new(services.access), token);
+    let access =
+        AccessServiceServer::with_interceptor(AccessServiceImpl::new(services.access), token.clone());
+    let admin = control.map(|c| AdminServiceServer::with_interceptor(AdminServiceImpl::new(c), token));
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -62,7 +84,17 @@ pub async fn run(
         .add_service(reflection)
         .add_service(publish)
         .add_service(access)
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown.cancelled_owned())
+        .add_optional_service(admin)
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), drain(health, shutdown))
         .await?;
     Ok(())
+}
+
+/// Resolves once `shutdown` is cancelled, after health has turned NOT_SERVING.
+async fn drain(health: HealthReporter, shutdown: CancellationToken) {
+    shutdown.cancelled().await;
+    tracing::info!("broker draining: health NOT_SERVING, finishing in-flight calls");
+    health.set_service_status("", ServingStatus::NotServing).await;
+    health.set_not_serving::<PublishServiceServer<PublishServiceImpl>>().await;
+    health.set_not_serving::<AccessServiceServer<AccessServiceImpl>>().await;
 }

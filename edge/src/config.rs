@@ -2,9 +2,14 @@
 
 use std::time::Duration;
 
+use crier_broker::control::{HEARTBEAT_INTERVAL, HEARTBEAT_TTL};
 use crier_proto::partition::DEFAULT_PARTITIONS;
 
 pub use crate::auth::{JwtConfig, KeySource};
+
+/// Default drain window of `crier edge`: long enough to spread reconnects, well inside Kubernetes' default
+/// 30 s termination grace period.
+pub const DEFAULT_DRAIN_WINDOW: Duration = Duration::from_secs(5);
 
 /// How sessions prove who they are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +129,13 @@ pub struct EdgeConfig {
     pub read_batch: usize,
     /// How long one partition read blocks before it is re-issued.
     pub read_block: Duration,
+    /// On shutdown, sessions close (1001) at random moments within this window, so their clients do not
+    /// all reconnect elsewhere at once. Zero closes them at once.
+    pub drain_window: Duration,
+    /// This edge's id in the control plane's reports (`Stats`, `Presence`); unique per deployment.
+    pub edge_id: String,
+    /// How often the edge reports to the control plane (reports live for `HEARTBEAT_TTL`).
+    pub heartbeat_interval: Duration,
 }
 
 impl EdgeConfig {
@@ -142,7 +154,17 @@ impl EdgeConfig {
             max_queue_bytes: 1024 * 1024,
             read_batch: 256,
             read_block: Duration::from_secs(5),
+            // Dev and tests stop at once; `crier edge` defaults to DEFAULT_DRAIN_WINDOW.
+            drain_window: Duration::ZERO,
+            edge_id: random_edge_id(),
+            heartbeat_interval: HEARTBEAT_INTERVAL,
         }
+    }
+
+    /// A fresh random id, for edges not given one.
+    #[must_use]
+    pub fn random_id() -> String {
+        random_edge_id()
     }
 
     /// Production defaults (checked access, same-origin only) with HS256 tokens signed by `secret`.
@@ -185,11 +207,29 @@ impl EdgeConfig {
         if self.max_queue_bytes < 64 * 1024 {
             problems.push(format!("--max-queue-bytes must be at least 65536, got {}", self.max_queue_bytes));
         }
+        if self.drain_window > Duration::from_secs(600) {
+            problems.push(format!(
+                "--drain-seconds must be at most 600 (the chart's limit), got {}",
+                self.drain_window.as_secs()
+            ));
+        }
+        if self.edge_id.is_empty() || self.edge_id.len() > 128 || self.edge_id.contains(['{', '}']) {
+            problems.push(format!("--edge-id must be 1..=128 bytes without braces, got {:?}", self.edge_id));
+        }
+        if self.heartbeat_interval.is_zero() || self.heartbeat_interval >= HEARTBEAT_TTL {
+            problems.push(format!("heartbeat interval must be positive and below {HEARTBEAT_TTL:?}"));
+        }
         if self.read_batch == 0 {
             problems.push("--read-batch must be positive".to_owned());
         }
         problems
     }
+}
+
+fn random_edge_id() -> String {
+    use std::hash::{BuildHasher, RandomState};
+    // RandomState is randomly seeded per instance: a random 64-bit id without a dependency.
+    format!("edge-{:016x}", RandomState::new().hash_one(std::process::id()))
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use crier_broker::log::{Entry, Head, LogError, PartitionReader, PartitionedLog};
+use crier_broker::telemetry;
 use crier_proto::v1::{STREAM_ENTRY_VERSION, StreamEntry};
 use crier_proto::{Position, StreamId};
 use prost::Message;
@@ -19,6 +20,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::frame;
 use crate::hub::Hub;
+use crate::meters::{self, EdgeMeters};
 use crate::protocol;
 
 /// Back-off bounds between failed log calls.
@@ -32,6 +34,7 @@ pub struct Consumer {
     block: Duration,
     tracker: TaskTracker,
     shutdown: CancellationToken,
+    meters: EdgeMeters,
 }
 
 /// A running reader, held by its hub shard.
@@ -63,8 +66,9 @@ impl Consumer {
         block: Duration,
         tracker: TaskTracker,
         shutdown: CancellationToken,
+        meters: EdgeMeters,
     ) -> Self {
-        Self { log, batch, block, tracker, shutdown }
+        Self { log, batch, block, tracker, shutdown, meters }
     }
 
     /// The log's partition count.
@@ -84,6 +88,7 @@ impl Consumer {
             batch: self.batch,
             block: self.block,
             cancel: cancel.clone(),
+            meters: self.meters.clone(),
         };
         self.tracker.spawn(reader.run(started_tx));
         ReaderHandle { cancel, started }
@@ -97,11 +102,19 @@ struct Reader {
     batch: usize,
     block: Duration,
     cancel: CancellationToken,
+    meters: EdgeMeters,
 }
 
 impl Reader {
     async fn run(self, started: watch::Sender<Option<Head>>) {
         tracing::debug!(partition = self.partition, "partition reader started");
+        self.meters.partitions_read.increment(1.0);
+        self.read(started).await;
+        self.meters.partitions_read.decrement(1.0);
+        tracing::debug!(partition = self.partition, "partition reader stopped");
+    }
+
+    async fn read(&self, started: watch::Sender<Option<Head>>) {
         let Some(mut head) = self.retry(|| self.log.head(self.partition)).await else { return };
         self.hub.reader_at(self.partition, head);
         started.send_replace(Some(head));
@@ -120,7 +133,6 @@ impl Reader {
                 self.hub.reader_at(self.partition, head);
             }
         }
-        tracing::debug!(partition = self.partition, "partition reader stopped");
     }
 
     /// Reads and dispatches until cancelled or the log fails; returns the last handled id.
@@ -133,12 +145,14 @@ impl Reader {
             };
             match batch {
                 Ok(entries) => {
+                    self.record_lag(&entries);
                     for entry in entries {
                         cursor = entry.id;
                         self.dispatch(head.epoch, entry);
                     }
                 }
                 Err(err) => {
+                    self.meters.redis_errors.increment(1);
                     tracing::warn!(partition = self.partition, error = %err, "partition read failed; reconnecting");
                     return cursor;
                 }
@@ -147,14 +161,47 @@ impl Reader {
     }
 
     fn dispatch(&self, epoch: u64, entry: Entry) {
-        let Some(decoded) = decode_entry(self.partition, &entry) else { return };
+        let Some(decoded) = decode_entry(self.partition, &entry) else {
+            self.meters.unreadable.increment(1);
+            return;
+        };
         let conversation = &decoded.conversation_id;
         let Some(subscribers) = self.hub.lookup(self.partition, conversation, entry.id) else { return };
         let frame: Bytes = frame::text(&decoded.payload);
         let position = Position { partition: self.partition, epoch, id: entry.id };
-        Hub::deliver(&subscribers, entry.id, &frame, || {
-            protocol::notification(conversation, &position, &decoded.payload)
-        });
+        let deliver = || {
+            Hub::deliver(&subscribers, entry.id, &frame, || {
+                protocol::notification(conversation, &position, &decoded.payload)
+            })
+        };
+        // A delivery span only for entries carrying a sampled trace context: nothing to do when tracing is off.
+        let (delivered, dropped) = if decoded.trace_context.is_empty() {
+            deliver()
+        } else {
+            let span = tracing::info_span!(
+                "deliver",
+                otel.kind = "consumer",
+                conversation_id = %conversation,
+                partition = self.partition,
+                recipients = subscribers.len(),
+            );
+            telemetry::set_parent_from_map(&span, &decoded.trace_context);
+            span.in_scope(deliver)
+        };
+        self.meters.delivered(delivered, dropped, decoded.published_at_ms);
+        tracing::debug!(
+            partition = self.partition,
+            conversation_id = %conversation,
+            recipients = delivered,
+            "ws_broadcast_completed"
+        );
+    }
+
+    /// Records how far behind the log this reader is: the age of the oldest entry just read.
+    fn record_lag(&self, entries: &[Entry]) {
+        if let Some(first) = entries.first() {
+            self.meters.read_lag.record(meters::age(first.id.ms).as_secs_f64());
+        }
     }
 
     /// Calls `op` until it succeeds, backing off between failures; `None` once cancelled.
@@ -172,6 +219,7 @@ impl Reader {
             match result {
                 Ok(value) => return Some(value),
                 Err(err) => {
+                    self.meters.redis_errors.increment(1);
                     tracing::warn!(partition = self.partition, error = %err, ?backoff, "log call failed; retrying");
                 }
             }

@@ -132,25 +132,29 @@ impl Hub {
 
     /// Pushes entry `id`'s frame to every subscriber of `subscribers` that wants it live: the bare payload
     /// `frame`, or `positioned()` (encoded at most once) for sessions with positions. Returns how many
-    /// outboxes took it.
+    /// outboxes took it and how many were full (those sessions close with 4008).
     pub fn deliver(
         subscribers: &[Subscriber],
         id: StreamId,
         frame: &Bytes,
         positioned: impl FnOnce() -> Bytes,
-    ) -> usize {
+    ) -> (usize, usize) {
         let mut encode = Some(positioned);
         let mut with_position: Option<Bytes> = None;
-        let mut delivered = 0;
+        let (mut delivered, mut dropped) = (0, 0);
         for subscriber in subscribers.iter().filter(|s| id > s.after) {
             let frame = if subscriber.positions {
                 with_position.get_or_insert_with(|| encode.take().map_or_else(Bytes::new, |f| f())).clone()
             } else {
                 frame.clone()
             };
-            delivered += usize::from(subscriber.outbox.push(frame) != Err(Overflowed));
+            if subscriber.outbox.push(frame) == Err(Overflowed) {
+                dropped += 1;
+            } else {
+                delivered += 1;
+            }
         }
-        delivered
+        (delivered, dropped)
     }
 
     /// Partitions that currently have a reader.

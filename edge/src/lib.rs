@@ -27,6 +27,15 @@
 //! - [`revocations`]: follows the access store's revocation feed; kicks revoked subscriptions.
 //! - [`connections`]: connection counts per edge and per user; reaching a user's sessions.
 //! - [`handshake`]: origin check and handshake token sources.
+//! - [`meters`]: the edge's Prometheus metrics.
+//! - [`registry`]: who is connected: users and conversations per session, for presence and disconnects.
+//! - [`heartbeat`]: reports to the control plane; carries out operators' commands.
+//!
+//! Shutdown (drain): when `shutdown` is cancelled the edge stops accepting, every session closes with 1001 at
+//! its own random moment within `drain_window` (delivering until then) after flushing what it has queued,
+//! and only then do the partition readers (and the revocation, key refresh and heartbeat tasks) stop. The
+//! admin listener (`crier_broker::admin_http`, run by the caller) reports not-ready from the first moment of
+//! the drain.
 
 pub mod acl;
 pub mod assets;
@@ -39,11 +48,14 @@ pub mod error;
 pub mod frame;
 pub mod gate;
 pub mod handshake;
+pub mod heartbeat;
 pub mod hub;
 pub mod inbound;
+pub mod meters;
 pub mod outbox;
 pub mod protocol;
 pub mod recovery;
+pub mod registry;
 pub mod revocations;
 pub mod server;
 pub mod session;
@@ -52,6 +64,7 @@ use std::sync::Arc;
 
 use crier_broker::Publisher;
 use crier_broker::access::AccessStore;
+use crier_broker::control::{ControlPlane, MemoryControl};
 use crier_broker::log::PartitionedLog;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -61,9 +74,27 @@ pub use config::{AclMode, AuthMode, EdgeConfig, JwtConfig, KeySource, Limits, Or
 pub use demo::Demo;
 pub use error::{CloseCode, EdgeError};
 
-/// Serves WebSockets on `listener` until `shutdown` is cancelled; returns once every session and reader
-/// task has ended. Subscriptions are checked against `access` (unless `config.acl` is open), whose
-/// revocations kick live subscriptions.
+/// What an edge works with besides its listener, config and log.
+pub struct EdgeDeps {
+    /// Grants subscriptions are checked against (unless `config.acl` is open); its revocations kick live
+    /// subscriptions.
+    pub access: Arc<dyn AccessStore>,
+    /// Where the edge reports (`Stats`, `Presence`) and hears operator commands; `None`: a control plane of
+    /// its own, which no other process sees.
+    pub control: Option<Arc<dyn ControlPlane>>,
+    /// Serves the demo page at `/` and `POST /dev/publish`, publishing through this (`crier dev` only).
+    pub demo: Option<Publisher>,
+}
+
+impl EdgeDeps {
+    /// Checks against `access`; no shared control plane, no demo.
+    #[must_use]
+    pub fn new(access: Arc<dyn AccessStore>) -> Self {
+        Self { access, control: None, demo: None }
+    }
+}
+
+/// [`run_with`] checking against `access`, with a control plane of its own and no demo page.
 pub async fn run(
     listener: TcpListener,
     config: EdgeConfig,
@@ -71,41 +102,58 @@ pub async fn run(
     access: Arc<dyn AccessStore>,
     shutdown: CancellationToken,
 ) -> Result<(), EdgeError> {
-    run_with(listener, config, log, access, None, shutdown).await
+    run_with(listener, config, log, EdgeDeps::new(access), shutdown).await
 }
 
-/// [`run`], plus the demo page at `/` and `POST /dev/publish` publishing through `demo` when it is set
-/// (`crier dev` only).
+/// Serves WebSockets on `listener` until `shutdown` is cancelled, then drains; returns once every session
+/// and background task has ended. Subscriptions are checked against `deps.access`, whose revocations kick
+/// live subscriptions; the edge reports to `deps.control` and carries out the operator commands it brings.
 pub async fn run_with(
     listener: TcpListener,
     config: EdgeConfig,
     log: Arc<dyn PartitionedLog>,
-    access: Arc<dyn AccessStore>,
-    demo: Option<Publisher>,
+    deps: EdgeDeps,
     shutdown: CancellationToken,
 ) -> Result<(), EdgeError> {
-    // Our own child token, so the tasks stop even if serving ends with an error.
-    let stop = shutdown.child_token();
-    let tracker = TaskTracker::new();
+    let EdgeDeps { access, control, demo } = deps;
+    let control = control.unwrap_or_else(|| Arc::new(MemoryControl::new()));
+    // Sessions drain on `draining`; readers stop on `stop`, only after the sessions they feed are gone.
+    let draining = shutdown.child_token();
+    let stop = CancellationToken::new();
+    let readers = TaskTracker::new();
+    let sessions = TaskTracker::new();
+    let meters = meters::EdgeMeters::new();
     let consumer = consumer::Consumer::new(
         Arc::clone(&log),
         config.read_batch,
         config.read_block,
-        tracker.clone(),
+        readers.clone(),
         stop.clone(),
+        meters.clone(),
     );
     let hub = hub::Hub::new(consumer);
     let demo = demo.map(|publisher| Demo::new(publisher, &config.ws_path));
-    let sessions = match session::SessionContext::new(config, hub, log, Arc::clone(&access)) {
+    let drain_window = config.drain_window;
+    let (edge_id, interval) = (config.edge_id.clone(), config.heartbeat_interval);
+    let ctx = match session::SessionContext::new(config, Arc::clone(&hub), log, Arc::clone(&access), meters) {
         Ok(ctx) => Arc::new(ctx),
         Err(problem) => return Err(EdgeError::Config(problem)),
     };
-    sessions.auth.start(&tracker, &stop);
-    tracker.spawn(revocations::run(access, Arc::clone(&sessions), stop.clone()));
-    let routes = Arc::new(server::Routes { sessions, demo });
-    let result = server::serve(listener, routes, stop.clone(), tracker.clone()).await;
+    ctx.auth.start(&readers, &stop);
+    readers.spawn(revocations::run(access, Arc::clone(&ctx), stop.clone()));
+    let registry = Arc::clone(&ctx.registry);
+    let heartbeat = heartbeat::Heartbeat { edge_id, control, registry, hub, interval };
+    readers.spawn(heartbeat.clone().report_until(stop.clone()));
+    readers.spawn(heartbeat.listen_until(stop.clone()));
+    let routes = Arc::new(server::Routes { sessions: ctx, demo });
+    let result = server::serve(listener, routes, draining.clone(), sessions.clone()).await;
+    draining.cancel();
+    tracing::info!(?drain_window, "edge draining: closing sessions with 1001");
+    sessions.close();
+    sessions.wait().await;
     stop.cancel();
-    tracker.close();
-    tracker.wait().await;
+    readers.close();
+    readers.wait().await;
+    tracing::info!("edge drained");
     result
 }

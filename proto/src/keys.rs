@@ -77,6 +77,34 @@ pub fn grants(conversation: &str) -> String {
     format!("{PREFIX}:{{acl}}:grants:{conversation}")
 }
 
+/// Sorted set of edges: member = edge id, score = time of its last heartbeat (Unix ms). Entries older than
+/// the heartbeat TTL are stale and removed by readers.
+pub const EDGES: &str = "crier:edges";
+
+/// Pub/sub channel of operator commands to every edge (JSON messages tagged by `"type"`).
+pub const CONTROL_CHANNEL: &str = "crier:control";
+
+/// The Redis keys one edge reports to, each expiring with the heartbeat TTL. The hash tag `{<edge id>}`
+/// keeps one edge's keys in one Redis Cluster slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeKeys {
+    /// Hash of counters: `connections`, `authenticated`, `subscriptions`, `partitions_read`, `reported_at_ms`.
+    pub stats: String,
+    /// Hash: conversation id → JSON object `{"<user id>": <connections>}`.
+    pub presence: String,
+}
+
+impl EdgeKeys {
+    /// The keys of edge `edge_id`.
+    #[must_use]
+    pub fn new(edge_id: &str) -> Self {
+        Self {
+            stats: format!("{PREFIX}:edge:{{{edge_id}}}:stats"),
+            presence: format!("{PREFIX}:edge:{{{edge_id}}}:presence"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +138,14 @@ mod tests {
     fn access_keys_are_stable() {
         assert_eq!(grants("c1"), "crier:{acl}:grants:c1");
         assert_eq!(CONTROL_STREAM, "crier:{acl}:control");
+    }
+
+    /// Edge keys share one hash tag per edge.
+    #[test]
+    fn edge_keys_have_edge_hash_tag() {
+        let keys = EdgeKeys::new("edge-a");
+        assert_eq!(keys.stats, "crier:edge:{edge-a}:stats");
+        assert_eq!(keys.presence, "crier:edge:{edge-a}:presence");
     }
 
     /// `all` yields one entry per partition, in partition order.

@@ -11,6 +11,8 @@
 //! - [`browser`]: `Browser`: headless Chromium driven over WebDriver (fantoccini + a spawned chromedriver).
 //! - [`access_client`]: `AccessClient`: the gRPC access-management client backends use.
 //! - [`bystander`]: `Bystander`: the well-behaved client that must not notice another's rejection.
+//! - [`admin_client`]: `AdminClient`: raw HTTP GETs of `/metrics`, `/healthz`, `/readyz`; `Scrape` parses.
+//! - [`crier_process`]: `CrierProcess`: the built `crier` binary as a child process, for signal tests.
 //! - [`deadline`]: `within`: the timeout wrapped around every await of the harness.
 //! - [`redis_monitor`]: `RedisMonitor`: Redis' own log of the commands it served (`MONITOR`).
 //! - [`redis_server`]: `RedisServer`: a spawned `redis-server` (standalone or cluster node) on a free port,
@@ -23,8 +25,10 @@
 //! - [`tokens`]: `mint_token`: HS256 JWTs for the edge's auth.
 
 pub mod access_client;
+pub mod admin_client;
 pub mod browser;
 pub mod bystander;
+pub mod crier_process;
 pub mod deadline;
 pub mod jwks_server;
 pub mod publish_client;
@@ -36,14 +40,16 @@ pub mod tokens;
 pub mod ws_client;
 
 pub use access_client::AccessClient;
+pub use admin_client::{AdminClient, HttpReply, Scrape};
 pub use browser::{BROWSER_STEP, Browser};
 pub use bystander::Bystander;
+pub use crier_process::{CrierProcess, crier_binary};
 pub use deadline::{STEP, within, within_for};
 pub use jwks_server::{JwksServer, rsa_jwk};
 pub use publish_client::PublishClient;
 pub use redis_cluster::RedisCluster;
 pub use redis_monitor::{MonitoredCommand, RedisMonitor};
-pub use redis_server::RedisServer;
+pub use redis_server::{RedisServer, free_port};
 pub use servers::{Servers, ServersConfig};
 pub use tokens::{mint_claims, mint_token, unix_now};
 pub use tokio_tungstenite::tungstenite;

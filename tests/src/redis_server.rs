@@ -240,7 +240,8 @@ impl Drop for RedisServer {
 }
 
 /// A port nobody listened on a moment ago.
-fn free_port() -> anyhow::Result<u16> {
+/// A port nothing listens on right now (another process may take it before the caller binds it).
+pub fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding a free port")?;
     Ok(listener.local_addr()?.port())
 }

@@ -12,15 +12,18 @@ use std::sync::{Arc, Once};
 
 use anyhow::{Context, anyhow};
 use crier_broker::access::{AccessStore, MemoryAccessStore};
+use crier_broker::admin_http::{self, AdminState, LogReachable};
+use crier_broker::control::{ControlPlane, MemoryControl};
 use crier_broker::log::{DEFAULT_MAX_LEN, MemoryLog, PartitionedLog};
 use crier_broker::{BrokerConfig, Publisher, Services};
-use crier_edge::EdgeConfig;
+use crier_edge::{EdgeConfig, EdgeDeps};
 use crier_proto::partition::DEFAULT_PARTITIONS;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::access_client::AccessClient;
+use crate::admin_client::AdminClient;
 use crate::deadline::within;
 use crate::publish_client::PublishClient;
 use crate::ws_client::WsClient;
@@ -69,6 +72,8 @@ pub struct Servers {
     log: Arc<dyn PartitionedLog>,
     /// The access store the broker manages and every edge checks.
     access: Arc<dyn AccessStore>,
+    /// The control plane the broker's `AdminService` and every edge share.
+    control: Arc<dyn ControlPlane>,
     broker: SocketAddr,
     /// Every edge, by index.
     edges: Vec<EdgeSlot>,
@@ -93,7 +98,7 @@ impl Servers {
     }
 
     /// A broker and edges with exactly `config` (partition counts included, so mismatches can be tested),
-    /// sharing a fresh in-memory access store.
+    /// sharing a fresh in-memory access store and an in-process control plane.
     pub async fn start_with(log: Arc<dyn PartitionedLog>, config: ServersConfig) -> anyhow::Result<Self> {
         Self::start_with_access(log, Arc::new(MemoryAccessStore::new()), config).await
     }
@@ -105,19 +110,40 @@ impl Servers {
         access: Arc<dyn AccessStore>,
         config: ServersConfig,
     ) -> anyhow::Result<Self> {
+        Self::start_with_parts(log, access, Arc::new(MemoryControl::new()), config).await
+    }
+
+    /// A broker (with `AdminService`) and edges on `log`, reporting to `control`.
+    pub async fn start_with_control(
+        log: Arc<dyn PartitionedLog>,
+        control: Arc<dyn ControlPlane>,
+        config: ServersConfig,
+    ) -> anyhow::Result<Self> {
+        Self::start_with_parts(log, Arc::new(MemoryAccessStore::new()), control, config).await
+    }
+
+    /// A broker and edges on `log`, with grants in `access`, reporting to `control`.
+    pub async fn start_with_parts(
+        log: Arc<dyn PartitionedLog>,
+        access: Arc<dyn AccessStore>,
+        control: Arc<dyn ControlPlane>,
+        config: ServersConfig,
+    ) -> anyhow::Result<Self> {
         init_tracing();
         let shutdown = CancellationToken::new();
-        let (broker, task) = start_broker(&log, &access, &config.broker, &shutdown).await?;
+        let (broker, task) = start_broker(&log, &access, &control, &config.broker, &shutdown).await?;
         let tasks = vec![task];
-        let mut servers =
-            Self { log, access, broker, edges: Vec::new(), tasks, shutdown, broker_config: config.broker };
+        let broker_config = config.broker;
+        let edges = Vec::new();
+        let mut servers = Self { log, access, control, broker, edges, tasks, shutdown, broker_config };
         for _ in 0..config.edges {
             servers.add_edge(config.edge.clone()).await?;
         }
         Ok(servers)
     }
 
-    /// Starts one more edge on the same log; returns its index.
+    /// Starts one more edge on the same log and control plane; returns its index. Its edge id is
+    /// `edge-<index>`.
     pub async fn add_edge(&mut self, config: EdgeConfig) -> anyhow::Result<usize> {
         self.push_edge(config, false).await
     }
@@ -129,6 +155,7 @@ impl Servers {
     }
 
     async fn push_edge(&mut self, config: EdgeConfig, demo: bool) -> anyhow::Result<usize> {
+        let config = EdgeConfig { edge_id: format!("edge-{}", self.edges.len()), ..config };
         let listener = bind().await?;
         self.edges.push(EdgeSlot { addr: listener.local_addr()?, config, demo });
         let task = self.spawn_edge(self.edges.len() - 1, listener);
@@ -152,8 +179,10 @@ impl Servers {
         let stop = self.shutdown.child_token();
         // As in `crier dev`: the demo publishes to the broker's log with the broker's settings.
         let demo = slot.demo.then(|| Publisher::new(Arc::clone(&self.log), &self.broker_config));
-        let (log, access) = (Arc::clone(&self.log), Arc::clone(&self.access));
-        let run = crier_edge::run_with(listener, slot.config.clone(), log, access, demo, stop.clone());
+        let deps =
+            EdgeDeps { access: Arc::clone(&self.access), control: Some(Arc::clone(&self.control)), demo };
+        let run =
+            crier_edge::run_with(listener, slot.config.clone(), Arc::clone(&self.log), deps, stop.clone());
         Task { handle: Some(spawn_named(&name, run)), name, stop }
     }
 
@@ -203,6 +232,19 @@ impl Servers {
         self.edges.len()
     }
 
+    /// Starts an admin listener (`/metrics`, `/healthz`, `/readyz`) on `127.0.0.1:0` beside these servers,
+    /// ready while the shared log answers and until the servers shut down.
+    pub async fn admin(&self) -> anyhow::Result<AdminClient> {
+        let listener = bind().await?;
+        let addr = listener.local_addr()?;
+        let state = AdminState {
+            readiness: Some(Arc::new(LogReachable(Arc::clone(&self.log)))),
+            draining: self.shutdown.child_token(),
+        };
+        tokio::spawn(admin_http::serve(listener, state, self.shutdown.child_token()));
+        Ok(AdminClient::new(addr))
+    }
+
     /// A gRPC publisher connected to the broker (presenting its API token, if it has one).
     pub async fn publish_client(&self) -> anyhow::Result<PublishClient> {
         PublishClient::connect_with_token(&self.broker_url(), self.broker_config.api_token.as_deref()).await
@@ -236,7 +278,7 @@ impl Servers {
         self.tasks[0].stop.cancel();
         join(&mut self.tasks[0]).await?;
         let (broker, task) =
-            start_broker(&self.log, &self.access, &self.broker_config, &self.shutdown).await?;
+            start_broker(&self.log, &self.access, &self.control, &self.broker_config, &self.shutdown).await?;
         self.broker = broker;
         self.tasks[0] = task;
         Ok(())
@@ -264,6 +306,7 @@ impl Drop for Servers {
 async fn start_broker(
     log: &Arc<dyn PartitionedLog>,
     access: &Arc<dyn AccessStore>,
+    control: &Arc<dyn ControlPlane>,
     config: &BrokerConfig,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<(SocketAddr, Task)> {
@@ -272,7 +315,9 @@ async fn start_broker(
     let publisher = Publisher::new(Arc::clone(log), config);
     let services = Services { publisher, access: Arc::clone(access), api_token: config.api_token.clone() };
     let stop = shutdown.child_token();
-    let handle = spawn_named("broker", crier_broker::run(listener, services, stop.clone()));
+    let control = Some(Arc::clone(control));
+    let handle =
+        spawn_named("broker", crier_broker::server::serve(listener, services, control, stop.clone()));
     Ok((addr, Task { name: "broker".to_owned(), stop, handle: Some(handle) }))
 }
 

@@ -58,6 +58,8 @@ impl Session {
             return Some(Ending::Close(CloseCode::RateLimited, "too many connections"));
         };
         tracing::info!(session = self.id, user_id = %principal.user_id, "ws_client_authenticated");
+        self.ctx.meters.authenticated.increment(1.0);
+        self.ctx.registry.set_user(self.id, Arc::clone(&principal.user_id));
         self.send(&ServerFrame::Authenticated { user_id: &principal.user_id });
         self.expires = principal.expires_at.map(expiry_instant);
         self.user_slot = Some(slot);
@@ -107,6 +109,8 @@ impl Session {
     pub(super) fn unsubscribe(&mut self, conversation: &str) {
         if self.subscriptions.remove(conversation) {
             self.ctx.hub.unsubscribe(conversation, self.id);
+            self.ctx.meters.subscriptions.decrement(1.0);
+            self.ctx.registry.unsubscribed(self.id, conversation);
             tracing::info!(session = self.id, conversation_id = conversation, "ws_client_unsubscribed");
         }
         self.send(&ServerFrame::Unsubscribed { conversation_id: conversation, reason: None });
@@ -117,6 +121,8 @@ impl Session {
         for conversation in self.control.take_revoked() {
             if self.subscriptions.remove(&conversation) {
                 self.ctx.hub.unsubscribe(&conversation, self.id);
+                self.ctx.meters.subscriptions.decrement(1.0);
+                self.ctx.registry.unsubscribed(self.id, &conversation);
                 tracing::info!(session = self.id, conversation_id = %conversation, "ws_client_unsubscribed");
                 let reason = Some("access revoked");
                 self.send(&ServerFrame::Unsubscribed { conversation_id: &conversation, reason });

@@ -7,11 +7,15 @@
 //!   position taken after it: everything appended after the client sees `subscribed` is delivered.
 //! - A session's failure ends that session only; it unsubscribes everything on the way out.
 //! - Every client message costs a token of the connection's bucket before it is even parsed.
+//! - On shutdown a session keeps serving (deliveries included) until its own moment within the drain window,
+//!   chosen at random so that clients reconnecting elsewhere do not arrive all at once; then it closes 1001.
 //!
 //! - [`handlers`]: what each client frame does (auth, refresh, unsubscribe), access checks, revocations.
 //! - [`subscription`]: `subscribe`, with recovery from `since`.
 //! - [`liveness`]: WebSocket ping/pong dead-peer detection.
+//! - [`drain`]: when a draining session closes, and the accounting of a session's end.
 
+mod drain;
 mod handlers;
 mod liveness;
 mod subscription;
@@ -39,8 +43,10 @@ use crate::frame::{self, FrameWriter};
 use crate::gate::Gate;
 use crate::hub::Hub;
 use crate::inbound::{Inbound, MessageReader};
+use crate::meters::EdgeMeters;
 use crate::outbox::Outbox;
 use crate::protocol::{self, READY_MESSAGE, ServerFrame};
+use crate::registry::Registry;
 
 /// How long a write already under way may still take once the outbox has overflowed, so the 4008 close can
 /// follow a whole frame; a client that reads nothing is cut off after it.
@@ -60,24 +66,31 @@ pub struct SessionContext {
     pub config: Arc<EdgeConfig>,
     /// The partitioned log, for recovery reads.
     pub log: Arc<dyn PartitionedLog>,
+    /// Metric handles, registered once per edge.
+    pub meters: EdgeMeters,
+    /// Every session's user and conversations, for presence and operator disconnects.
+    pub registry: Arc<Registry>,
     next_id: AtomicU64,
 }
 
 impl SessionContext {
     /// Context for sessions of an edge with `config`, fed by `hub`, recovering from `log`, checking grants
-    /// in `access`.
+    /// in `access`, counting in `meters`.
     pub fn new(
         config: EdgeConfig,
         hub: Arc<Hub>,
         log: Arc<dyn PartitionedLog>,
         access: Arc<dyn AccessStore>,
+        meters: EdgeMeters,
     ) -> Result<Self, String> {
         let auth = Authenticator::new(&config.auth)?;
         let gate = Gate::new(config.acl, access, auth.clone());
         let connections =
             Connections::new(config.limits.max_connections, config.limits.max_connections_per_user);
         let config = Arc::new(config);
-        Ok(Self { hub, auth, gate, connections, config, log, next_id: AtomicU64::new(1) })
+        let registry = Arc::new(Registry::default());
+        let next_id = AtomicU64::new(1);
+        Ok(Self { hub, auth, gate, connections, config, log, meters, registry, next_id })
     }
 }
 
@@ -97,6 +110,8 @@ enum Ending {
     Peer,
     /// The server closes with this code and reason.
     Close(CloseCode, &'static str),
+    /// An operator disconnected the user (4030) with this reason.
+    Kicked(Arc<str>),
 }
 
 /// Serves one upgraded connection until either side ends it.
@@ -111,12 +126,13 @@ where
     let liveness = Liveness::new(reader.heard(), limits.ping_interval, limits.pong_timeout);
     let mut session = Session::new(Arc::clone(&ctx), liveness, handshake.positions);
     let _slot = handshake.slot;
+    session.ctx.meters.connections.increment(1.0);
     // Dev auth ignores tokens, wherever they come from.
     let token = handshake.token.filter(|_| !ctx.auth.is_dev());
     let ending = match token {
         Some(token) => session.authenticate(Some(token), None).await,
         None => {
-            tracing::debug!(session = session.id, "ws_client_connected_awaiting_auth");
+            tracing::info!(session = session.id, "ws_client_connected_awaiting_auth");
             session.send(&ServerFrame::Ready { message: READY_MESSAGE });
             None
         }
@@ -128,11 +144,18 @@ where
     session.leave_all();
     // Queued frames (replies, a close echo) go out first, best-effort: the peer may already be gone.
     let _ = session.outbox.drain_into(&mut session.pending);
-    if let Ending::Close(code, reason) = ending {
-        tracing::debug!(session = session.id, code = code.code(), reason, "closing session");
-        session.pending.push_back(frame::close(code.code(), reason));
+    match &ending {
+        Ending::Close(code, reason) => {
+            tracing::debug!(session = session.id, code = code.code(), reason, "closing session");
+            session.pending.push_back(frame::close(code.code(), reason));
+        }
+        Ending::Kicked(reason) => {
+            session.pending.push_back(frame::close(CloseCode::Disconnected.code(), reason));
+        }
+        Ending::Peer => {}
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), writer.write_all(&mut session.pending)).await;
+    session.finish(&ending);
 }
 
 struct Session {
@@ -152,6 +175,8 @@ struct Session {
     liveness: Liveness,
     /// Notifications arrive as `{"type":"notification",...,"position"}` frames.
     positions: bool,
+    /// Turns `Some(reason)` when an operator disconnects this session's user.
+    kicked: tokio::sync::watch::Receiver<Option<Arc<str>>>,
 }
 
 impl Session {
@@ -163,6 +188,7 @@ impl Session {
         let rate = NonZeroU32::new(limits.messages_per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(limits.message_burst).unwrap_or(NonZeroU32::MIN);
         let limiter = RateLimiter::direct(Quota::per_second(rate).allow_burst(burst));
+        let kicked = ctx.registry.register(id);
         Self {
             id,
             ctx,
@@ -176,6 +202,7 @@ impl Session {
             limiter,
             liveness,
             positions,
+            kicked,
         }
     }
 
@@ -197,6 +224,7 @@ impl Session {
         let auth_deadline = Instant::now() + self.ctx.config.auth_timeout;
         let outbox = Arc::clone(&self.outbox);
         let control = Arc::clone(&self.control);
+        let mut drain_at: Option<Instant> = None;
         loop {
             // The read future lives across wake-ups for writes: reads are not cancel-safe.
             let read = reader.read(&outbox);
@@ -204,7 +232,18 @@ impl Session {
             let message = loop {
                 let expires = self.expires;
                 tokio::select! {
-                    () = shutdown.cancelled() => return Ending::Close(CloseCode::GoingAway, "server shutting down"),
+                    () = shutdown.cancelled(), if drain_at.is_none() => {
+                        drain_at = Some(drain::drain_deadline(self.ctx.config.drain_window, self.id));
+                    }
+                    () = sleep_until_some(drain_at), if drain_at.is_some() => {
+                        return Ending::Close(CloseCode::GoingAway, "server shutting down");
+                    }
+                    Ok(()) = self.kicked.changed() => {
+                        if let Some(reason) = self.kicked.borrow_and_update().clone() {
+                            tracing::info!(session = self.id, %reason, "disconnected by operator");
+                            return Ending::Kicked(reason);
+                        }
+                    }
                     () = tokio::time::sleep_until(auth_deadline), if self.principal.is_none() => {
                         tracing::info!(session = self.id, "ws_auth_timeout");
                         self.send(&ServerFrame::error("Authentication timeout"));
@@ -252,6 +291,8 @@ impl Session {
             self.pending.clear();
             return slow;
         }
+        let queued: usize = self.pending.iter().map(Bytes::len).sum();
+        self.ctx.meters.queue_bytes.record(queued as f64);
         let outbox = Arc::clone(&self.outbox);
         let write = writer.write_all(&mut self.pending);
         tokio::pin!(write);
@@ -293,6 +334,7 @@ impl Session {
     }
 
     fn leave_all(&mut self) {
+        self.ctx.meters.subscriptions.decrement(self.subscriptions.len() as f64);
         for conversation in self.subscriptions.drain() {
             self.ctx.hub.unsubscribe(&conversation, self.id);
         }

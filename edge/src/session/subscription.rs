@@ -62,6 +62,8 @@ impl Session {
         frames.extend(missed.unwrap_or_default());
         let _ = self.outbox.insert_at(mark, frames);
         self.subscriptions.insert(conversation.into());
+        self.ctx.meters.subscriptions.increment(1.0);
+        self.ctx.registry.subscribed(self.id, conversation);
         tracing::info!(session = self.id, conversation_id = conversation, ?recovered, "ws_client_subscribed");
     }
 

@@ -1,0 +1,96 @@
+//! `crier.v1.AdminService` over a [`ControlPlane`]: presence and stats from the edges' heartbeat reports,
+//! `DisconnectUser` broadcast to every edge.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use crier_proto::v1::admin_service_server::AdminService;
+use crier_proto::v1::{
+    DisconnectUserRequest, DisconnectUserResponse, EdgeStats, PresenceRequest, PresenceResponse,
+    StatsRequest, StatsResponse, UserPresence,
+};
+use tonic::{Request, Response, Status};
+
+use crate::control::{ControlError, ControlMessage, ControlPlane};
+use crate::publisher::validate_conversation_id;
+
+/// Longest close reason kept: a close frame carries at most 123 bytes of reason.
+const MAX_REASON_BYTES: usize = 120;
+
+/// The gRPC face of the control plane.
+pub struct AdminServiceImpl {
+    control: Arc<dyn ControlPlane>,
+}
+
+impl AdminServiceImpl {
+    /// Serves `control`.
+    #[must_use]
+    pub fn new(control: Arc<dyn ControlPlane>) -> Self {
+        Self { control }
+    }
+}
+
+fn unavailable(err: &ControlError) -> Status {
+    Status::unavailable(err.to_string())
+}
+
+#[tonic::async_trait]
+impl AdminService for AdminServiceImpl {
+    async fn presence(
+        &self,
+        request: Request<PresenceRequest>,
+    ) -> Result<Response<PresenceResponse>, Status> {
+        let conversation = request.into_inner().conversation_id;
+        validate_conversation_id(&conversation)
+            .map_err(|reason| Status::invalid_argument(format!("invalid conversation_id: {reason}")))?;
+        let users = self.control.presence(&conversation).await.map_err(|e| unavailable(&e))?;
+        let connections = users.values().sum();
+        let users =
+            users.into_iter().map(|(user_id, connections)| UserPresence { user_id, connections }).collect();
+        Ok(Response::new(PresenceResponse { users, connections }))
+    }
+
+    async fn stats(&self, _request: Request<StatsRequest>) -> Result<Response<StatsResponse>, Status> {
+        let reports = self.control.stats().await.map_err(|e| unavailable(&e))?;
+        let partitions: BTreeSet<u32> =
+            reports.iter().flat_map(|r| r.partitions_read.iter().copied()).collect();
+        let response = StatsResponse {
+            connections: reports.iter().map(|r| r.connections).sum(),
+            subscriptions: reports.iter().map(|r| r.subscriptions).sum(),
+            partitions_read: u32::try_from(partitions.len()).unwrap_or(u32::MAX),
+            edges: reports
+                .into_iter()
+                .map(|r| EdgeStats {
+                    edge_id: r.edge_id,
+                    connections: r.connections,
+                    authenticated: r.authenticated,
+                    subscriptions: r.subscriptions,
+                    partitions_read: r.partitions_read,
+                    reported_at_ms: r.reported_at_ms,
+                })
+                .collect(),
+        };
+        Ok(Response::new(response))
+    }
+
+    async fn disconnect_user(
+        &self,
+        request: Request<DisconnectUserRequest>,
+    ) -> Result<Response<DisconnectUserResponse>, Status> {
+        let DisconnectUserRequest { user_id, mut reason } = request.into_inner();
+        if user_id.is_empty() {
+            return Err(Status::invalid_argument("user_id must not be empty"));
+        }
+        if reason.len() > MAX_REASON_BYTES {
+            let mut end = MAX_REASON_BYTES;
+            while !reason.is_char_boundary(end) {
+                end -= 1;
+            }
+            reason.truncate(end);
+        }
+        tracing::info!(user_id = %user_id, reason = %reason, "operator disconnects user");
+        let message = ControlMessage::DisconnectUser { user_id, reason };
+        let edges_notified = self.control.send(&message).await.map_err(|e| unavailable(&e))?;
+        Ok(Response::new(DisconnectUserResponse { edges_notified }))
+    }
+}

@@ -1,0 +1,93 @@
+//! The in-process control plane of `crier dev` and tests: reports in a map, commands on a broadcast channel.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, PoisonError};
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+
+use super::{ControlError, ControlMessage, ControlPlane, ControlStream, EdgeReport, HEARTBEAT_TTL};
+
+/// Commands buffered per listener before a slow one misses some.
+const CHANNEL_CAPACITY: usize = 64;
+
+/// A [`ControlPlane`] inside one process.
+pub struct MemoryControl {
+    /// Edge id → its last report and when it expires.
+    edges: Mutex<HashMap<String, (EdgeReport, Instant)>>,
+    commands: broadcast::Sender<ControlMessage>,
+}
+
+impl MemoryControl {
+    /// An empty control plane.
+    #[must_use]
+    pub fn new() -> Self {
+        Self { edges: Mutex::new(HashMap::new()), commands: broadcast::channel(CHANNEL_CAPACITY).0 }
+    }
+
+    /// The live reports, stale ones dropped.
+    fn live(&self) -> Vec<EdgeReport> {
+        let mut edges = self.edges.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        edges.retain(|_, (_, expires)| *expires > now);
+        let mut reports: Vec<EdgeReport> = edges.values().map(|(r, _)| r.clone()).collect();
+        reports.sort_by(|a, b| a.edge_id.cmp(&b.edge_id));
+        reports
+    }
+}
+
+impl Default for MemoryControl {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[async_trait]
+impl ControlPlane for MemoryControl {
+    async fn report(&self, report: &EdgeReport) -> Result<(), ControlError> {
+        let expires = Instant::now() + HEARTBEAT_TTL;
+        let mut edges = self.edges.lock().unwrap_or_else(PoisonError::into_inner);
+        edges.insert(report.edge_id.clone(), (report.clone(), expires));
+        Ok(())
+    }
+
+    async fn withdraw(&self, edge_id: &str) -> Result<(), ControlError> {
+        self.edges.lock().unwrap_or_else(PoisonError::into_inner).remove(edge_id);
+        Ok(())
+    }
+
+    async fn stats(&self) -> Result<Vec<EdgeReport>, ControlError> {
+        Ok(self.live().into_iter().map(|r| EdgeReport { presence: HashMap::new(), ..r }).collect())
+    }
+
+    async fn presence(&self, conversation: &str) -> Result<BTreeMap<String, u32>, ControlError> {
+        let mut users = BTreeMap::new();
+        for mut report in self.live() {
+            if let Some(found) = report.presence.remove(conversation) {
+                super::merge_presence(&mut users, found);
+            }
+        }
+        Ok(users)
+    }
+
+    async fn send(&self, message: &ControlMessage) -> Result<u32, ControlError> {
+        let received = self.commands.send(message.clone()).unwrap_or(0);
+        Ok(u32::try_from(received).unwrap_or(u32::MAX))
+    }
+
+    async fn listen(&self) -> Result<ControlStream, ControlError> {
+        let receiver = self.commands.subscribe();
+        let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+            loop {
+                match receiver.recv().await {
+                    Ok(message) => return Some((message, receiver)),
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        });
+        Ok(stream.boxed())
+    }
+}

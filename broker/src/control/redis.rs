@@ -1,0 +1,185 @@
+//! The control plane on Redis: each edge's report in two hashes that expire with the heartbeat TTL, a sorted
+//! set of edges by last heartbeat, and a pub/sub channel for operators' commands (key names in
+//! `crier_proto::keys`).
+//!
+//! A report replaces the edge's presence hash atomically (written under a scratch key, then `RENAME`d: both
+//! keys share the edge's hash tag), so a reader never sees half of it.
+
+use std::collections::{BTreeMap, HashMap};
+
+use async_trait::async_trait;
+use crier_proto::keys::{CONTROL_CHANNEL, EDGES, EdgeKeys};
+use futures_util::StreamExt;
+use redis::Client;
+use redis::aio::ConnectionManager;
+
+use super::{ControlError, ControlMessage, ControlPlane, ControlStream, EdgeReport, HEARTBEAT_TTL};
+use crate::telemetry::now_ms;
+
+/// A [`ControlPlane`] on Redis.
+#[derive(Clone)]
+pub struct RedisControl {
+    client: Client,
+    conn: ConnectionManager,
+}
+
+impl RedisControl {
+    /// Connects to the Redis at `url` (the log's Redis).
+    pub async fn connect(url: &str) -> Result<Self, ControlError> {
+        let client = Client::open(url)?;
+        let conn = client.get_connection_manager().await?;
+        Ok(Self { client, conn })
+    }
+
+    /// Ids of edges that reported within the TTL; stale ones are removed on the way.
+    async fn live_edges(&self) -> Result<Vec<String>, ControlError> {
+        let cutoff = now_ms().saturating_sub(ttl_ms());
+        let (ids,): (Vec<String>,) = redis::pipe()
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(EDGES)
+            .arg("-inf")
+            .arg(format!("({cutoff}"))
+            .ignore()
+            .cmd("ZRANGE")
+            .arg(EDGES)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(ids)
+    }
+}
+
+fn ttl_ms() -> u64 {
+    u64::try_from(HEARTBEAT_TTL.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[async_trait]
+impl ControlPlane for RedisControl {
+    async fn report(&self, report: &EdgeReport) -> Result<(), ControlError> {
+        let keys = EdgeKeys::new(&report.edge_id);
+        let scratch = format!("{}:next", keys.presence);
+        let partitions: Vec<String> = report.partitions_read.iter().map(u32::to_string).collect();
+        let mut pipe = redis::pipe();
+        pipe.cmd("HSET")
+            .arg(&keys.stats)
+            .arg("connections")
+            .arg(report.connections)
+            .arg("authenticated")
+            .arg(report.authenticated)
+            .arg("subscriptions")
+            .arg(report.subscriptions)
+            .arg("partitions_read")
+            .arg(partitions.join(","))
+            .arg("reported_at_ms")
+            .arg(report.reported_at_ms)
+            .ignore();
+        pipe.cmd("PEXPIRE").arg(&keys.stats).arg(ttl_ms()).ignore();
+        pipe.cmd("DEL").arg(&scratch).ignore();
+        for (conversation, users) in &report.presence {
+            let json = serde_json::to_string(users).unwrap_or_default();
+            pipe.cmd("HSET").arg(&scratch).arg(conversation).arg(json).ignore();
+        }
+        if report.presence.is_empty() {
+            pipe.cmd("DEL").arg(&keys.presence).ignore();
+        } else {
+            pipe.cmd("RENAME").arg(&scratch).arg(&keys.presence).ignore();
+            pipe.cmd("PEXPIRE").arg(&keys.presence).arg(ttl_ms()).ignore();
+        }
+        pipe.cmd("ZADD").arg(EDGES).arg(report.reported_at_ms).arg(&report.edge_id).ignore();
+        pipe.query_async::<()>(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
+    async fn withdraw(&self, edge_id: &str) -> Result<(), ControlError> {
+        let keys = EdgeKeys::new(edge_id);
+        redis::pipe()
+            .cmd("ZREM")
+            .arg(EDGES)
+            .arg(edge_id)
+            .ignore()
+            .cmd("DEL")
+            .arg(&keys.stats)
+            .ignore()
+            .cmd("DEL")
+            .arg(&keys.presence)
+            .ignore()
+            .query_async::<()>(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    async fn stats(&self) -> Result<Vec<EdgeReport>, ControlError> {
+        let mut reports = Vec::new();
+        for edge_id in self.live_edges().await? {
+            let keys = EdgeKeys::new(&edge_id);
+            let fields: HashMap<String, String> =
+                redis::cmd("HGETALL").arg(&keys.stats).query_async(&mut self.conn.clone()).await?;
+            if !fields.is_empty() {
+                reports.push(parse_stats(edge_id, &fields, &keys.stats)?);
+            }
+        }
+        Ok(reports)
+    }
+
+    async fn presence(&self, conversation: &str) -> Result<BTreeMap<String, u32>, ControlError> {
+        let mut users = BTreeMap::new();
+        for edge_id in self.live_edges().await? {
+            let key = EdgeKeys::new(&edge_id).presence;
+            let json: Option<String> =
+                redis::cmd("HGET").arg(&key).arg(conversation).query_async(&mut self.conn.clone()).await?;
+            if let Some(json) = json {
+                let found = serde_json::from_str(&json)
+                    .map_err(|e| ControlError::Protocol { key: key.clone(), detail: e.to_string() })?;
+                super::merge_presence(&mut users, found);
+            }
+        }
+        Ok(users)
+    }
+
+    async fn send(&self, message: &ControlMessage) -> Result<u32, ControlError> {
+        let json = serde_json::to_string(message).unwrap_or_default();
+        let received: u32 =
+            redis::cmd("PUBLISH").arg(CONTROL_CHANNEL).arg(json).query_async(&mut self.conn.clone()).await?;
+        Ok(received)
+    }
+
+    async fn listen(&self) -> Result<ControlStream, ControlError> {
+        let mut pubsub = self.client.get_async_pubsub().await?;
+        pubsub.subscribe(CONTROL_CHANNEL).await?;
+        let stream = pubsub.into_on_message().filter_map(|message| async move {
+            let parsed = serde_json::from_slice::<ControlMessage>(message.get_payload_bytes());
+            if let Err(err) = &parsed {
+                tracing::warn!(error = %err, "ignoring an unreadable control message");
+            }
+            parsed.ok()
+        });
+        Ok(stream.boxed())
+    }
+}
+
+fn parse_stats(
+    edge_id: String,
+    fields: &HashMap<String, String>,
+    key: &str,
+) -> Result<EdgeReport, ControlError> {
+    let number = |name: &str| -> Result<u64, ControlError> {
+        fields.get(name).map_or(Ok(0), |v| {
+            v.parse()
+                .map_err(|_| ControlError::Protocol { key: key.to_owned(), detail: format!("{name}={v:?}") })
+        })
+    };
+    let partitions_read = fields
+        .get("partitions_read")
+        .map(|list| list.split(',').filter_map(|p| p.parse().ok()).collect())
+        .unwrap_or_default();
+    Ok(EdgeReport {
+        edge_id,
+        connections: number("connections")?,
+        authenticated: number("authenticated")?,
+        subscriptions: number("subscriptions")?,
+        partitions_read,
+        reported_at_ms: number("reported_at_ms")?,
+        presence: HashMap::new(),
+    })
+}

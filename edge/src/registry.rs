@@ -1,0 +1,142 @@
+//! Who is connected to this edge: each session's user and conversations, for presence reports, and a way
+//! to reach every session of a user, for operator disconnects.
+//!
+//! Updated on per-session events (connect, auth, subscribe, unsubscribe, close), never per notification.
+//! The lock is held for map updates only, never across an `.await`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tokio::sync::watch;
+
+/// A session's entry.
+struct Entry {
+    user: Option<Arc<str>>,
+    conversations: Vec<Box<str>>,
+    /// Set to the close reason when an operator disconnects the session's user.
+    kick: watch::Sender<Option<Arc<str>>>,
+}
+
+/// Counts and presence of this edge at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Open sessions.
+    pub connections: u64,
+    /// Authenticated sessions.
+    pub authenticated: u64,
+    /// (session, conversation) subscriptions.
+    pub subscriptions: u64,
+    /// Conversation → user → subscribed sessions.
+    pub presence: HashMap<String, BTreeMap<String, u32>>,
+}
+
+/// The sessions of one edge.
+#[derive(Default)]
+pub struct Registry {
+    sessions: Mutex<HashMap<u64, Entry>>,
+}
+
+impl Registry {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Entry>> {
+        self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds `session`; the receiver turns `Some(reason)` when an operator disconnects its user.
+    pub fn register(&self, session: u64) -> watch::Receiver<Option<Arc<str>>> {
+        let (kick, kicked) = watch::channel(None);
+        self.lock().insert(session, Entry { user: None, conversations: Vec::new(), kick });
+        kicked
+    }
+
+    /// Records who `session` authenticated as.
+    pub fn set_user(&self, session: u64, user: Arc<str>) {
+        if let Some(entry) = self.lock().get_mut(&session) {
+            entry.user = Some(user);
+        }
+    }
+
+    /// Records a subscription of `session`.
+    pub fn subscribed(&self, session: u64, conversation: &str) {
+        if let Some(entry) = self.lock().get_mut(&session) {
+            entry.conversations.push(conversation.into());
+        }
+    }
+
+    /// Records the end of a subscription of `session`.
+    pub fn unsubscribed(&self, session: u64, conversation: &str) {
+        if let Some(entry) = self.lock().get_mut(&session) {
+            entry.conversations.retain(|c| &**c != conversation);
+        }
+    }
+
+    /// Forgets `session`.
+    pub fn remove(&self, session: u64) {
+        self.lock().remove(&session);
+    }
+
+    /// Tells every session of `user` to close with `reason`; returns how many were told.
+    pub fn disconnect_user(&self, user: &str, reason: &str) -> usize {
+        let reason: Arc<str> = reason.into();
+        let sessions = self.lock();
+        let mut told = 0;
+        for entry in sessions.values().filter(|e| e.user.as_deref() == Some(user)) {
+            entry.kick.send_replace(Some(Arc::clone(&reason)));
+            told += 1;
+        }
+        told
+    }
+
+    /// Counts and presence right now.
+    #[must_use]
+    pub fn snapshot(&self) -> Snapshot {
+        let sessions = self.lock();
+        let mut snapshot = Snapshot { connections: sessions.len() as u64, ..Snapshot::default() };
+        for entry in sessions.values() {
+            let Some(user) = &entry.user else { continue };
+            snapshot.authenticated += 1;
+            snapshot.subscriptions += entry.conversations.len() as u64;
+            for conversation in &entry.conversations {
+                let users = snapshot.presence.entry(conversation.to_string()).or_default();
+                *users.entry(user.to_string()).or_default() += 1;
+            }
+        }
+        snapshot
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Presence counts sessions per user per conversation; anonymous sessions count only as connections.
+    #[test]
+    fn snapshot_counts_presence() {
+        let registry = Registry::default();
+        let _a = registry.register(1);
+        let _b = registry.register(2);
+        let _c = registry.register(3);
+        registry.set_user(1, "u1".into());
+        registry.set_user(2, "u1".into());
+        registry.subscribed(1, "c1");
+        registry.subscribed(2, "c1");
+        registry.subscribed(2, "c2");
+        registry.unsubscribed(2, "c2");
+        let snapshot = registry.snapshot();
+        assert_eq!((snapshot.connections, snapshot.authenticated, snapshot.subscriptions), (3, 2, 2));
+        assert_eq!(snapshot.presence["c1"]["u1"], 2);
+        assert!(!snapshot.presence.contains_key("c2"));
+    }
+
+    /// A disconnect reaches every session of the user and no other.
+    #[test]
+    fn disconnect_reaches_only_the_user() {
+        let registry = Registry::default();
+        let a = registry.register(1);
+        let b = registry.register(2);
+        registry.set_user(1, "u1".into());
+        registry.set_user(2, "u2".into());
+        assert_eq!(registry.disconnect_user("u1", "bye"), 1);
+        assert_eq!(a.borrow().as_deref(), Some("bye"));
+        assert_eq!(*b.borrow(), None);
+    }
+}

@@ -1,0 +1,97 @@
+//! [`CrierProcess`]: the built `crier` binary as a child process, for what only a real process shows: signal
+//! handling, drain timing and the exit code. Its stderr (the logs) is kept and printed if the test fails.
+//!
+//! The binary is the one `cargo build --workspace --all-targets` (which `.ci/run` runs before the tests)
+//! puts next to this test's own executable: `target/<profile>/crier`.
+
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
+
+use crate::deadline::within_for;
+
+/// A running `crier` child, killed on drop.
+pub struct CrierProcess {
+    child: Child,
+    /// Collects stderr until the process exits.
+    stderr: Option<JoinHandle<String>>,
+}
+
+/// Where `cargo build` put the `crier` binary of this profile.
+pub fn crier_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the test executable")?;
+    // target/<profile>/deps/<test>-<hash> → target/<profile>/crier
+    let profile_dir =
+        exe.parent().and_then(|deps| deps.parent()).context("test executable has no profile dir")?;
+    let binary = profile_dir.join("crier");
+    if !binary.exists() {
+        bail!("{} does not exist: run `cargo build --workspace --all-targets` first", binary.display());
+    }
+    Ok(binary)
+}
+
+impl CrierProcess {
+    /// Starts `crier <args>` with `envs` added to the environment (of the child only).
+    pub fn spawn(args: &[&str], envs: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let mut command = Command::new(crier_binary()?);
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for &(key, value) in envs {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().with_context(|| format!("spawning crier {args:?}"))?;
+        let stderr = child.stderr.take().map(|mut pipe| {
+            tokio::spawn(async move {
+                let mut text = String::new();
+                let _ = pipe.read_to_string(&mut text).await;
+                text
+            })
+        });
+        Ok(Self { child, stderr })
+    }
+
+    /// Sends SIGTERM, as Kubernetes does to stop a pod (via `kill`, to stay free of `unsafe`).
+    pub async fn sigterm(&self) -> anyhow::Result<()> {
+        let pid = self.child.id().context("process already reaped")?;
+        let status = within_for(Duration::from_secs(5), "kill -TERM", async {
+            Command::new("kill").arg("-TERM").arg(pid.to_string()).status().await
+        })
+        .await??;
+        anyhow::ensure!(status.success(), "kill -TERM {pid} failed: {status}");
+        Ok(())
+    }
+
+    /// Waits up to `limit` for the process to exit; returns its status and its stderr.
+    pub async fn wait(mut self, limit: Duration) -> anyhow::Result<(ExitStatus, String)> {
+        let status = within_for(limit, "crier to exit", self.child.wait()).await;
+        let status = match status {
+            Ok(status) => status?,
+            Err(err) => {
+                let _ = self.child.kill().await;
+                let logs = self.logs().await;
+                bail!("{err}; its log:\n{logs}");
+            }
+        };
+        Ok((status, self.logs().await))
+    }
+
+    async fn logs(&mut self) -> String {
+        match self.stderr.take() {
+            Some(handle) => within_for(Duration::from_secs(5), "crier's stderr", handle)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default(),
+            None => String::new(),
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! `crier.v1.AdminService`: presence and stats across edges from their heartbeat reports, and operator
+//! disconnects reaching a user's connections on every edge.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use crier_broker::control::{ControlPlane, MemoryControl, RedisControl};
+use crier_broker::log::MemoryLog;
+use crier_edge::EdgeConfig;
+use crier_proto::v1::admin_service_client::AdminServiceClient;
+use crier_proto::v1::{
+    DisconnectUserRequest, PresenceRequest, PresenceResponse, StatsRequest, StatsResponse,
+};
+use crier_tests::{RedisServer, Servers, ServersConfig, WsClient, within};
+use serde_json::json;
+use tonic::transport::Channel;
+
+/// Edges report this often in these tests, so answers follow changes within milliseconds.
+const FAST_HEARTBEAT: Duration = Duration::from_millis(50);
+
+async fn start(
+    control: Arc<dyn ControlPlane>,
+    log: Arc<dyn crier_broker::log::PartitionedLog>,
+) -> Result<Servers> {
+    let edge = EdgeConfig { heartbeat_interval: FAST_HEARTBEAT, ..EdgeConfig::dev() };
+    let config = ServersConfig { edge, ..ServersConfig::dev(log.partitions(), 2) };
+    Servers::start_with_control(log, control, config).await
+}
+
+async fn admin_client(servers: &Servers) -> Result<AdminServiceClient<Channel>> {
+    let endpoint = tonic::transport::Endpoint::from_shared(servers.broker_url())?;
+    Ok(AdminServiceClient::new(within("gRPC connect", endpoint.connect()).await??))
+}
+
+async fn connect(servers: &Servers, edge: usize, user: &str, conversation: &str) -> Result<WsClient> {
+    let mut ws = servers.ws_client(edge).await?;
+    ws.auth_dev(user).await?;
+    ws.subscribe(conversation).await?;
+    Ok(ws)
+}
+
+/// Polls `Presence` until `done` holds (the edges' next heartbeats carry the change).
+async fn presence_until(
+    admin: &mut AdminServiceClient<Channel>,
+    conversation: &str,
+    done: impl Fn(&PresenceResponse) -> bool,
+) -> Result<PresenceResponse> {
+    within(format!("presence of {conversation} to settle"), async {
+        loop {
+            let request = PresenceRequest { conversation_id: conversation.into() };
+            let presence = admin.presence(request).await?.into_inner();
+            if done(&presence) {
+                return anyhow::Ok(presence);
+            }
+            tokio::time::sleep(FAST_HEARTBEAT / 2).await;
+        }
+    })
+    .await?
+}
+
+/// Polls `Stats` until `done` holds.
+async fn stats_until(
+    admin: &mut AdminServiceClient<Channel>,
+    done: impl Fn(&StatsResponse) -> bool,
+) -> Result<StatsResponse> {
+    within("stats to settle", async {
+        loop {
+            let stats = admin.stats(StatsRequest {}).await?.into_inner();
+            if done(&stats) {
+                return anyhow::Ok(stats);
+            }
+            tokio::time::sleep(FAST_HEARTBEAT / 2).await;
+        }
+    })
+    .await?
+}
+
+/// Presence sums a user's connections over edges; Stats lists every edge with its counts.
+#[tokio::test]
+async fn presence_and_stats_cover_every_edge() -> Result<()> {
+    let servers = start(Arc::new(MemoryControl::new()), Arc::new(MemoryLog::new(64, 100))).await?;
+    let mut admin = admin_client(&servers).await?;
+    let _a0 = connect(&servers, 0, "alice", "room").await?;
+    let _a1 = connect(&servers, 1, "alice", "room").await?;
+    let _b1 = connect(&servers, 1, "bob", "room").await?;
+    let _idle = servers.ws_client(0).await?;
+    let presence = presence_until(&mut admin, "room", |p| p.connections == 3).await?;
+    let users: Vec<(&str, u32)> =
+        presence.users.iter().map(|u| (u.user_id.as_str(), u.connections)).collect();
+    ensure!(users == [("alice", 2), ("bob", 1)], "{users:?}");
+    let stats = stats_until(&mut admin, |s| s.connections == 4 && s.subscriptions == 3).await?;
+    let ids: Vec<&str> = stats.edges.iter().map(|e| e.edge_id.as_str()).collect();
+    ensure!(ids == ["edge-0", "edge-1"], "{ids:?}");
+    ensure!(stats.partitions_read == 1, "{stats:?}");
+    ensure!(stats.edges[1].authenticated == 2, "{stats:?}");
+    let empty = admin.presence(PresenceRequest { conversation_id: "nobody-here".into() }).await?.into_inner();
+    ensure!(empty.users.is_empty() && empty.connections == 0);
+    let bad = admin.presence(PresenceRequest { conversation_id: String::new() }).await;
+    ensure!(bad.map_err(|s| s.code()).err() == Some(tonic::Code::InvalidArgument));
+    servers.shutdown().await
+}
+
+/// DisconnectUser closes the user's connections on both edges (over Redis) with 4030 and the reason;
+/// other users stay connected and keep receiving.
+#[tokio::test]
+async fn disconnect_user_closes_4030_on_every_edge() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let control = Arc::new(within("RedisControl::connect", RedisControl::connect(&redis.url())).await??);
+    let servers = start(control, redis.redis_log(64, 1_000).await?).await?;
+    let mut admin = admin_client(&servers).await?;
+    let mut m0 = connect(&servers, 0, "mallory", "room").await?;
+    let mut m1 = connect(&servers, 1, "mallory", "room").await?;
+    let mut alice = connect(&servers, 0, "alice", "room").await?;
+    // Both edges' Stats reports show they run, and their command listeners subscribe at start; retry the
+    // (idempotent) disconnect until both edges have heard it.
+    within("both edges to hear the disconnect", async {
+        loop {
+            let request =
+                DisconnectUserRequest { user_id: "mallory".into(), reason: "account suspended".into() };
+            if admin.disconnect_user(request).await?.into_inner().edges_notified == 2 {
+                return anyhow::Ok(());
+            }
+            tokio::time::sleep(FAST_HEARTBEAT).await;
+        }
+    })
+    .await??;
+    for ws in [&mut m0, &mut m1] {
+        ensure!(ws.expect_close().await? == Some(4030));
+    }
+    servers.publish_client().await?.publish("room", &json!({"type": "job-status"})).await?;
+    ensure!(alice.recv_json().await?["type"] == "job-status");
+    let presence = presence_until(&mut admin, "room", |p| p.connections == 1).await?;
+    ensure!(presence.users.len() == 1 && presence.users[0].user_id == "alice", "{presence:?}");
+    let stats = stats_until(&mut admin, |s| s.edges.len() == 2 && s.connections == 1).await?;
+    ensure!(stats.subscriptions == 1, "{stats:?}");
+    servers.shutdown().await
+}
