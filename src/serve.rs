@@ -55,36 +55,48 @@ pub async fn dev(args: DevArgs) -> ExitCode {
     finish("dev", broker.map_err(|e| e.to_string()).and(edge.map_err(|e| e.to_string())))
 }
 
+/// What a production broker or edge runs on: Redis-backed log, access store and control plane, and its
+/// bound listeners. Built after the config is validated; any failure is the exit code to return.
+struct Production {
+    log: Arc<dyn PartitionedLog>,
+    access: Arc<dyn AccessStore>,
+    control: Arc<dyn ControlPlane>,
+    listener: TcpListener,
+    admin: Option<TcpListener>,
+}
+
+impl Production {
+    async fn prepare(
+        redis: &RedisArgs,
+        log: &LogArgs,
+        listen: SocketAddr,
+        admin: Option<SocketAddr>,
+    ) -> Result<Self, ExitCode> {
+        Ok(Self {
+            log: redis_log(redis, log).await?,
+            access: redis_access(redis).await?,
+            control: redis_control(redis).await?,
+            listener: bind(listen).await?,
+            admin: bind_admin(admin).await?,
+        })
+    }
+}
+
 pub async fn broker(args: BrokerArgs) -> ExitCode {
     let config = match args.config() {
         Ok(config) => config,
         Err(problems) => return crate::usage_error(&problems),
     };
-    let log = match redis_log(&args.redis, &args.log).await {
-        Ok(log) => log,
-        Err(code) => return code,
-    };
-    let access = match redis_access(&args.redis).await {
-        Ok(access) => access,
-        Err(code) => return code,
-    };
-    let control = match redis_control(&args.redis).await {
-        Ok(control) => control,
-        Err(code) => return code,
-    };
-    let listener = match bind(args.grpc_listen).await {
-        Ok(listener) => listener,
-        Err(code) => return code,
-    };
-    let admin = match bind_admin(args.admin.admin_listen).await {
-        Ok(admin) => admin,
-        Err(code) => return code,
-    };
+    let parts =
+        match Production::prepare(&args.redis, &args.log, args.grpc_listen, args.admin.admin_listen).await {
+            Ok(parts) => parts,
+            Err(code) => return code,
+        };
     let shutdown = shutdown_on_signal();
-    let admin = spawn_admin(admin, &log, &shutdown);
-    let publisher = Publisher::new(log, &config);
-    let services = Services { publisher, access, api_token: config.api_token.clone() };
-    let result = crier_broker::server::serve(listener, services, Some(control), shutdown).await;
+    let admin = spawn_admin(parts.admin, &parts.log, &shutdown);
+    let publisher = Publisher::new(parts.log, &config);
+    let services = Services { publisher, access: parts.access, api_token: config.api_token.clone() };
+    let result = crier_broker::server::serve(parts.listener, services, Some(parts.control), shutdown).await;
     admin.stop().await;
     finish("broker", result.map_err(|e| e.to_string()))
 }
@@ -94,30 +106,15 @@ pub async fn edge(args: EdgeArgs) -> ExitCode {
         Ok(config) => config,
         Err(problems) => return crate::usage_error(&problems),
     };
-    let log = match redis_log(&args.redis, &args.log).await {
-        Ok(log) => log,
-        Err(code) => return code,
-    };
-    let access = match redis_access(&args.redis).await {
-        Ok(access) => access,
-        Err(code) => return code,
-    };
-    let control = match redis_control(&args.redis).await {
-        Ok(control) => control,
-        Err(code) => return code,
-    };
-    let listener = match bind(args.listen).await {
-        Ok(listener) => listener,
-        Err(code) => return code,
-    };
-    let admin = match bind_admin(args.admin.admin_listen).await {
-        Ok(admin) => admin,
+    let parts = match Production::prepare(&args.redis, &args.log, args.listen, args.admin.admin_listen).await
+    {
+        Ok(parts) => parts,
         Err(code) => return code,
     };
     let shutdown = shutdown_on_signal();
-    let admin = spawn_admin(admin, &log, &shutdown);
-    let deps = EdgeDeps { access, control: Some(control), demo: None };
-    let result = crier_edge::run_with(listener, config, log, deps, shutdown).await;
+    let admin = spawn_admin(parts.admin, &parts.log, &shutdown);
+    let deps = EdgeDeps { access: parts.access, control: Some(parts.control), demo: None };
+    let result = crier_edge::run_with(parts.listener, config, parts.log, deps, shutdown).await;
     admin.stop().await;
     finish("edge", result.map_err(|e| e.to_string()))
 }
