@@ -4,14 +4,18 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use crier_proto::Position;
 use crier_proto::v1::admin_service_server::AdminService;
 use crier_proto::v1::{
-    DisconnectUserRequest, DisconnectUserResponse, EdgeStats, PresenceRequest, PresenceResponse,
-    StatsRequest, StatsResponse, UserPresence,
+    DisconnectUserRequest, DisconnectUserResponse, EdgeStats, HistoryEntry, HistoryRequest, HistoryResponse,
+    PresenceRequest, PresenceResponse, StatsRequest, StatsResponse, UserPresence,
 };
 use tonic::{Request, Response, Status};
 
 use crate::control::{ControlError, ControlMessage, ControlPlane};
+use crate::error::BrokerError;
+use crate::history::{MAX_LIMIT, history};
+use crate::log::PartitionedLog;
 use crate::publisher::validate_conversation_id;
 
 /// Longest close reason kept: a close frame carries at most 123 bytes of reason.
@@ -20,13 +24,15 @@ const MAX_REASON_BYTES: usize = 120;
 /// The gRPC face of the control plane.
 pub struct AdminServiceImpl {
     control: Arc<dyn ControlPlane>,
+    /// For `History`.
+    log: Arc<dyn PartitionedLog>,
 }
 
 impl AdminServiceImpl {
-    /// Serves `control`.
+    /// Serves `control`, and history from `log`.
     #[must_use]
-    pub fn new(control: Arc<dyn ControlPlane>) -> Self {
-        Self { control }
+    pub fn new(control: Arc<dyn ControlPlane>, log: Arc<dyn PartitionedLog>) -> Self {
+        Self { control, log }
     }
 }
 
@@ -48,6 +54,28 @@ impl AdminService for AdminServiceImpl {
         let users =
             users.into_iter().map(|(user_id, connections)| UserPresence { user_id, connections }).collect();
         Ok(Response::new(PresenceResponse { users, connections }))
+    }
+
+    async fn history(&self, request: Request<HistoryRequest>) -> Result<Response<HistoryResponse>, Status> {
+        let request = request.into_inner();
+        validate_conversation_id(&request.conversation_id)
+            .map_err(|reason| Status::invalid_argument(format!("invalid conversation_id: {reason}")))?;
+        let since = match request.since.as_str() {
+            "" => None,
+            since => Some(since.parse::<Position>().map_err(|e| Status::invalid_argument(e.to_string()))?),
+        };
+        let limit = match request.limit as usize {
+            0 => MAX_LIMIT,
+            n => n.min(MAX_LIMIT),
+        };
+        let (entries, complete) = history(self.log.as_ref(), &request.conversation_id, since, limit)
+            .await
+            .map_err(|e: BrokerError| Status::from(e))?;
+        let entries = entries
+            .into_iter()
+            .map(|(position, payload)| HistoryEntry { position: position.to_string(), payload })
+            .collect();
+        Ok(Response::new(HistoryResponse { entries, complete }))
     }
 
     async fn stats(&self, _request: Request<StatsRequest>) -> Result<Response<StatsResponse>, Status> {

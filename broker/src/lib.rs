@@ -13,6 +13,7 @@
 //! - [`api_token`]: the shared-bearer-secret check in front of the broker's services.
 //! - [`config`]: broker settings and their validation.
 //! - [`error`]: `BrokerError` and its one mapping to `tonic::Status`.
+//! - [`history`]: a conversation\'s retained notifications after a position (`AdminService.History`).
 //! - [`log`]: the `PartitionedLog` trait, `RedisLog`, `MemoryLog`.
 //! - [`publisher`]: validation, partitioning and encoding of one publish.
 //! - [`publish_service`]: the `crier.v1.PublishService` gRPC implementation.
@@ -31,6 +32,7 @@ pub mod api_token;
 pub mod config;
 pub mod control;
 pub mod error;
+pub mod history;
 pub mod log;
 pub mod meters;
 pub mod publish_service;

@@ -10,7 +10,7 @@ use crier_broker::log::MemoryLog;
 use crier_edge::EdgeConfig;
 use crier_proto::v1::admin_service_client::AdminServiceClient;
 use crier_proto::v1::{
-    DisconnectUserRequest, PresenceRequest, PresenceResponse, StatsRequest, StatsResponse,
+    DisconnectUserRequest, HistoryRequest, PresenceRequest, PresenceResponse, StatsRequest, StatsResponse,
 };
 use crier_tests::{RedisServer, Servers, ServersConfig, WsClient, within};
 use serde_json::json;
@@ -134,5 +134,32 @@ async fn disconnect_user_closes_4030_on_every_edge() -> Result<()> {
     ensure!(presence.users.len() == 1 && presence.users[0].user_id == "alice", "{presence:?}");
     let stats = stats_until(&mut admin, |s| s.edges.len() == 2 && s.connections == 1).await?;
     ensure!(stats.subscriptions == 1, "{stats:?}");
+    servers.shutdown().await
+}
+
+/// `History` returns a conversation's retained notifications after a position, verbatim and in order, and
+/// says when entries after the position may be missing.
+#[tokio::test]
+async fn history_returns_what_followed_a_position() -> Result<()> {
+    let control: Arc<dyn ControlPlane> = Arc::new(MemoryControl::new());
+    let servers = start(control, Arc::new(MemoryLog::new(64, 5))).await?;
+    let mut publisher = servers.publish_client().await?;
+    let first = publisher.publish("h1", &json!({"n": 0})).await?;
+    for n in 1..3 {
+        publisher.publish("h1", &json!({"n": n})).await?;
+        publisher.publish("other", &json!({"n": n})).await?;
+    }
+    let mut admin = admin_client(&servers).await?;
+    let request = HistoryRequest { conversation_id: "h1".into(), since: first.clone(), limit: 0 };
+    let reply = within("History", admin.history(request)).await??.into_inner();
+    let payloads: Vec<&[u8]> = reply.entries.iter().map(|e| e.payload.as_ref()).collect();
+    ensure!(payloads == [&br#"{"n":1}"#[..], br#"{"n":2}"#], "{payloads:?}");
+    ensure!(reply.complete, "nothing was trimmed yet");
+    for n in 3..10 {
+        publisher.publish("h1", &json!({"n": n})).await?;
+    }
+    let request = HistoryRequest { conversation_id: "h1".into(), since: first, limit: 2 };
+    let reply = within("History", admin.history(request)).await??.into_inner();
+    ensure!(!reply.complete && reply.entries.len() == 2, "trimmed past the position: {reply:?}");
     servers.shutdown().await
 }
