@@ -14,8 +14,12 @@ use tokio::sync::Notify;
 /// Frames waiting to be written to one socket.
 pub struct Outbox {
     state: Mutex<State>,
-    /// Wakes the session task; `notify_one` keeps a permit, so a push before the wait is not lost.
+    /// Wakes the session task; `notify_one` keeps a permit, so a push before the wait is not lost. Only
+    /// the session's main loop may wait on it: a push onto a non-empty queue does not notify, so a permit
+    /// consumed elsewhere would leave queued frames unwritten until the next overflow.
     wake: Notify,
+    /// Notified once, when the queue overflows; what a write in progress watches.
+    overflow: Notify,
     max_bytes: usize,
 }
 
@@ -55,7 +59,7 @@ impl Outbox {
     /// An empty outbox holding at most `max_bytes` of frames.
     #[must_use]
     pub fn new(max_bytes: usize) -> Self {
-        Self { state: Mutex::new(State::default()), wake: Notify::new(), max_bytes }
+        Self { state: Mutex::new(State::default()), wake: Notify::new(), overflow: Notify::new(), max_bytes }
     }
 
     /// Queues `frame` unless that would exceed the bound. Never waits.
@@ -66,7 +70,7 @@ impl Outbox {
         }
         if !state.admit(frame.len(), self.max_bytes) {
             drop(state);
-            self.wake.notify_one();
+            self.overflowed_now();
             return Err(Overflowed);
         }
         let was_empty = state.frames.is_empty();
@@ -110,7 +114,7 @@ impl Outbox {
         let added: usize = frames.iter().map(Bytes::len).sum();
         if !state.admit(added, self.max_bytes) {
             drop(state);
-            self.wake.notify_one();
+            self.overflowed_now();
             return Err(Overflowed);
         }
         let index =
@@ -128,15 +132,29 @@ impl Outbox {
         self.state.lock().unwrap_or_else(PoisonError::into_inner).overflowed
     }
 
-    /// Resolves once a frame was pushed (or the queue overflowed) since the last drain.
+    /// Resolves once a frame was pushed (or the queue overflowed) since the last drain. For the session's
+    /// main loop only (see `wake`).
     pub async fn ready(&self) {
         self.wake.notified().await;
+    }
+
+    /// Resolves once the queue has overflowed; does not consume [`Outbox::ready`]'s wake-up.
+    pub async fn overflowed(&self) {
+        if !self.is_overflowed() {
+            self.overflow.notified().await;
+        }
+    }
+
+    fn overflowed_now(&self) {
+        self.wake.notify_one();
+        self.overflow.notify_one();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::FutureExt;
 
     /// Frames come out in the order they went in, and the byte count restarts after a drain.
     #[test]
@@ -174,6 +192,22 @@ mod tests {
         let mut out = VecDeque::new();
         outbox.drain_into(&mut out).unwrap();
         assert_eq!(out, [&b"b"[..], b"r1", b"r2", b"live"].map(Bytes::from_static));
+    }
+
+    /// Watching for an overflow while a write is under way leaves the wake-up of a push made meanwhile to
+    /// the main loop. (Waiting on `ready` there once lost it: the frame stayed queued, and later pushes onto
+    /// the non-empty queue did not wake anyone, so the subscriber silently received nothing more.)
+    #[tokio::test]
+    async fn watching_for_overflow_keeps_the_wake_up() {
+        let outbox = Outbox::new(100);
+        let overflow = outbox.overflowed();
+        tokio::pin!(overflow);
+        assert!(overflow.as_mut().now_or_never().is_none());
+        outbox.push(Bytes::from_static(b"a")).unwrap();
+        assert!(overflow.as_mut().now_or_never().is_none());
+        tokio::time::timeout(std::time::Duration::from_secs(1), outbox.ready()).await.unwrap();
+        outbox.push(Bytes::from_static(&[0; 100])).unwrap_err();
+        tokio::time::timeout(std::time::Duration::from_secs(1), overflow).await.unwrap();
     }
 
     /// A push made before anyone waits still wakes the next wait.

@@ -299,7 +299,7 @@ impl Session {
         loop {
             tokio::select! {
                 result = &mut write => return result.err().map(|_| Ending::Peer),
-                () = outbox.ready() => if outbox.is_overflowed() { break },
+                () = outbox.overflowed() => break,
             }
         }
         match tokio::time::timeout(STALLED_WRITE_GRACE, write).await {
