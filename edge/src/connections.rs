@@ -8,35 +8,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use tokio::sync::Notify;
+use crate::outbox::Outbox;
 
-/// Messages from the edge to one session, outside the client's own traffic.
-#[derive(Default)]
-pub struct SessionControl {
-    /// Conversations whose access was revoked, not yet handled by the session.
-    revoked: Mutex<Vec<Box<str>>>,
-    /// Wakes the session.
-    wake: Notify,
-}
-
-impl SessionControl {
-    /// Resolves once something was queued since the last [`take_revoked`](Self::take_revoked).
-    pub async fn ready(&self) {
-        self.wake.notified().await;
-    }
-
-    /// The revoked conversations queued so far.
-    pub fn take_revoked(&self) -> Vec<Box<str>> {
-        std::mem::take(&mut *self.revoked.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-
-    fn revoke(&self, conversation: &str) {
-        self.revoked.lock().unwrap_or_else(PoisonError::into_inner).push(conversation.into());
-        self.wake.notify_one();
-    }
-}
-
-type UserSessions = HashMap<Arc<str>, Vec<(u64, Arc<SessionControl>)>>;
+type UserSessions = HashMap<Arc<str>, Vec<(u64, Arc<Outbox>)>>;
 
 /// Connection accounting of one edge.
 pub struct Connections {
@@ -85,12 +59,7 @@ impl Connections {
     }
 
     /// Registers `session` of `user`, or `None` when the user is at the per-user limit.
-    pub fn join(
-        self: &Arc<Self>,
-        user: &Arc<str>,
-        session: u64,
-        control: Arc<SessionControl>,
-    ) -> Option<UserSlot> {
+    pub fn join(self: &Arc<Self>, user: &Arc<str>, session: u64, outbox: Arc<Outbox>) -> Option<UserSlot> {
         let mut users = self.users();
         let sessions = users.entry(Arc::clone(user)).or_default();
         if sessions.len() >= self.max_per_user {
@@ -99,15 +68,15 @@ impl Connections {
             }
             return None;
         }
-        sessions.push((session, control));
+        sessions.push((session, outbox));
         Some(UserSlot { connections: Arc::clone(self), user: Arc::clone(user), session })
     }
 
     /// Tells every session of `user` that its access to `conversation` is revoked.
     pub fn revoke(&self, user: &str, conversation: &str) {
         let users = self.users();
-        for (_, control) in users.get(user).into_iter().flatten() {
-            control.revoke(conversation);
+        for (_, outbox) in users.get(user).into_iter().flatten() {
+            outbox.revoke(conversation);
         }
     }
 }
@@ -143,17 +112,18 @@ mod tests {
         drop(a);
         assert!(connections.open().is_some());
         let user: Arc<str> = "u1".into();
-        let first = connections.join(&user, 1, Arc::default()).unwrap();
-        assert!(connections.join(&user, 2, Arc::default()).is_none());
+        let outbox = || Arc::new(Outbox::new(1024));
+        let first = connections.join(&user, 1, outbox()).unwrap();
+        assert!(connections.join(&user, 2, outbox()).is_none());
         drop(first);
-        assert!(connections.join(&user, 3, Arc::default()).is_some());
+        assert!(connections.join(&user, 3, outbox()).is_some());
     }
 
     /// A revocation reaches every session of the user and no other.
     #[test]
     fn revocation_reaches_the_users_sessions() {
         let connections = Connections::new(10, 10);
-        let (mine, theirs) = (Arc::new(SessionControl::default()), Arc::new(SessionControl::default()));
+        let (mine, theirs) = (Arc::new(Outbox::new(1024)), Arc::new(Outbox::new(1024)));
         let _m = connections.join(&"u1".into(), 1, Arc::clone(&mine)).unwrap();
         let _t = connections.join(&"u2".into(), 2, Arc::clone(&theirs)).unwrap();
         connections.revoke("u1", "c1");

@@ -1,15 +1,15 @@
 //! Server-to-client WebSocket frames, encoded once and written in batches.
 //!
 //! Server frames are never masked (RFC 6455 §5.1), so a notification's frame is the same bytes for every
-//! recipient: [`text`] encodes header + payload once into one `Bytes` that every outbox shares. The
-//! [`FrameWriter`] writes everything a session has queued with vectored writes: many frames per syscall.
+//! recipient: [`text`] encodes header + payload once into one `Bytes` that every outbox shares.
+//! [`Pending`] writes everything a session has queued with vectored writes: many frames per syscall.
 
 use std::collections::VecDeque;
-use std::io::IoSlice;
+use std::io::{self, IoSlice};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use fastwebsockets::OpCode;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 /// Frames gathered into one vectored write at most (Linux's IOV_MAX is 1024).
 const MAX_IOVECS: usize = 256;
@@ -53,44 +53,83 @@ pub fn close(code: u16, reason: &str) -> Bytes {
     encode(OpCode::Close, &payload)
 }
 
-/// Writes queued frames to a socket's write half.
-pub struct FrameWriter<W> {
-    io: W,
+/// Frames taken from a session's outbox and not yet fully written, written with vectored writes straight
+/// from the shared frames: many frames per syscall, no copy. Nothing here waits while a write is possible.
+#[derive(Default)]
+pub struct Pending {
+    frames: VecDeque<Bytes>,
+    /// Bytes of the front frame already written by an earlier partial write.
+    offset: usize,
 }
 
-impl<W: AsyncWrite + Unpin> FrameWriter<W> {
-    /// Wraps the write half of an upgraded connection.
-    pub fn new(io: W) -> Self {
-        Self { io }
+impl Pending {
+    /// Nothing left to write.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
     }
 
-    /// Writes and removes every frame of `frames`, as few syscalls as the kernel allows.
-    pub async fn write_all(&mut self, frames: &mut VecDeque<Bytes>) -> std::io::Result<()> {
-        // Bytes of the front frame already written by an earlier partial write.
-        let mut offset = 0;
-        while !frames.is_empty() {
+    /// The queue to drain an outbox into.
+    pub fn frames(&mut self) -> &mut VecDeque<Bytes> {
+        &mut self.frames
+    }
+
+    /// Bytes left to write.
+    #[must_use]
+    pub fn bytes(&self) -> usize {
+        self.frames.iter().map(Bytes::len).sum::<usize>() - self.offset
+    }
+
+    /// Writes as much as the socket takes now; `Ok` with frames left when it would block.
+    pub fn try_write(&mut self, stream: &TcpStream) -> io::Result<()> {
+        while !self.frames.is_empty() {
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
             let mut count = 0;
-            for (i, frame) in frames.iter().take(MAX_IOVECS).enumerate() {
-                slices[i] = IoSlice::new(if i == 0 { &frame[offset..] } else { frame });
+            for (slot, frame) in slices.iter_mut().zip(&self.frames) {
+                *slot = IoSlice::new(if count == 0 { &frame[self.offset..] } else { frame });
                 count += 1;
             }
-            let mut written = self.io.write_vectored(&slices[..count]).await?;
-            if written == 0 {
-                return Err(std::io::ErrorKind::WriteZero.into());
-            }
-            while let Some(front) = frames.front() {
-                let left = front.len() - offset;
-                if written < left {
-                    offset += written;
-                    break;
-                }
-                written -= left;
-                offset = 0;
-                frames.pop_front();
+            match stream.try_write_vectored(&slices[..count]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => self.advance(written),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(err) => return Err(err),
             }
         }
-        self.io.flush().await
+        // Idle sessions hold no queue memory.
+        self.frames = VecDeque::new();
+        Ok(())
+    }
+
+    /// Writes everything, waiting for the socket as needed.
+    pub async fn write_all(&mut self, stream: &TcpStream) -> io::Result<()> {
+        loop {
+            self.try_write(stream)?;
+            if self.is_empty() {
+                return Ok(());
+            }
+            stream.writable().await?;
+        }
+    }
+
+    /// Drops every frame not yet begun: after a partial write, the rest of that frame must still go out before
+    /// anything else (a close) can.
+    pub fn discard_unstarted(&mut self) {
+        let keep = usize::from(self.offset > 0);
+        self.frames.truncate(keep);
+    }
+
+    fn advance(&mut self, mut written: usize) {
+        while let Some(front) = self.frames.front() {
+            let left = front.len() - self.offset;
+            if written < left {
+                self.offset += written;
+                return;
+            }
+            written -= left;
+            self.offset = 0;
+            self.frames.pop_front();
+        }
     }
 }
 
@@ -117,20 +156,23 @@ mod tests {
         assert_eq!(close(1000, &"é".repeat(100)).len(), 2 + 2 + 122);
     }
 
-    /// Every queued frame is written, in order, even when the socket accepts only a few bytes at a time.
+    /// Every queued frame is written, in order, also through partial writes and a full socket buffer.
     #[tokio::test]
     async fn writes_all_frames_through_partial_writes() {
-        let (client, mut server) = tokio::io::duplex(7);
-        let mut writer = FrameWriter::new(client);
-        let mut frames: VecDeque<Bytes> = (0..50u8).map(|i| text(&[i; 20])).collect();
-        let expected: Vec<u8> = frames.iter().flat_map(|f| f.to_vec()).collect();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        // More than the kernel buffers hold, so writes go partial and wait for the reader.
+        let mut pending = Pending::default();
+        pending.frames().extend((0..10_000u32).map(|i| text(&[(i % 251) as u8; 1_000])));
+        let expected: Vec<u8> = pending.frames.iter().flat_map(|f| f.to_vec()).collect();
         let read = tokio::spawn(async move {
             let mut got = vec![0; expected.len()];
             tokio::io::AsyncReadExt::read_exact(&mut server, &mut got).await.unwrap();
-            assert_eq!(got, expected);
+            assert!(got == expected, "bytes differ");
         });
-        writer.write_all(&mut frames).await.unwrap();
-        assert!(frames.is_empty());
+        pending.write_all(&client).await.unwrap();
+        assert!(pending.is_empty());
         read.await.unwrap();
     }
 }

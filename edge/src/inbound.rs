@@ -1,19 +1,21 @@
-//! Client messages off the wire: frames reassembled into messages under a total size cap, text checked for
-//! UTF-8, control frames answered through the session's outbox.
+//! Client messages off the wire: RFC 6455 client frames parsed from a read buffer that exists only while
+//! bytes are waiting, reassembled into messages under a total size cap, text checked for UTF-8, control
+//! frames answered through the session's outbox.
 //!
-//! fastwebsockets' own fragment collector has no cap on a fragmented message's total size, so the
-//! reassembly lives here: every message, fragmented or not, is limited to `max_bytes`.
+//! Why not fastwebsockets' reader: it keeps an 8 KiB buffer per connection for the connection's whole life,
+//! four times issue 8's budget for an idle subscribed connection, and its fragment collector has no cap on a
+//! fragmented message's total size. fastwebsockets still does the HTTP upgrade and unmasking here.
+//! A frame's declared length is checked against the cap before any of it is buffered.
 
-use std::convert::Infallible;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-
-use fastwebsockets::{Frame, OpCode, WebSocketError, WebSocketRead};
-use tokio::io::AsyncRead;
+use fastwebsockets::OpCode;
+use tokio::net::TcpStream;
 
 use crate::error::CloseCode;
 use crate::frame;
 use crate::outbox::Outbox;
+
+/// Bytes asked of the socket per read; the buffer grows past it only for a message that needs it.
+const READ_CHUNK: usize = 4 * 1024;
 
 /// One complete client message.
 #[derive(Debug, PartialEq, Eq)]
@@ -34,7 +36,7 @@ pub enum InboundError {
     /// A text message was not UTF-8.
     InvalidUtf8,
     /// The client broke the WebSocket framing rules.
-    Protocol(String),
+    Protocol(&'static str),
     /// The connection is gone; nothing can be sent.
     Gone,
 }
@@ -52,49 +54,125 @@ impl InboundError {
     }
 }
 
-/// Reads client messages from the read half of an upgraded connection.
-pub struct MessageReader<R> {
-    ws: WebSocketRead<R>,
+/// A client frame's header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Header {
+    fin: bool,
+    opcode: OpCode,
+    mask: [u8; 4],
+    /// Header length: where the payload starts.
+    start: usize,
+    /// Payload length.
+    len: usize,
+}
+
+/// Parses the header at the start of `buf`: `Ok(None)` until it is complete. Payloads over `max` are
+/// refused from the header alone.
+fn parse_header(buf: &[u8], max: usize) -> Result<Option<Header>, InboundError> {
+    let [first, second, ..] = *buf else { return Ok(None) };
+    if first & 0x70 != 0 {
+        return Err(InboundError::Protocol("reserved bits set"));
+    }
+    let opcode = OpCode::try_from(first & 0x0f).map_err(|_| InboundError::Protocol("unknown opcode"))?;
+    let fin = first & 0x80 != 0;
+    if second & 0x80 == 0 {
+        return Err(InboundError::Protocol("client frame not masked"));
+    }
+    let (at, len) = match second & 0x7f {
+        126 => (4, buf.get(2..4).map(|b| u64::from(u16::from_be_bytes([b[0], b[1]])))),
+        127 => (10, buf.get(2..10).map(|b| u64::from_be_bytes(b.try_into().unwrap_or_default()))),
+        short => (2, Some(u64::from(short))),
+    };
+    let Some(len) = len else { return Ok(None) };
+    let control = matches!(opcode, OpCode::Close | OpCode::Ping | OpCode::Pong);
+    if control && (!fin || len > 125) {
+        return Err(InboundError::Protocol("fragmented or oversized control frame"));
+    }
+    let len = usize::try_from(len).ok().filter(|&len| len <= max).ok_or(InboundError::TooBig)?;
+    let Some(mask) = buf.get(at..at + 4) else { return Ok(None) };
+    let mask = [mask[0], mask[1], mask[2], mask[3]];
+    Ok(Some(Header { fin, opcode, mask, start: at + 4, len }))
+}
+
+/// Reads client messages from a connection's socket.
+pub struct MessageReader {
+    /// Received bytes not yet parsed; no allocation while nothing is waiting.
+    buf: Vec<u8>,
     /// A fragmented message being reassembled: its opcode and the bytes so far.
     partial: Option<(OpCode, Vec<u8>)>,
     max_bytes: usize,
-    /// Set on every frame read (pongs included): the session's dead-peer check clears and reads it.
-    heard: Arc<AtomicBool>,
+    /// Set on every frame (pongs included); the dead-peer check reads and clears it.
+    pub heard: bool,
 }
 
-impl<R: AsyncRead + Unpin> MessageReader<R> {
-    /// Reads from `read`, refusing messages over `max_bytes`.
-    pub fn new(read: R, max_bytes: usize) -> Self {
-        let (mut ws, _) =
-            fastwebsockets::after_handshake_split(read, tokio::io::sink(), fastwebsockets::Role::Server);
-        ws.set_max_message_size(max_bytes + 1);
-        ws.set_auto_pong(true);
-        ws.set_auto_close(true);
-        Self { ws, partial: None, max_bytes, heard: Arc::default() }
-    }
-
-    /// The flag set whenever a frame arrives.
+impl MessageReader {
+    /// A reader refusing messages over `max_bytes`; `early` holds bytes read along with the handshake.
     #[must_use]
-    pub fn heard(&self) -> Arc<AtomicBool> {
-        Arc::clone(&self.heard)
+    pub fn new(max_bytes: usize, early: &[u8]) -> Self {
+        Self { buf: early.to_vec(), partial: None, max_bytes, heard: false }
     }
 
-    /// The next complete message. Pongs and close echoes go to `outbox`.
-    pub async fn read(&mut self, outbox: &Outbox) -> Result<Inbound, InboundError> {
-        let mut obligated = |reply: Frame<'_>| {
-            let _ = outbox.push(frame::encode(reply.opcode, &reply.payload));
-            std::future::ready(Ok::<(), Infallible>(()))
-        };
-        loop {
-            let frame = self.ws.read_frame(&mut obligated).await.map_err(from_ws_error)?;
-            self.heard.store(true, Ordering::Relaxed);
-            let message =
-                accumulate(&mut self.partial, self.max_bytes, frame.opcode, frame.fin, &frame.payload)?;
-            if let Some(message) = message {
-                return Ok(message);
-            }
+    /// Reads what the socket has (after it reported readable): `Ok(false)` when it had nothing after all.
+    pub fn fill(&mut self, stream: &TcpStream) -> Result<bool, InboundError> {
+        self.buf.reserve(READ_CHUNK);
+        match stream.try_read_buf(&mut self.buf) {
+            Ok(0) => Err(InboundError::Gone),
+            Ok(_) => Ok(true),
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => Ok(false),
+            Err(_) => Err(InboundError::Gone),
         }
     }
+
+    /// The next complete message among the bytes read so far, if any. Pongs and close echoes go to
+    /// `outbox`.
+    pub fn next(&mut self, outbox: &Outbox) -> Result<Option<Inbound>, InboundError> {
+        let mut used = 0;
+        let result = loop {
+            let Some(header) = parse_header(&self.buf[used..], self.max_bytes)? else { break Ok(None) };
+            let end = used + header.start + header.len;
+            let Some(payload) = self.buf.get_mut(used + header.start..end) else { break Ok(None) };
+            fastwebsockets::unmask(payload, header.mask);
+            used = end;
+            self.heard = true;
+            let message = match header.opcode {
+                OpCode::Ping => control_reply(outbox, OpCode::Pong, payload),
+                OpCode::Close => close_echo(outbox, payload),
+                _ => accumulate(&mut self.partial, self.max_bytes, header.opcode, header.fin, payload),
+            };
+            match message {
+                Ok(None) => {}
+                other => break other,
+            }
+        };
+        self.consume(used);
+        result
+    }
+
+    /// Drops `used` parsed bytes; frees the buffer once nothing is left in it.
+    fn consume(&mut self, used: usize) {
+        if used == self.buf.len() {
+            self.buf = Vec::new();
+        } else {
+            self.buf.drain(..used);
+        }
+    }
+}
+
+fn control_reply(outbox: &Outbox, opcode: OpCode, payload: &[u8]) -> Result<Option<Inbound>, InboundError> {
+    let _ = outbox.push(frame::encode(opcode, payload));
+    Ok(None)
+}
+
+/// Echoes a well-formed close (RFC 6455 §5.5.1); a malformed one is a protocol error.
+fn close_echo(outbox: &Outbox, payload: &[u8]) -> Result<Option<Inbound>, InboundError> {
+    if payload.len() == 1 {
+        return Err(InboundError::Protocol("close frame with a one-byte payload"));
+    }
+    if payload.len() > 2 && std::str::from_utf8(&payload[2..]).is_err() {
+        return Err(InboundError::InvalidUtf8);
+    }
+    control_reply(outbox, OpCode::Close, payload)?;
+    Ok(Some(Inbound::Close))
 }
 
 /// Adds one frame to the message being assembled in `partial`; returns the message once complete.
@@ -116,7 +194,7 @@ fn accumulate(
             (opcode, data)
         }
         (OpCode::Text | OpCode::Binary, None) => (opcode, payload.to_vec()),
-        _ => return Err(InboundError::Protocol("unexpected continuation or interleaved message".into())),
+        _ => return Err(InboundError::Protocol("unexpected continuation or interleaved message")),
     };
     if data.len() > max_bytes {
         return Err(InboundError::TooBig);
@@ -129,17 +207,6 @@ fn accumulate(
         OpCode::Text if std::str::from_utf8(&data).is_err() => Err(InboundError::InvalidUtf8),
         OpCode::Text => Ok(Some(Inbound::Text(data))),
         _ => Ok(Some(Inbound::Binary)),
-    }
-}
-
-fn from_ws_error(err: WebSocketError) -> InboundError {
-    match err {
-        WebSocketError::FrameTooLarge => InboundError::TooBig,
-        WebSocketError::InvalidUTF8 => InboundError::InvalidUtf8,
-        WebSocketError::UnexpectedEOF | WebSocketError::IoError(_) | WebSocketError::ConnectionClosed => {
-            InboundError::Gone
-        }
-        other => InboundError::Protocol(other.to_string()),
     }
 }
 

@@ -4,9 +4,14 @@
 //! queue would exceed its bound, the queue is dropped and marked overflowed, and the session closes with 4008
 //! (slow consumer) the next time it wakes. One slow client therefore never slows the hub or other clients.
 //! An idle outbox holds an empty `VecDeque`, which allocates nothing.
+//!
+//! The outbox also carries the two signals the rest of the edge sends a session outside its client's
+//! traffic: access revocations and an operator's disconnect. One wake-up for all of them keeps each idle
+//! session to a single waiter (issue 8's memory budget).
 
 use std::collections::VecDeque;
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
@@ -20,6 +25,8 @@ pub struct Outbox {
     wake: Notify,
     /// Notified once, when the queue overflows; what a write in progress watches.
     overflow: Notify,
+    /// A revocation or a disconnect arrived: lets the per-frame wake-up skip looking for signals.
+    signalled: AtomicBool,
     max_bytes: usize,
 }
 
@@ -30,6 +37,10 @@ struct State {
     overflowed: bool,
     /// Frames ever drained, so a [`Mark`] (frames ever pushed) can be turned into a queue index.
     drained: u64,
+    /// Conversations whose access was revoked, not yet handled by the session.
+    revoked: Vec<Box<str>>,
+    /// Set to the close reason when an operator disconnects the session's user.
+    kicked: Option<Arc<str>>,
 }
 
 impl State {
@@ -59,12 +70,18 @@ impl Outbox {
     /// An empty outbox holding at most `max_bytes` of frames.
     #[must_use]
     pub fn new(max_bytes: usize) -> Self {
-        Self { state: Mutex::new(State::default()), wake: Notify::new(), overflow: Notify::new(), max_bytes }
+        Self {
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+            overflow: Notify::new(),
+            signalled: AtomicBool::new(false),
+            max_bytes,
+        }
     }
 
     /// Queues `frame` unless that would exceed the bound. Never waits.
     pub fn push(&self, frame: Bytes) -> Result<(), Overflowed> {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self.lock();
         if state.overflowed {
             return Err(Overflowed);
         }
@@ -84,7 +101,7 @@ impl Outbox {
 
     /// Moves every queued frame to the back of `into`; `Err` once the queue has overflowed.
     pub fn drain_into(&self, into: &mut VecDeque<Bytes>) -> Result<(), Overflowed> {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self.lock();
         if state.overflowed {
             return Err(Overflowed);
         }
@@ -100,14 +117,14 @@ impl Outbox {
 
     /// The current end of the queue.
     pub fn mark(&self) -> Mark {
-        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = self.lock();
         Mark(state.drained + state.frames.len() as u64)
     }
 
     /// Inserts `frames` at `mark`, before everything pushed since. The session must not have drained past
     /// `mark` (it owns the draining, so it knows); if it did, they go to the front.
     pub fn insert_at(&self, mark: Mark, frames: Vec<Bytes>) -> Result<(), Overflowed> {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self.lock();
         if state.overflowed {
             return Err(Overflowed);
         }
@@ -127,13 +144,46 @@ impl Outbox {
         Ok(())
     }
 
-    /// Whether the queue has overflowed (the session must close with 4008).
-    pub fn is_overflowed(&self) -> bool {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner).overflowed
+    /// Tells the session that access to `conversation` was revoked.
+    pub fn revoke(&self, conversation: &str) {
+        self.lock().revoked.push(conversation.into());
+        self.signalled.store(true, Ordering::Release);
+        self.wake.notify_one();
     }
 
-    /// Resolves once a frame was pushed (or the queue overflowed) since the last drain. For the session's
-    /// main loop only (see `wake`).
+    /// Tells the session to close: an operator disconnected its user.
+    pub fn kick(&self, reason: Arc<str>) {
+        self.lock().kicked = Some(reason);
+        self.signalled.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    /// Whether a signal (revocation, disconnect) arrived since the last call.
+    pub fn take_signalled(&self) -> bool {
+        self.signalled.swap(false, Ordering::AcqRel)
+    }
+
+    /// The revoked conversations queued so far.
+    pub fn take_revoked(&self) -> Vec<Box<str>> {
+        std::mem::take(&mut self.lock().revoked)
+    }
+
+    /// The operator's close reason, once the session was kicked.
+    pub fn kicked(&self) -> Option<Arc<str>> {
+        self.lock().kicked.clone()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether the queue has overflowed (the session must close with 4008).
+    pub fn is_overflowed(&self) -> bool {
+        self.lock().overflowed
+    }
+
+    /// Resolves once a frame was pushed (or the queue overflowed, or a signal arrived) since the last drain.
+    /// For the session's main loop only (see `wake`).
     pub async fn ready(&self) {
         self.wake.notified().await;
     }

@@ -7,14 +7,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use tokio::sync::watch;
+use crate::outbox::Outbox;
 
 /// A session's entry.
 struct Entry {
     user: Option<Arc<str>>,
     conversations: Vec<Box<str>>,
-    /// Set to the close reason when an operator disconnects the session's user.
-    kick: watch::Sender<Option<Arc<str>>>,
+    /// Reaches the session (operator disconnects).
+    outbox: Arc<Outbox>,
 }
 
 /// Counts and presence of this edge at one moment.
@@ -41,11 +41,9 @@ impl Registry {
         self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Adds `session`; the receiver turns `Some(reason)` when an operator disconnects its user.
-    pub fn register(&self, session: u64) -> watch::Receiver<Option<Arc<str>>> {
-        let (kick, kicked) = watch::channel(None);
-        self.lock().insert(session, Entry { user: None, conversations: Vec::new(), kick });
-        kicked
+    /// Adds `session`, reached through `outbox` when an operator disconnects its user.
+    pub fn register(&self, session: u64, outbox: Arc<Outbox>) {
+        self.lock().insert(session, Entry { user: None, conversations: Vec::new(), outbox });
     }
 
     /// Records who `session` authenticated as.
@@ -80,7 +78,7 @@ impl Registry {
         let sessions = self.lock();
         let mut told = 0;
         for entry in sessions.values().filter(|e| e.user.as_deref() == Some(user)) {
-            entry.kick.send_replace(Some(Arc::clone(&reason)));
+            entry.outbox.kick(Arc::clone(&reason));
             told += 1;
         }
         told
@@ -112,9 +110,9 @@ mod tests {
     #[test]
     fn snapshot_counts_presence() {
         let registry = Registry::default();
-        let _a = registry.register(1);
-        let _b = registry.register(2);
-        let _c = registry.register(3);
+        for session in 1..=3 {
+            registry.register(session, Arc::new(Outbox::new(1024)));
+        }
         registry.set_user(1, "u1".into());
         registry.set_user(2, "u1".into());
         registry.subscribed(1, "c1");
@@ -131,12 +129,13 @@ mod tests {
     #[test]
     fn disconnect_reaches_only_the_user() {
         let registry = Registry::default();
-        let a = registry.register(1);
-        let b = registry.register(2);
+        let (a, b) = (Arc::new(Outbox::new(1024)), Arc::new(Outbox::new(1024)));
+        registry.register(1, Arc::clone(&a));
+        registry.register(2, Arc::clone(&b));
         registry.set_user(1, "u1".into());
         registry.set_user(2, "u2".into());
         assert_eq!(registry.disconnect_user("u1", "bye"), 1);
-        assert_eq!(a.borrow().as_deref(), Some("bye"));
-        assert_eq!(*b.borrow(), None);
+        assert_eq!(a.kicked().as_deref(), Some("bye"));
+        assert_eq!(b.kicked(), None);
     }
 }

@@ -155,8 +155,11 @@ fn upgrade(
     let shutdown = shutdown.clone();
     // Detached from hyper: the session watches the shutdown token itself.
     tracker.spawn(async move {
-        match upgrade.await {
-            Ok(ws) => session::run(ws.into_inner(), ctx, shutdown, handshake).await,
+        match upgrade.await.map(|ws| ws.into_inner().into_inner().downcast::<TokioIo<TcpStream>>()) {
+            Ok(Ok(parts)) => {
+                session::run(parts.io.into_inner(), parts.read_buf, ctx, shutdown, handshake).await
+            }
+            Ok(Err(_)) => tracing::error!("upgraded connection is not a TCP stream"),
             Err(err) => tracing::debug!(error = %err, "upgrade failed"),
         }
     });

@@ -51,8 +51,8 @@ impl Session {
                 return Some(Ending::Close(CloseCode::AuthFailed, "Authentication failed"));
             }
         };
-        let control = Arc::clone(&self.control);
-        let Some(slot) = self.ctx.connections.join(&principal.user_id, self.id, control) else {
+        let outbox = Arc::clone(&self.outbox);
+        let Some(slot) = self.ctx.connections.join(&principal.user_id, self.id, outbox) else {
             tracing::debug!(session = self.id, user_id = %principal.user_id, "too many connections for user");
             self.send(&ServerFrame::error("Too many connections"));
             return Some(Ending::Close(CloseCode::RateLimited, "too many connections"));
@@ -118,7 +118,7 @@ impl Session {
 
     /// Ends the live subscriptions whose access was revoked.
     pub(super) fn handle_revocations(&mut self) {
-        for conversation in self.control.take_revoked() {
+        for conversation in self.outbox.take_revoked() {
             if self.subscriptions.remove(&conversation) {
                 self.ctx.hub.unsubscribe(&conversation, self.id);
                 self.ctx.meters.subscriptions.decrement(1.0);

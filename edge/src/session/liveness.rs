@@ -2,8 +2,6 @@
 //! no message) within `pong_timeout` of a ping is gone, and its session ends. Any frame counts as life, so
 //! a busy client never needs to answer a ping on time.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use fastwebsockets::OpCode;
@@ -14,8 +12,6 @@ use crate::outbox::Outbox;
 
 /// The ping/pong state of one session.
 pub struct Liveness {
-    /// Set by the reader on every frame.
-    heard: Arc<AtomicBool>,
     /// When [`on_timer`](Self::on_timer) must run next.
     next: Instant,
     awaiting_pong: bool,
@@ -29,8 +25,8 @@ pub struct Dead;
 
 impl Liveness {
     /// Starts the clock: the first ping goes out after `interval`.
-    pub fn new(heard: Arc<AtomicBool>, interval: Duration, timeout: Duration) -> Self {
-        Self { heard, next: Instant::now() + interval, awaiting_pong: false, interval, timeout }
+    pub fn new(interval: Duration, timeout: Duration) -> Self {
+        Self { next: Instant::now() + interval, awaiting_pong: false, interval, timeout }
     }
 
     /// When the timer fires next.
@@ -39,17 +35,18 @@ impl Liveness {
         self.next
     }
 
-    /// Sends a ping, or checks that the last one was answered.
-    pub fn on_timer(&mut self, outbox: &Outbox) -> Result<(), Dead> {
+    /// Sends a ping, or checks that the last one was answered. `heard` is the reader's "a frame arrived"
+    /// flag, cleared here.
+    pub fn on_timer(&mut self, outbox: &Outbox, heard: &mut bool) -> Result<(), Dead> {
         let now = Instant::now();
         if self.awaiting_pong {
-            if !self.heard.swap(false, Ordering::Relaxed) {
+            if !std::mem::take(heard) {
                 return Err(Dead);
             }
             self.awaiting_pong = false;
             self.next = now + self.interval.saturating_sub(self.timeout);
         } else {
-            self.heard.store(false, Ordering::Relaxed);
+            *heard = false;
             let _ = outbox.push(frame::encode(OpCode::Ping, b""));
             self.awaiting_pong = true;
             self.next = now + self.timeout;

@@ -20,7 +20,7 @@ mod handlers;
 mod liveness;
 mod subscription;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,27 +30,26 @@ use bytes::Bytes;
 use crier_broker::access::AccessStore;
 use crier_broker::log::PartitionedLog;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use self::liveness::Liveness;
 use crate::auth::{Authenticator, Principal};
 use crate::config::EdgeConfig;
-use crate::connections::{ConnectionSlot, Connections, SessionControl, UserSlot};
+use crate::connections::{ConnectionSlot, Connections, UserSlot};
 use crate::error::CloseCode;
-use crate::frame::{self, FrameWriter};
+use crate::frame::{self, Pending};
 use crate::gate::Gate;
 use crate::hub::Hub;
-use crate::inbound::{Inbound, MessageReader};
+use crate::inbound::{Inbound, InboundError, MessageReader};
 use crate::meters::EdgeMeters;
 use crate::outbox::Outbox;
 use crate::protocol::{self, READY_MESSAGE, ServerFrame};
 use crate::registry::Registry;
 
-/// How long a write already under way may still take once the outbox has overflowed, so the 4008 close can
-/// follow a whole frame; a client that reads nothing is cut off after it.
-const STALLED_WRITE_GRACE: Duration = Duration::from_secs(2);
+/// How long the last frames and the close may take to write; a client that reads nothing is cut off after it.
+const CLOSING_WRITE_GRACE: Duration = Duration::from_secs(2);
 
 /// What every session of an edge shares.
 pub struct SessionContext {
@@ -114,23 +113,27 @@ enum Ending {
     Kicked(Arc<str>),
 }
 
-/// Serves one upgraded connection until either side ends it.
-pub async fn run<S>(io: S, ctx: Arc<SessionContext>, shutdown: CancellationToken, handshake: Handshake)
-where
-    S: AsyncRead + AsyncWrite + Send + 'static,
-{
-    let (read, write) = tokio::io::split(io);
-    let mut reader = MessageReader::new(read, ctx.config.max_frame_bytes);
-    let mut writer = FrameWriter::new(write);
+/// Serves one upgraded connection until either side ends it. `early` holds client bytes that arrived
+/// with the handshake.
+pub async fn run(
+    stream: TcpStream,
+    early: Bytes,
+    ctx: Arc<SessionContext>,
+    shutdown: CancellationToken,
+    handshake: Handshake,
+) {
+    // Copied, so that hyper's read buffer, which `early` may point into, is freed now.
+    let mut reader = MessageReader::new(ctx.config.max_frame_bytes, &early);
+    drop(early);
     let limits = &ctx.config.limits;
-    let liveness = Liveness::new(reader.heard(), limits.ping_interval, limits.pong_timeout);
+    let liveness = Liveness::new(limits.ping_interval, limits.pong_timeout);
     let mut session = Session::new(Arc::clone(&ctx), liveness, handshake.positions);
     let _slot = handshake.slot;
     session.ctx.meters.connections.increment(1.0);
     // Dev auth ignores tokens, wherever they come from.
     let token = handshake.token.filter(|_| !ctx.auth.is_dev());
     let ending = match token {
-        Some(token) => session.authenticate(Some(token), None).await,
+        Some(token) => Box::pin(session.authenticate(Some(token), None)).await,
         None => {
             tracing::info!(session = session.id, "ws_client_connected_awaiting_auth");
             session.send(&ServerFrame::Ready { message: READY_MESSAGE });
@@ -139,22 +142,10 @@ where
     };
     let ending = match ending {
         Some(ending) => ending,
-        None => session.serve(&mut reader, &mut writer, &shutdown).await,
+        None => session.serve(&stream, &mut reader, &shutdown).await,
     };
     session.leave_all();
-    // Queued frames (replies, a close echo) go out first, best-effort: the peer may already be gone.
-    let _ = session.outbox.drain_into(&mut session.pending);
-    match &ending {
-        Ending::Close(code, reason) => {
-            tracing::debug!(session = session.id, code = code.code(), reason, "closing session");
-            session.pending.push_back(frame::close(code.code(), reason));
-        }
-        Ending::Kicked(reason) => {
-            session.pending.push_back(frame::close(CloseCode::Disconnected.code(), reason));
-        }
-        Ending::Peer => {}
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(1), writer.write_all(&mut session.pending)).await;
+    session.close(&stream, &ending).await;
     session.finish(&ending);
 }
 
@@ -163,20 +154,17 @@ struct Session {
     ctx: Arc<SessionContext>,
     outbox: Arc<Outbox>,
     /// Frames taken from the outbox and not yet fully written.
-    pending: VecDeque<Bytes>,
+    pending: Pending,
     principal: Option<Principal>,
     /// When the connection token expires (close 4003 unless refreshed).
     expires: Option<Instant>,
     /// Holds this session in its user's list; reached by revocations.
     user_slot: Option<UserSlot>,
-    control: Arc<SessionControl>,
     subscriptions: HashSet<Box<str>>,
     limiter: DefaultDirectRateLimiter,
     liveness: Liveness,
     /// Notifications arrive as `{"type":"notification",...,"position"}` frames.
     positions: bool,
-    /// Turns `Some(reason)` when an operator disconnects this session's user.
-    kicked: tokio::sync::watch::Receiver<Option<Arc<str>>>,
 }
 
 impl Session {
@@ -188,21 +176,19 @@ impl Session {
         let rate = NonZeroU32::new(limits.messages_per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(limits.message_burst).unwrap_or(NonZeroU32::MIN);
         let limiter = RateLimiter::direct(Quota::per_second(rate).allow_burst(burst));
-        let kicked = ctx.registry.register(id);
+        ctx.registry.register(id, Arc::clone(&outbox));
         Self {
             id,
             ctx,
             outbox,
-            pending: VecDeque::new(),
+            pending: Pending::default(),
             principal: None,
             expires: None,
             user_slot: None,
-            control: Arc::default(),
             subscriptions: HashSet::new(),
             limiter,
             liveness,
             positions,
-            kicked,
         }
     }
 
@@ -211,70 +197,45 @@ impl Session {
         let _ = self.outbox.push(frame.encode());
     }
 
-    async fn serve<R, W>(
+    /// Reads, answers and writes until the session must end. Messages already read are handled before the
+    /// socket is read again; everything else waits in one `select!` whose futures are all small, so an idle
+    /// session costs little memory (issue 8).
+    async fn serve(
         &mut self,
-        reader: &mut MessageReader<R>,
-        writer: &mut FrameWriter<W>,
+        stream: &TcpStream,
+        reader: &mut MessageReader,
         shutdown: &CancellationToken,
-    ) -> Ending
-    where
-        R: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin,
-    {
-        let auth_deadline = Instant::now() + self.ctx.config.auth_timeout;
+    ) -> Ending {
+        let timers = Timers { auth: Instant::now() + self.ctx.config.auth_timeout, drain: None };
+        let mut timers = timers;
         let outbox = Arc::clone(&self.outbox);
-        let control = Arc::clone(&self.control);
-        let mut drain_at: Option<Instant> = None;
+        let sleep = tokio::time::sleep_until(self.next_deadline(&timers));
+        tokio::pin!(sleep);
         loop {
-            // The read future lives across wake-ups for writes: reads are not cancel-safe.
-            let read = reader.read(&outbox);
-            tokio::pin!(read);
-            let message = loop {
-                let expires = self.expires;
-                tokio::select! {
-                    () = shutdown.cancelled(), if drain_at.is_none() => {
-                        drain_at = Some(drain::drain_deadline(self.ctx.config.drain_window, self.id));
-                    }
-                    () = sleep_until_some(drain_at), if drain_at.is_some() => {
-                        return Ending::Close(CloseCode::GoingAway, "server shutting down");
-                    }
-                    Ok(()) = self.kicked.changed() => {
-                        if let Some(reason) = self.kicked.borrow_and_update().clone() {
-                            tracing::info!(session = self.id, %reason, "disconnected by operator");
-                            return Ending::Kicked(reason);
-                        }
-                    }
-                    () = tokio::time::sleep_until(auth_deadline), if self.principal.is_none() => {
-                        tracing::info!(session = self.id, "ws_auth_timeout");
-                        self.send(&ServerFrame::error("Authentication timeout"));
-                        return Ending::Close(CloseCode::AuthFailed, "Authentication timeout");
-                    }
-                    () = sleep_until_some(expires), if expires.is_some() => {
-                        tracing::debug!(session = self.id, "token expired without refresh");
-                        self.send(&ServerFrame::error("Token expired"));
-                        return Ending::Close(CloseCode::TokenExpired, "Token expired");
-                    }
-                    () = tokio::time::sleep_until(self.liveness.deadline()) => {
-                        if self.liveness.on_timer(&outbox).is_err() {
-                            tracing::debug!(session = self.id, "peer did not answer ping");
-                            return Ending::Close(CloseCode::GoingAway, "ping timeout");
-                        }
-                    }
-                    () = control.ready() => self.handle_revocations(),
-                    () = outbox.ready() => {
-                        if let Some(ending) = self.flush(writer).await {
-                            return ending;
-                        }
-                    }
-                    message = &mut read => break message,
+            match reader.next(&outbox) {
+                Ok(Some(message)) => match Box::pin(self.handle(message)).await {
+                    Some(ending) => return ending,
+                    None => continue,
+                },
+                Ok(None) => {}
+                Err(err) => return inbound_ending(&err, self.id),
+            }
+            let deadline = self.next_deadline(&timers);
+            if sleep.deadline() != deadline {
+                sleep.as_mut().reset(deadline);
+            }
+            let ending = tokio::select! {
+                () = shutdown.cancelled(), if timers.drain.is_none() => {
+                    timers.drain = Some(drain::drain_deadline(self.ctx.config.drain_window, self.id));
+                    None
                 }
-            };
-            let ending = match message {
-                Ok(message) => self.handle(message).await,
-                Err(err) => {
-                    tracing::debug!(session = self.id, error = ?err, "ws_invalid_message");
-                    Some(err.close_code().map_or(Ending::Peer, |code| Ending::Close(code, "invalid frame")))
-                }
+                () = &mut sleep => self.on_deadline(&timers, reader),
+                () = outbox.ready() => self.on_wake(stream),
+                Ok(()) = stream.writable(), if !self.pending.is_empty() => self.flush(stream),
+                readable = stream.readable() => match readable.map_err(|_| InboundError::Gone).and_then(|()| reader.fill(stream)) {
+                    Ok(_) => None,
+                    Err(err) => Some(inbound_ending(&err, self.id)),
+                },
             };
             if let Some(ending) = ending {
                 return ending;
@@ -282,30 +243,93 @@ impl Session {
         }
     }
 
-    /// Writes everything queued; `Some` when the session must end. While a write waits on a slow socket,
-    /// an overflow of the outbox still ends the session: the write gets a short grace to finish its frame
-    /// (so the 4008 close is well-formed), then the connection is dropped.
-    async fn flush<W: AsyncWrite + Unpin>(&mut self, writer: &mut FrameWriter<W>) -> Option<Ending> {
-        let slow = Some(Ending::Close(CloseCode::SlowConsumer, "slow consumer"));
-        if self.outbox.drain_into(&mut self.pending).is_err() {
-            self.pending.clear();
-            return slow;
+    /// The earliest moment a timer needs attention.
+    fn next_deadline(&self, timers: &Timers) -> Instant {
+        let auth = self.principal.is_none().then_some(timers.auth);
+        [Some(self.liveness.deadline()), auth, self.expires, timers.drain]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or_else(|| self.liveness.deadline())
+    }
+
+    /// Whatever is due now: the drain moment, the auth timeout, token expiry, the ping timer.
+    fn on_deadline(&mut self, timers: &Timers, reader: &mut MessageReader) -> Option<Ending> {
+        let now = Instant::now();
+        if timers.drain.is_some_and(|at| at <= now) {
+            return Some(Ending::Close(CloseCode::GoingAway, "server shutting down"));
         }
-        let queued: usize = self.pending.iter().map(Bytes::len).sum();
-        self.ctx.meters.queue_bytes.record(queued as f64);
-        let outbox = Arc::clone(&self.outbox);
-        let write = writer.write_all(&mut self.pending);
-        tokio::pin!(write);
+        if self.principal.is_none() && timers.auth <= now {
+            tracing::info!(session = self.id, "ws_auth_timeout");
+            self.send(&ServerFrame::error("Authentication timeout"));
+            return Some(Ending::Close(CloseCode::AuthFailed, "Authentication timeout"));
+        }
+        if self.expires.is_some_and(|at| at <= now) {
+            tracing::debug!(session = self.id, "token expired without refresh");
+            self.send(&ServerFrame::error("Token expired"));
+            return Some(Ending::Close(CloseCode::TokenExpired, "Token expired"));
+        }
+        if self.liveness.deadline() <= now && self.liveness.on_timer(&self.outbox, &mut reader.heard).is_err()
+        {
+            tracing::debug!(session = self.id, "peer did not answer ping");
+            return Some(Ending::Close(CloseCode::GoingAway, "ping timeout"));
+        }
+        None
+    }
+
+    /// Something arrived in the outbox: an operator's disconnect, revocations, frames to write.
+    fn on_wake(&mut self, stream: &TcpStream) -> Option<Ending> {
+        if self.outbox.take_signalled() {
+            if let Some(reason) = self.outbox.kicked() {
+                tracing::info!(session = self.id, %reason, "disconnected by operator");
+                return Some(Ending::Kicked(reason));
+            }
+            self.handle_revocations();
+        }
+        self.flush(stream)
+    }
+
+    /// Writes what the socket takes now, taking the next batch from the outbox whenever the last one is out;
+    /// `Some` when the session must end. Frames stay in the (bounded) outbox while a batch is being written,
+    /// so a client that stops reading overflows it and is closed with 4008 (after the frame being written).
+    fn flush(&mut self, stream: &TcpStream) -> Option<Ending> {
         loop {
-            tokio::select! {
-                result = &mut write => return result.err().map(|_| Ending::Peer),
-                () = outbox.overflowed() => break,
+            if !self.pending.is_empty() && self.outbox.is_overflowed() {
+                self.pending.discard_unstarted();
+                return Some(Ending::Close(CloseCode::SlowConsumer, "slow consumer"));
+            }
+            if self.pending.is_empty() {
+                if self.outbox.drain_into(self.pending.frames()).is_err() {
+                    return Some(Ending::Close(CloseCode::SlowConsumer, "slow consumer"));
+                }
+                if self.pending.is_empty() {
+                    return None;
+                }
+                self.ctx.meters.queue_bytes.record(self.pending.bytes() as f64);
+            }
+            if self.pending.try_write(stream).is_err() {
+                return Some(Ending::Peer);
+            }
+            if !self.pending.is_empty() {
+                return None;
             }
         }
-        match tokio::time::timeout(STALLED_WRITE_GRACE, write).await {
-            Ok(Ok(())) => slow,
-            _ => Some(Ending::Peer),
-        }
+    }
+
+    /// Queues the close frame (if any) after whatever is queued and writes it all, within a grace period: the
+    /// peer may already be gone, or read nothing.
+    async fn close(&mut self, stream: &TcpStream, ending: &Ending) {
+        let _ = self.outbox.drain_into(self.pending.frames());
+        let close = match ending {
+            Ending::Close(code, reason) => {
+                tracing::debug!(session = self.id, code = code.code(), reason, "closing session");
+                frame::close(code.code(), reason)
+            }
+            Ending::Kicked(reason) => frame::close(CloseCode::Disconnected.code(), reason),
+            Ending::Peer => return,
+        };
+        self.pending.frames().push_back(close);
+        let _ = tokio::time::timeout(CLOSING_WRITE_GRACE, self.pending.write_all(stream)).await;
     }
 
     async fn handle(&mut self, message: Inbound) -> Option<Ending> {
@@ -342,10 +366,16 @@ impl Session {
     }
 }
 
-/// Sleeps until `at`; forever when `None` (the select branch is disabled then anyway).
-async fn sleep_until_some(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
+/// The session's own deadlines (token expiry and pings live in the session).
+struct Timers {
+    /// The auth frame must arrive by then.
+    auth: Instant,
+    /// When a draining session closes; `None` until the edge drains.
+    drain: Option<Instant>,
+}
+
+/// How a read error ends the session.
+fn inbound_ending(err: &InboundError, session: u64) -> Ending {
+    tracing::debug!(session, error = ?err, "ws_invalid_message");
+    err.close_code().map_or(Ending::Peer, |code| Ending::Close(code, "invalid frame"))
 }
