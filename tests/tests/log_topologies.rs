@@ -220,3 +220,38 @@ async fn cluster_keeps_serving_partitions_of_live_masters_when_one_dies() -> Res
     }
     append_fails_unavailable(&log, partitions[dead]).await
 }
+
+/// Calls of `command` (lower case) Redis has served, from `INFO commandstats`.
+async fn calls(redis: &RedisServer, command: &str) -> Result<u64> {
+    let mut conn = redis.connection().await?;
+    let info: String =
+        within("INFO", redis::cmd("INFO").arg("commandstats").query_async(&mut conn)).await??;
+    let prefix = format!("cmdstat_{command}:calls=");
+    Ok(info
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(Ok(0), str::parse)?)
+}
+
+/// Scripts go by SHA1: their text is sent once per node that does not know them, at first use and again
+/// after `SCRIPT FLUSH` (as after a restart), and appends keep working across the flush.
+#[tokio::test]
+async fn scripts_are_sent_by_hash_and_reloaded_when_flushed() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let log = redis_log(RedisTopology::Nodes(vec![redis.url()]), 4, Retention::default()).await?;
+    for i in 0..10 {
+        within("append", log.append(0, payload(i), None)).await??;
+    }
+    ensure!(calls(&redis, "eval").await? == 1, "script text sent more than once before the flush");
+    let mut conn = redis.connection().await?;
+    let _: () = within("SCRIPT FLUSH", redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut conn)).await??;
+    for i in 10..20 {
+        within("append", log.append(0, payload(i), None)).await??;
+    }
+    ensure!(calls(&redis, "eval").await? == 2, "script text not sent exactly once after the flush");
+    ensure!(calls(&redis, "evalsha").await? >= 20, "appends did not go by EVALSHA");
+    let range = within("range", log.range(0, StreamId::ZERO, 100)).await??;
+    ensure!(range.entries.len() == 20, "{} entries after 20 appends", range.entries.len());
+    Ok(())
+}

@@ -4,14 +4,14 @@
 //!
 //! Requires Redis 7.0+ (`XINFO STREAM` reports `max-deleted-entry-id`, which recovery relies on).
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use crier_proto::StreamId;
 use crier_proto::keys::{ENTRY_FIELD, PARTITION_COUNT, PartitionKeys};
-use redis::{Cmd, RedisError, Value};
+use redis::{Cmd, ErrorKind, RedisError, Script, ServerErrorKind, Value};
 
 use super::reply::{self, protocol};
 use super::topology::{Conn, Connector, ReaderConn, RedisTopology};
@@ -23,6 +23,28 @@ use super::{
 const APPEND: &str = concat!(include_str!("lua/epoch.lua"), include_str!("lua/append.lua"));
 const HEAD: &str = concat!(include_str!("lua/epoch.lua"), include_str!("lua/head.lua"));
 const RANGE: &str = concat!(include_str!("lua/epoch.lua"), include_str!("lua/range.lua"));
+
+/// A partition script, sent by SHA1 (`EVALSHA`); its text goes over the wire only when a node does not know
+/// it yet (first use, or after a restart or `SCRIPT FLUSH`).
+struct Lua {
+    text: &'static str,
+    sha1: String,
+}
+
+impl Lua {
+    fn new(text: &'static str) -> Self {
+        Self { text, sha1: Script::new(text).get_hash().to_owned() }
+    }
+}
+
+struct Scripts {
+    append: Lua,
+    head: Lua,
+    range: Lua,
+}
+
+static SCRIPTS: LazyLock<Scripts> =
+    LazyLock::new(|| Scripts { append: Lua::new(APPEND), head: Lua::new(HEAD), range: Lua::new(RANGE) });
 
 /// How to reach Redis and how to bound each partition.
 #[derive(Debug, Clone)]
@@ -70,24 +92,36 @@ impl RedisLog {
         Ok(&self.keys[partition as usize])
     }
 
-    /// Runs one of the partition scripts with the stream and epoch keys first.
+    /// Runs one of the partition scripts with the stream and epoch keys first: `EVALSHA`, and `EVAL` once
+    /// when the node answers NOSCRIPT (which also caches the script there).
     async fn script(
         &self,
         partition: u32,
-        script: &str,
+        script: &Lua,
         extra_keys: &[&str],
         args: &[&[u8]],
     ) -> Result<Value, LogError> {
         let keys = self.keys(partition)?;
-        let mut cmd = redis::cmd("EVAL");
-        cmd.arg(script).arg(2 + extra_keys.len()).arg(&keys.stream).arg(&keys.epoch);
-        cmd.arg(extra_keys).arg(format!("{:x}", new_epoch()));
-        for arg in args {
-            cmd.arg(*arg);
-        }
+        let call = |name: &str, script: &str| {
+            let mut cmd = redis::cmd(name);
+            cmd.arg(script).arg(2 + extra_keys.len()).arg(&keys.stream).arg(&keys.epoch);
+            cmd.arg(extra_keys).arg(format!("{:x}", new_epoch()));
+            for arg in args {
+                cmd.arg(*arg);
+            }
+            cmd
+        };
         let conn = &self.conns[self.connector.conn_index(partition)];
-        let reply = tokio::time::timeout(self.command_timeout, conn.query(&cmd)).await;
-        reply
+        let run = async {
+            match conn.query(&call("EVALSHA", &script.sha1)).await {
+                Err(err) if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                    conn.query(&call("EVAL", script.text)).await
+                }
+                reply => reply,
+            }
+        };
+        tokio::time::timeout(self.command_timeout, run)
+            .await
             .map_err(|_| LogError::Unavailable { partition, source: timed_out("script") })?
             .map_err(|source| LogError::Unavailable { partition, source })
     }
@@ -132,7 +166,7 @@ impl PartitionedLog for RedisLog {
         let window = dedupe.map_or(0, |d| ms(d.window).max(1)).to_string();
         let args: [&[u8]; 5] =
             [ENTRY_FIELD.as_bytes(), &data, max_len.as_bytes(), max_age.as_bytes(), window.as_bytes()];
-        let reply = reply::array(partition, self.script(partition, APPEND, &extra, &args).await?)?;
+        let reply = reply::array(partition, self.script(partition, &SCRIPTS.append, &extra, &args).await?)?;
         let (Some(result), Some(duplicate)) = (reply.first(), reply.get(1)) else {
             return Err(protocol(partition, &reply));
         };
@@ -146,7 +180,7 @@ impl PartitionedLog for RedisLog {
     }
 
     async fn head(&self, partition: u32) -> Result<Head, LogError> {
-        let reply = reply::array(partition, self.script(partition, HEAD, &[], &[]).await?)?;
+        let reply = reply::array(partition, self.script(partition, &SCRIPTS.head, &[], &[]).await?)?;
         match reply.as_slice() {
             [epoch, last] => {
                 Ok(Head { epoch: reply::epoch(partition, epoch)?, last: reply::stream_id(partition, last)? })
@@ -157,7 +191,8 @@ impl PartitionedLog for RedisLog {
 
     async fn range(&self, partition: u32, after: StreamId, count: usize) -> Result<Range, LogError> {
         let (start, count) = (format!("({after}"), count.max(1).to_string());
-        let reply = self.script(partition, RANGE, &[], &[start.as_bytes(), count.as_bytes()]).await?;
+        let reply =
+            self.script(partition, &SCRIPTS.range, &[], &[start.as_bytes(), count.as_bytes()]).await?;
         let mut reply = reply::array(partition, reply)?;
         if reply.len() != 6 {
             return Err(protocol(partition, &reply));
