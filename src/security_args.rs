@@ -1,12 +1,13 @@
 //! The edge's security flags: JWT verification, access control, origins and limits (README "Security"), and
-//! their translation into `crier_edge` config. Key files are read here, so a missing one is a config
-//! problem (exit 64) before any port is bound.
+//! their translation into `crier_edge` config; also the conversation-id limit, which brokers share. Key
+//! files are read here, so a missing one is a config problem (exit 64) before any port is bound.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use crier_edge::{AclMode, JwtConfig, KeySource, Limits, OriginPolicy};
+use crier_proto::conversation_id::DEFAULT_MAX_CONVERSATION_ID_BYTES;
 
 #[derive(Debug, Args)]
 pub struct JwtArgs {
@@ -61,6 +62,15 @@ pub struct AccessArgs {
     /// Origins allowed besides same-origin and Origin-less clients, comma-separated (`*`: any).
     #[arg(long, env = "CRIER_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+}
+
+/// The conversation-id rule shared by broker and edge (give both the same value).
+#[derive(Debug, Args)]
+pub struct ConversationIdArgs {
+    /// Longest accepted conversation id, in bytes (1-1024; ids are printable ASCII). Brokers refuse longer
+    /// ids with INVALID_ARGUMENT, edges with an `Invalid conversationId` error frame: set the same on both.
+    #[arg(long, env = "CRIER_MAX_CONVERSATION_ID_BYTES", default_value_t = DEFAULT_MAX_CONVERSATION_ID_BYTES)]
+    pub max_conversation_id_bytes: usize,
 }
 
 #[derive(Debug, Args)]
