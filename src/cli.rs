@@ -296,7 +296,9 @@ impl EdgeArgs {
         problems.extend(redis_problems(&self.redis));
         problems.extend(self.admin.problems(&[self.listen]));
         let auth = match self.auth_mode {
-            AuthModeArg::Jwt => self.jwt.config(&mut problems).map_or(AuthMode::None, AuthMode::Jwt),
+            AuthModeArg::Jwt => {
+                self.jwt.config(&mut problems).map_or(AuthMode::None, |jwt| AuthMode::Jwt(Box::new(jwt)))
+            }
             AuthModeArg::None => AuthMode::None,
         };
         let config = EdgeConfig {
@@ -461,6 +463,32 @@ mod tests {
         assert_eq!(edge.config().unwrap_err(), ["--max-conversation-id-bytes must be 1..=1024, got 1025"]);
         let Command::Dev(dev) = parse(&["dev", "--max-conversation-id-bytes", "0"]).command else { panic!() };
         assert_eq!(dev.configs().unwrap_err(), ["--max-conversation-id-bytes must be 1..=1024, got 0"]);
+    }
+
+    /// `--jwt-jwks-ca-file` needs an https `--jwt-jwks-url`; an unreadable or certificate-less file, or a URL
+    /// of another scheme, is a problem of its own.
+    #[test]
+    fn jwks_flags_are_checked() {
+        let edge = |extra: &[&str]| {
+            let base = ["edge", "--redis-url", "redis://127.0.0.1", "--jwt-algorithms", "RS256"];
+            let Command::Edge(edge) = parse(&[&base[..], extra].concat()).command else { panic!("not edge") };
+            edge.config()
+        };
+        let https = ["--jwt-jwks-url", "https://idp.example.com/jwks.json"];
+        let config = edge(&https).unwrap();
+        let AuthMode::Jwt(jwt) = config.auth else { panic!("not JWT") };
+        assert!(matches!(jwt.keys, crier_edge::KeySource::Jwks { ca_pem: None, .. }));
+        assert_eq!(
+            edge(&["--jwt-jwks-url", "file:///etc/jwks.json"]).unwrap_err(),
+            [r#"--jwt-jwks-url must be an http:// or https:// URL, got "file:///etc/jwks.json""#]
+        );
+        let not_pem = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+        let problems = edge(&[&https[..], &["--jwt-jwks-ca-file", not_pem]].concat()).unwrap_err();
+        assert_eq!(problems, ["--jwt-jwks-ca-file holds no PEM certificate"]);
+        let plain = ["--jwt-jwks-url", "http://jwks.auth.svc/keys", "--jwt-jwks-ca-file", "/no/such/file"];
+        assert!(edge(&plain).unwrap_err()[0].starts_with("--jwt-jwks-ca-file /no/such/file: "));
+        let orphan = edge(&["--jwt-jwks-ca-file", "/no/such/file"]).unwrap_err();
+        assert!(orphan.iter().any(|p| p == "--jwt-jwks-ca-file needs --jwt-jwks-url"), "{orphan:?}");
     }
 
     /// Production edges default to checked access and same-origin only; `open` must be explicit.

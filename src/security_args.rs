@@ -20,9 +20,14 @@ pub struct JwtArgs {
     /// PEM public key file for RS*/PS*/ES*/EdDSA tokens.
     #[arg(long, env = "CRIER_JWT_PUBLIC_KEY_FILE")]
     pub jwt_public_key_file: Option<PathBuf>,
-    /// JWKS URL (http://) for RS*/PS*/ES*/EdDSA tokens; keys chosen by `kid`.
+    /// JWKS URL for RS*/PS*/ES*/EdDSA tokens; keys chosen by `kid`. `https://` is verified against the
+    /// public (Mozilla) roots, or only against --jwt-jwks-ca-file when given; `http://` only for in-cluster
+    /// or sidecar endpoints.
     #[arg(long, env = "CRIER_JWT_JWKS_URL")]
     pub jwt_jwks_url: Option<String>,
+    /// PEM CA bundle an `https://` --jwt-jwks-url must chain to (an internal CA); replaces the public roots.
+    #[arg(long, env = "CRIER_JWT_JWKS_CA_FILE")]
+    pub jwt_jwks_ca_file: Option<PathBuf>,
     /// JWKS refetch period.
     #[arg(long, env = "CRIER_JWT_JWKS_REFRESH", default_value = "5m", value_parser = humantime::parse_duration)]
     pub jwt_jwks_refresh: Duration,
@@ -124,6 +129,9 @@ impl JwtArgs {
     }
 
     fn key_source(&self, problems: &mut Vec<String>) -> Option<KeySource> {
+        if self.jwt_jwks_ca_file.is_some() && self.jwt_jwks_url.is_none() {
+            problems.push("--jwt-jwks-ca-file needs --jwt-jwks-url".to_owned());
+        }
         match (&self.jwt_secret, &self.jwt_public_key_file, &self.jwt_jwks_url) {
             (Some(secret), None, None) => Some(KeySource::Secret(secret.clone())),
             (None, Some(path), None) => match std::fs::read(path) {
@@ -135,6 +143,7 @@ impl JwtArgs {
             },
             (None, None, Some(url)) => Some(KeySource::Jwks {
                 url: url.clone(),
+                ca_pem: self.jwks_ca_pem(problems),
                 refresh: self.jwt_jwks_refresh,
                 min_refresh: self.jwt_jwks_min_refresh,
             }),
@@ -151,6 +160,14 @@ impl JwtArgs {
                 None
             }
         }
+    }
+
+    /// The CA bundle's contents; `None` without the flag, or when unreadable (a problem noted).
+    fn jwks_ca_pem(&self, problems: &mut Vec<String>) -> Option<Vec<u8>> {
+        let path = self.jwt_jwks_ca_file.as_ref()?;
+        std::fs::read(path)
+            .map_err(|err| problems.push(format!("--jwt-jwks-ca-file {}: {err}", path.display())))
+            .ok()
     }
 }
 

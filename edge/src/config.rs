@@ -15,8 +15,9 @@ pub const DEFAULT_DRAIN_WINDOW: Duration = Duration::from_secs(5);
 /// How sessions prove who they are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthMode {
-    /// A JWT from the `auth` frame or the handshake, verified per this config.
-    Jwt(JwtConfig),
+    /// A JWT from the `auth` frame or the handshake, verified per this config (boxed: it is large and
+    /// read once, at startup).
+    Jwt(Box<JwtConfig>),
     /// `{"action":"auth","userId":"<id>"}` is believed. `crier dev` and tests only.
     None,
 }
@@ -181,7 +182,7 @@ impl EdgeConfig {
     #[must_use]
     pub fn with_jwt(jwt: JwtConfig) -> Self {
         Self {
-            auth: AuthMode::Jwt(jwt),
+            auth: AuthMode::Jwt(Box::new(jwt)),
             acl: AclMode::Checked,
             origins: OriginPolicy::AllowList(Vec::new()),
             ..Self::dev()
