@@ -11,7 +11,7 @@ use crier_broker::telemetry::OtlpConfig;
 use crier_edge::{AuthMode, EdgeConfig};
 use crier_proto::partition::DEFAULT_PARTITIONS;
 
-use crate::security_args::{AccessArgs, JwtArgs, LimitArgs};
+use crate::security_args::{AccessArgs, ConversationIdArgs, JwtArgs, LimitArgs};
 
 /// crier: real-time notifications from backend services to browsers.
 #[derive(Debug, Parser)]
@@ -75,6 +75,8 @@ pub struct DevArgs {
     pub admin: AdminArgs,
     #[command(flatten)]
     pub log: LogArgs,
+    #[command(flatten)]
+    pub ids: ConversationIdArgs,
 }
 
 /// The admin listener: `/metrics`, `/healthz`, `/readyz`.
@@ -128,6 +130,8 @@ pub struct BrokerArgs {
     pub redis: RedisArgs,
     #[command(flatten)]
     pub log: LogArgs,
+    #[command(flatten)]
+    pub ids: ConversationIdArgs,
     /// Largest accepted payload, in bytes.
     #[arg(long, env = "CRIER_MAX_PAYLOAD_BYTES", default_value_t = crier_broker::config::DEFAULT_MAX_PAYLOAD_BYTES)]
     pub max_payload_bytes: usize,
@@ -174,6 +178,8 @@ pub struct EdgeArgs {
     /// Close connections that have not authenticated within this time (code 4001).
     #[arg(long, env = "CRIER_AUTH_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub auth_timeout: Duration,
+    #[command(flatten)]
+    pub ids: ConversationIdArgs,
     /// Largest accepted client message, in bytes (larger: close 1009).
     #[arg(long, env = "CRIER_MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
     pub max_frame_bytes: usize,
@@ -246,8 +252,14 @@ impl RedisArgs {
 impl DevArgs {
     /// Broker and edge configs of `crier dev`, or every problem with the flags.
     pub fn configs(&self) -> Result<(BrokerConfig, EdgeConfig), Vec<String>> {
-        let broker = BrokerConfig { partitions: self.log.partitions, ..BrokerConfig::default() };
-        let edge = EdgeConfig { partitions: self.log.partitions, ..EdgeConfig::dev() };
+        let max_conversation_id_bytes = self.ids.max_conversation_id_bytes;
+        let broker = BrokerConfig {
+            partitions: self.log.partitions,
+            max_conversation_id_bytes,
+            ..BrokerConfig::default()
+        };
+        let edge =
+            EdgeConfig { partitions: self.log.partitions, max_conversation_id_bytes, ..EdgeConfig::dev() };
         let mut problems = self.log.problems();
         problems.extend(broker.problems());
         problems.extend(edge.problems());
@@ -265,6 +277,7 @@ impl BrokerArgs {
         let config = BrokerConfig {
             partitions: self.log.partitions,
             max_payload_bytes: self.max_payload_bytes,
+            max_conversation_id_bytes: self.ids.max_conversation_id_bytes,
             dedupe_window: self.dedupe_window,
             api_token: self.api_token.clone(),
         };
@@ -283,7 +296,9 @@ impl EdgeArgs {
         problems.extend(redis_problems(&self.redis));
         problems.extend(self.admin.problems(&[self.listen]));
         let auth = match self.auth_mode {
-            AuthModeArg::Jwt => self.jwt.config(&mut problems).map_or(AuthMode::None, AuthMode::Jwt),
+            AuthModeArg::Jwt => {
+                self.jwt.config(&mut problems).map_or(AuthMode::None, |jwt| AuthMode::Jwt(Box::new(jwt)))
+            }
             AuthModeArg::None => AuthMode::None,
         };
         let config = EdgeConfig {
@@ -295,6 +310,7 @@ impl EdgeArgs {
             limits: self.limits.limits(),
             auth_timeout: self.auth_timeout,
             max_frame_bytes: self.max_frame_bytes,
+            max_conversation_id_bytes: self.ids.max_conversation_id_bytes,
             max_queue_bytes: self.max_queue_bytes,
             drain_window: Duration::from_secs(self.drain_seconds),
             edge_id: self.edge_id.clone().unwrap_or_else(EdgeConfig::random_id),
@@ -372,8 +388,10 @@ fn redis_problems(redis: &RedisArgs) -> Vec<String> {
     problems
 }
 
+/// `value`, or the problems, each once (dev reports a shared setting's problem for broker and edge alike).
 fn dedup_or<T>(mut problems: Vec<String>, value: T) -> Result<T, Vec<String>> {
-    problems.dedup();
+    let mut seen = std::collections::HashSet::new();
+    problems.retain(|p| seen.insert(p.clone()));
     if problems.is_empty() { Ok(value) } else { Err(problems) }
 }
 
@@ -421,6 +439,56 @@ mod tests {
         assert_eq!((broker.partitions, edge.partitions), (64, 64));
         assert_eq!(edge.auth, AuthMode::None);
         assert_eq!(edge.acl, AclMode::Open);
+    }
+
+    /// `--max-conversation-id-bytes` reaches broker and edge configs, and out-of-range values are one
+    /// problem each (once in dev, which configures both).
+    #[test]
+    fn conversation_id_limit_is_configured_and_checked() {
+        let redis = ["--redis-url", "redis://127.0.0.1"];
+        let Command::Broker(broker) =
+            parse(&[&["broker"][..], &redis, &["--max-conversation-id-bytes", "64"]].concat()).command
+        else {
+            panic!("not broker")
+        };
+        assert_eq!(broker.config().unwrap().max_conversation_id_bytes, 64);
+        let args = [&["edge"][..], &redis, &["--jwt-secret", "0123456789abcdef"]].concat();
+        let Command::Edge(edge) = parse(&args).command else { panic!("not edge") };
+        assert_eq!(edge.config().unwrap().max_conversation_id_bytes, 256);
+        let Command::Edge(edge) =
+            parse(&[&args[..], &["--max-conversation-id-bytes", "1025"]].concat()).command
+        else {
+            panic!("not edge")
+        };
+        assert_eq!(edge.config().unwrap_err(), ["--max-conversation-id-bytes must be 1..=1024, got 1025"]);
+        let Command::Dev(dev) = parse(&["dev", "--max-conversation-id-bytes", "0"]).command else { panic!() };
+        assert_eq!(dev.configs().unwrap_err(), ["--max-conversation-id-bytes must be 1..=1024, got 0"]);
+    }
+
+    /// `--jwt-jwks-ca-file` needs an https `--jwt-jwks-url`; an unreadable or certificate-less file, or a URL
+    /// of another scheme, is a problem of its own.
+    #[test]
+    fn jwks_flags_are_checked() {
+        let edge = |extra: &[&str]| {
+            let base = ["edge", "--redis-url", "redis://127.0.0.1", "--jwt-algorithms", "RS256"];
+            let Command::Edge(edge) = parse(&[&base[..], extra].concat()).command else { panic!("not edge") };
+            edge.config()
+        };
+        let https = ["--jwt-jwks-url", "https://idp.example.com/jwks.json"];
+        let config = edge(&https).unwrap();
+        let AuthMode::Jwt(jwt) = config.auth else { panic!("not JWT") };
+        assert!(matches!(jwt.keys, crier_edge::KeySource::Jwks { ca_pem: None, .. }));
+        assert_eq!(
+            edge(&["--jwt-jwks-url", "file:///etc/jwks.json"]).unwrap_err(),
+            [r#"--jwt-jwks-url must be an http:// or https:// URL, got "file:///etc/jwks.json""#]
+        );
+        let not_pem = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+        let problems = edge(&[&https[..], &["--jwt-jwks-ca-file", not_pem]].concat()).unwrap_err();
+        assert_eq!(problems, ["--jwt-jwks-ca-file holds no PEM certificate"]);
+        let plain = ["--jwt-jwks-url", "http://jwks.auth.svc/keys", "--jwt-jwks-ca-file", "/no/such/file"];
+        assert!(edge(&plain).unwrap_err()[0].starts_with("--jwt-jwks-ca-file /no/such/file: "));
+        let orphan = edge(&["--jwt-jwks-ca-file", "/no/such/file"]).unwrap_err();
+        assert!(orphan.iter().any(|p| p == "--jwt-jwks-ca-file needs --jwt-jwks-url"), "{orphan:?}");
     }
 
     /// Production edges default to checked access and same-origin only; `open` must be explicit.

@@ -1,12 +1,13 @@
 //! The edge's security flags: JWT verification, access control, origins and limits (README "Security"), and
-//! their translation into `crier_edge` config. Key files are read here, so a missing one is a config
-//! problem (exit 64) before any port is bound.
+//! their translation into `crier_edge` config; also the conversation-id limit, which brokers share. Key
+//! files are read here, so a missing one is a config problem (exit 64) before any port is bound.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use crier_edge::{AclMode, JwtConfig, KeySource, Limits, OriginPolicy};
+use crier_proto::conversation_id::DEFAULT_MAX_CONVERSATION_ID_BYTES;
 
 #[derive(Debug, Args)]
 pub struct JwtArgs {
@@ -19,9 +20,14 @@ pub struct JwtArgs {
     /// PEM public key file for RS*/PS*/ES*/EdDSA tokens.
     #[arg(long, env = "CRIER_JWT_PUBLIC_KEY_FILE")]
     pub jwt_public_key_file: Option<PathBuf>,
-    /// JWKS URL (http://) for RS*/PS*/ES*/EdDSA tokens; keys chosen by `kid`.
+    /// JWKS URL for RS*/PS*/ES*/EdDSA tokens; keys chosen by `kid`. `https://` is verified against the
+    /// public (Mozilla) roots, or only against --jwt-jwks-ca-file when given; `http://` only for in-cluster
+    /// or sidecar endpoints.
     #[arg(long, env = "CRIER_JWT_JWKS_URL")]
     pub jwt_jwks_url: Option<String>,
+    /// PEM CA bundle an `https://` --jwt-jwks-url must chain to (an internal CA); replaces the public roots.
+    #[arg(long, env = "CRIER_JWT_JWKS_CA_FILE")]
+    pub jwt_jwks_ca_file: Option<PathBuf>,
     /// JWKS refetch period.
     #[arg(long, env = "CRIER_JWT_JWKS_REFRESH", default_value = "5m", value_parser = humantime::parse_duration)]
     pub jwt_jwks_refresh: Duration,
@@ -61,6 +67,15 @@ pub struct AccessArgs {
     /// Origins allowed besides same-origin and Origin-less clients, comma-separated (`*`: any).
     #[arg(long, env = "CRIER_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+}
+
+/// The conversation-id rule shared by broker and edge (give both the same value).
+#[derive(Debug, Args)]
+pub struct ConversationIdArgs {
+    /// Longest accepted conversation id, in bytes (1-1024; ids are printable ASCII). Brokers refuse longer
+    /// ids with INVALID_ARGUMENT, edges with an `Invalid conversationId` error frame: set the same on both.
+    #[arg(long, env = "CRIER_MAX_CONVERSATION_ID_BYTES", default_value_t = DEFAULT_MAX_CONVERSATION_ID_BYTES)]
+    pub max_conversation_id_bytes: usize,
 }
 
 #[derive(Debug, Args)]
@@ -114,6 +129,9 @@ impl JwtArgs {
     }
 
     fn key_source(&self, problems: &mut Vec<String>) -> Option<KeySource> {
+        if self.jwt_jwks_ca_file.is_some() && self.jwt_jwks_url.is_none() {
+            problems.push("--jwt-jwks-ca-file needs --jwt-jwks-url".to_owned());
+        }
         match (&self.jwt_secret, &self.jwt_public_key_file, &self.jwt_jwks_url) {
             (Some(secret), None, None) => Some(KeySource::Secret(secret.clone())),
             (None, Some(path), None) => match std::fs::read(path) {
@@ -125,6 +143,7 @@ impl JwtArgs {
             },
             (None, None, Some(url)) => Some(KeySource::Jwks {
                 url: url.clone(),
+                ca_pem: self.jwks_ca_pem(problems),
                 refresh: self.jwt_jwks_refresh,
                 min_refresh: self.jwt_jwks_min_refresh,
             }),
@@ -141,6 +160,14 @@ impl JwtArgs {
                 None
             }
         }
+    }
+
+    /// The CA bundle's contents; `None` without the flag, or when unreadable (a problem noted).
+    fn jwks_ca_pem(&self, problems: &mut Vec<String>) -> Option<Vec<u8>> {
+        let path = self.jwt_jwks_ca_file.as_ref()?;
+        std::fs::read(path)
+            .map_err(|err| problems.push(format!("--jwt-jwks-ca-file {}: {err}", path.display())))
+            .ok()
     }
 }
 

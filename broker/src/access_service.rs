@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crier_proto::conversation_id::validate_conversation_id;
 use crier_proto::v1::access_service_server::AccessService;
 use crier_proto::v1::{
     CheckRequest, CheckResponse, GrantRequest, GrantResponse, ListGrantsRequest, ListGrantsResponse,
@@ -11,18 +12,26 @@ use tonic::{Request, Response, Status};
 
 use crate::access::AccessStore;
 use crate::error::BrokerError;
-use crate::publisher::validate_conversation_id;
 
 /// The gRPC face of an [`AccessStore`].
 pub struct AccessServiceImpl {
     store: Arc<dyn AccessStore>,
+    /// The broker's conversation-id limit: no grant for an id nobody could publish to or subscribe to.
+    max_conversation_id_bytes: usize,
 }
 
 impl AccessServiceImpl {
-    /// Serves `store`.
+    /// Serves `store`; conversation ids longer than `max_conversation_id_bytes` are invalid arguments.
     #[must_use]
-    pub fn new(store: Arc<dyn AccessStore>) -> Self {
-        Self { store }
+    pub fn new(store: Arc<dyn AccessStore>, max_conversation_id_bytes: usize) -> Self {
+        Self { store, max_conversation_id_bytes }
+    }
+
+    fn validate(&self, conversation: &str, user: Option<&str>) -> Result<(), Status> {
+        validate_conversation_id(conversation, self.max_conversation_id_bytes)
+            .map_err(BrokerError::InvalidConversationId)?;
+        user.map_or(Ok(()), validate_user_id)?;
+        Ok(())
     }
 }
 
@@ -31,12 +40,6 @@ fn validate_user_id(id: &str) -> Result<(), BrokerError> {
     if id.is_empty() || id.len() > 256 || id.chars().any(char::is_control) {
         return Err(BrokerError::InvalidUserId("must be 1-256 bytes without control characters".into()));
     }
-    Ok(())
-}
-
-fn validate(conversation: &str, user: Option<&str>) -> Result<(), Status> {
-    validate_conversation_id(conversation).map_err(BrokerError::InvalidConversationId)?;
-    user.map_or(Ok(()), validate_user_id)?;
     Ok(())
 }
 
@@ -49,7 +52,7 @@ fn failed(op: &str, conversation: &str, err: BrokerError) -> Status {
 impl AccessService for AccessServiceImpl {
     async fn grant(&self, request: Request<GrantRequest>) -> Result<Response<GrantResponse>, Status> {
         let GrantRequest { conversation_id, user_id } = request.into_inner();
-        validate(&conversation_id, Some(&user_id))?;
+        self.validate(&conversation_id, Some(&user_id))?;
         let result = self.store.grant(&conversation_id, &user_id).await;
         result.map_err(|e| failed("grant", &conversation_id, e.into()))?;
         tracing::debug!(conversation_id, user_id, "access granted");
@@ -58,7 +61,7 @@ impl AccessService for AccessServiceImpl {
 
     async fn revoke(&self, request: Request<RevokeRequest>) -> Result<Response<RevokeResponse>, Status> {
         let RevokeRequest { conversation_id, user_id } = request.into_inner();
-        validate(&conversation_id, Some(&user_id))?;
+        self.validate(&conversation_id, Some(&user_id))?;
         let result = self.store.revoke(&conversation_id, &user_id).await;
         result.map_err(|e| failed("revoke", &conversation_id, e.into()))?;
         tracing::info!(conversation_id, user_id, "access revoked");
@@ -67,7 +70,7 @@ impl AccessService for AccessServiceImpl {
 
     async fn check(&self, request: Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
         let CheckRequest { conversation_id, user_id } = request.into_inner();
-        validate(&conversation_id, Some(&user_id))?;
+        self.validate(&conversation_id, Some(&user_id))?;
         let result = self.store.check(&conversation_id, &user_id).await;
         let allowed = result.map_err(|e| failed("check", &conversation_id, e.into()))?;
         Ok(Response::new(CheckResponse { allowed }))
@@ -78,7 +81,7 @@ impl AccessService for AccessServiceImpl {
         request: Request<ListGrantsRequest>,
     ) -> Result<Response<ListGrantsResponse>, Status> {
         let ListGrantsRequest { conversation_id } = request.into_inner();
-        validate(&conversation_id, None)?;
+        self.validate(&conversation_id, None)?;
         let result = self.store.list_grants(&conversation_id).await;
         let user_ids = result.map_err(|e| failed("list_grants", &conversation_id, e.into()))?;
         Ok(Response::new(ListGrantsResponse { user_ids }))

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crier_proto::Position;
+use crier_proto::conversation_id::validate_conversation_id;
 use crier_proto::v1::admin_service_server::AdminService;
 use crier_proto::v1::{
     DisconnectUserRequest, DisconnectUserResponse, EdgeStats, HistoryEntry, HistoryRequest, HistoryResponse,
@@ -16,7 +17,6 @@ use crate::control::{ControlError, ControlMessage, ControlPlane};
 use crate::error::BrokerError;
 use crate::history::{MAX_LIMIT, history};
 use crate::log::PartitionedLog;
-use crate::publisher::validate_conversation_id;
 
 /// Longest close reason kept: a close frame carries at most 123 bytes of reason.
 const MAX_REASON_BYTES: usize = 120;
@@ -26,13 +26,25 @@ pub struct AdminServiceImpl {
     control: Arc<dyn ControlPlane>,
     /// For `History`.
     log: Arc<dyn PartitionedLog>,
+    /// The broker's conversation-id limit, so ids the publisher refuses are refused here too.
+    max_conversation_id_bytes: usize,
 }
 
 impl AdminServiceImpl {
-    /// Serves `control`, and history from `log`.
+    /// Serves `control`, and history from `log`; conversation ids longer than `max_conversation_id_bytes`
+    /// are invalid arguments.
     #[must_use]
-    pub fn new(control: Arc<dyn ControlPlane>, log: Arc<dyn PartitionedLog>) -> Self {
-        Self { control, log }
+    pub fn new(
+        control: Arc<dyn ControlPlane>,
+        log: Arc<dyn PartitionedLog>,
+        max_conversation_id_bytes: usize,
+    ) -> Self {
+        Self { control, log, max_conversation_id_bytes }
+    }
+
+    fn check_conversation(&self, conversation: &str) -> Result<(), Status> {
+        validate_conversation_id(conversation, self.max_conversation_id_bytes)
+            .map_err(|reason| Status::invalid_argument(format!("invalid conversation_id: {reason}")))
     }
 }
 
@@ -47,8 +59,7 @@ impl AdminService for AdminServiceImpl {
         request: Request<PresenceRequest>,
     ) -> Result<Response<PresenceResponse>, Status> {
         let conversation = request.into_inner().conversation_id;
-        validate_conversation_id(&conversation)
-            .map_err(|reason| Status::invalid_argument(format!("invalid conversation_id: {reason}")))?;
+        self.check_conversation(&conversation)?;
         let users = self.control.presence(&conversation).await.map_err(|e| unavailable(&e))?;
         let connections = users.values().sum();
         let users =
@@ -58,8 +69,7 @@ impl AdminService for AdminServiceImpl {
 
     async fn history(&self, request: Request<HistoryRequest>) -> Result<Response<HistoryResponse>, Status> {
         let request = request.into_inner();
-        validate_conversation_id(&request.conversation_id)
-            .map_err(|reason| Status::invalid_argument(format!("invalid conversation_id: {reason}")))?;
+        self.check_conversation(&request.conversation_id)?;
         let since = match request.since.as_str() {
             "" => None,
             since => Some(since.parse::<Position>().map_err(|e| Status::invalid_argument(e.to_string()))?),

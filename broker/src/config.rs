@@ -1,11 +1,10 @@
 //! Broker settings. Built by the CLI from flags (or directly by tests) and validated before any port is bound.
 
+use crier_proto::conversation_id::{self, DEFAULT_MAX_CONVERSATION_ID_BYTES};
 use crier_proto::partition::DEFAULT_PARTITIONS;
 
 /// Largest accepted payload by default: notifications are small ("notify, then fetch").
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 64 * 1024;
-/// Longest accepted conversation id.
-pub const MAX_CONVERSATION_ID_LEN: usize = 256;
 /// Longest accepted idempotency key.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 128;
 /// Most items of one `PublishBatch` or conversations of one `Broadcast`.
@@ -18,6 +17,8 @@ pub struct BrokerConfig {
     pub partitions: u32,
     /// Largest accepted payload, in bytes.
     pub max_payload_bytes: usize,
+    /// Longest accepted conversation id, in bytes; edges must use the same.
+    pub max_conversation_id_bytes: usize,
     /// How long an idempotency key is remembered.
     pub dedupe_window: std::time::Duration,
     /// Shared bearer secret callers of `PublishService` and `AccessService` must present; `None` lets
@@ -30,6 +31,7 @@ impl Default for BrokerConfig {
         Self {
             partitions: DEFAULT_PARTITIONS,
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            max_conversation_id_bytes: DEFAULT_MAX_CONVERSATION_ID_BYTES,
             dedupe_window: crate::log::DEFAULT_DEDUPE_WINDOW,
             api_token: None,
         }
@@ -48,6 +50,7 @@ impl BrokerConfig {
             problems
                 .push(format!("--max-payload-bytes must be 1..=16777216, got {}", self.max_payload_bytes));
         }
+        problems.extend(conversation_id::max_bytes_problem(self.max_conversation_id_bytes));
         if self.dedupe_window.is_zero() {
             problems.push("--dedupe-window must be positive".to_owned());
         }
@@ -62,16 +65,18 @@ impl BrokerConfig {
 mod tests {
     use super::*;
 
-    /// Defaults are valid; zero partitions and zero payload size are each reported.
+    /// Defaults are valid; zero partitions, zero payload size, a short token and an out-of-range
+    /// conversation-id limit are each reported.
     #[test]
     fn reports_each_problem() {
         assert!(BrokerConfig::default().problems().is_empty());
         let bad = BrokerConfig {
             partitions: 0,
             max_payload_bytes: 0,
+            max_conversation_id_bytes: 1025,
             api_token: Some("short".into()),
             ..BrokerConfig::default()
         };
-        assert_eq!(bad.problems().len(), 3);
+        assert_eq!(bad.problems().len(), 4, "{:?}", bad.problems());
     }
 }

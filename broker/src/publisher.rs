@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use crier_proto::conversation_id::{validate_conversation_id, validate_printable};
 use crier_proto::keys::dedupe_token;
 use crier_proto::v1::{STREAM_ENTRY_VERSION, StreamEntry};
 use crier_proto::{Position, partition};
 use prost::Message;
 
-use crate::config::{BrokerConfig, MAX_CONVERSATION_ID_LEN, MAX_IDEMPOTENCY_KEY_LEN};
+use crate::config::{BrokerConfig, MAX_IDEMPOTENCY_KEY_LEN};
 use crate::error::BrokerError;
 use crate::log::{Dedupe, PartitionedLog};
 
@@ -21,6 +22,7 @@ use crate::log::{Dedupe, PartitionedLog};
 pub struct Publisher {
     log: Arc<dyn PartitionedLog>,
     max_payload_bytes: usize,
+    max_conversation_id_bytes: usize,
     dedupe_window: Duration,
 }
 
@@ -48,7 +50,18 @@ impl Publisher {
     /// A publisher appending to `log` with the limits of `config`.
     #[must_use]
     pub fn new(log: Arc<dyn PartitionedLog>, config: &BrokerConfig) -> Self {
-        Self { log, max_payload_bytes: config.max_payload_bytes, dedupe_window: config.dedupe_window }
+        Self {
+            log,
+            max_payload_bytes: config.max_payload_bytes,
+            max_conversation_id_bytes: config.max_conversation_id_bytes,
+            dedupe_window: config.dedupe_window,
+        }
+    }
+
+    /// Longest conversation id this publisher accepts; the other services of the broker apply the same.
+    #[must_use]
+    pub fn max_conversation_id_bytes(&self) -> usize {
+        self.max_conversation_id_bytes
     }
 
     /// The log this publisher appends to.
@@ -92,7 +105,8 @@ impl Publisher {
 
     /// Checks `item`; returns its partition.
     fn validate(&self, item: &Item) -> Result<u32, BrokerError> {
-        validate_conversation_id(&item.conversation_id).map_err(BrokerError::InvalidConversationId)?;
+        validate_conversation_id(&item.conversation_id, self.max_conversation_id_bytes)
+            .map_err(BrokerError::InvalidConversationId)?;
         validate_payload(&item.payload, self.max_payload_bytes).map_err(BrokerError::InvalidPayload)?;
         validate_idempotency_key(&item.idempotency_key).map_err(BrokerError::InvalidIdempotencyKey)?;
         Ok(partition(&item.conversation_id, self.log.partitions()))
@@ -122,25 +136,6 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// `id` is 1..=`max_len` printable ASCII characters (0x20..=0x7E).
-fn validate_printable(id: &str, max_len: usize) -> Result<(), String> {
-    if id.len() > max_len {
-        return Err(format!("{} bytes, at most {max_len} allowed", id.len()));
-    }
-    if let Some(pos) = id.bytes().position(|b| !(0x20..=0x7e).contains(&b)) {
-        return Err(format!("byte {pos} is not printable ASCII"));
-    }
-    Ok(())
-}
-
-/// 1..=256 printable ASCII characters. The edge applies the same rule to subscriptions.
-pub fn validate_conversation_id(id: &str) -> Result<(), String> {
-    if id.is_empty() {
-        return Err("must not be empty".into());
-    }
-    validate_printable(id, MAX_CONVERSATION_ID_LEN)
-}
-
 /// Empty (no key) or up to 128 printable ASCII characters.
 fn validate_idempotency_key(key: &str) -> Result<(), String> {
     validate_printable(key, MAX_IDEMPOTENCY_KEY_LEN)
@@ -164,15 +159,15 @@ mod tests {
     use super::*;
     use crate::log::MemoryLog;
 
-    /// Conversation ids: length bounds and printable ASCII, each with its reason.
-    #[test]
-    fn conversation_id_rules() {
-        assert!(validate_conversation_id("c1").is_ok());
-        assert!(validate_conversation_id(&"x".repeat(256)).is_ok());
-        assert!(validate_conversation_id("").unwrap_err().contains("empty"));
-        assert!(validate_conversation_id(&"x".repeat(257)).unwrap_err().contains("at most 256"));
-        assert!(validate_conversation_id("a\nb").unwrap_err().contains("byte 1"));
-        assert!(validate_conversation_id("é").is_err());
+    /// The configured conversation-id limit is the one applied: at it passes, one byte over is refused.
+    #[tokio::test]
+    async fn configured_conversation_id_limit_applies() {
+        let config = BrokerConfig { partitions: 8, max_conversation_id_bytes: 4, ..BrokerConfig::default() };
+        let publisher = Publisher::new(Arc::new(MemoryLog::new(8, 100)), &config);
+        assert_eq!(publisher.max_conversation_id_bytes(), 4);
+        assert!(publisher.publish(&item("abcd", "{}", "")).await.is_ok());
+        let refused = publisher.publish(&item("abcde", "{}", "")).await.unwrap_err();
+        assert_eq!(refused.to_string(), "invalid conversation_id: 5 bytes, at most 4 allowed");
     }
 
     /// Payloads: JSON objects only, within the size limit.

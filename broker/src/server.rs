@@ -69,11 +69,14 @@ pub async fn serve(
     health.set_service_status("", ServingStatus::Serving).await;
     let token = ApiToken::new(services.api_token.as_deref());
     let log = Arc::clone(services.publisher.log());
+    // One conversation-id limit for every service: the publisher's, from the broker's config.
+    let max_id = services.publisher.max_conversation_id_bytes();
     let publish =
         PublishServiceServer::with_interceptor(PublishServiceImpl::new(services.publisher), token.clone());
     let access =
-        AccessServiceServer::with_interceptor(AccessServiceImpl::new(services.access), token.clone());
-    let admin = control.map(|c| AdminServiceServer::with_interceptor(AdminServiceImpl::new(c, log), token));
+        AccessServiceServer::with_interceptor(AccessServiceImpl::new(services.access, max_id), token.clone());
+    let admin =
+        control.map(|c| AdminServiceServer::with_interceptor(AdminServiceImpl::new(c, log, max_id), token));
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)

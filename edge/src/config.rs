@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crier_broker::control::{HEARTBEAT_INTERVAL, HEARTBEAT_TTL};
+use crier_proto::conversation_id::{self, DEFAULT_MAX_CONVERSATION_ID_BYTES};
 use crier_proto::partition::DEFAULT_PARTITIONS;
 
 pub use crate::auth::{JwtConfig, KeySource};
@@ -14,8 +15,9 @@ pub const DEFAULT_DRAIN_WINDOW: Duration = Duration::from_secs(5);
 /// How sessions prove who they are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthMode {
-    /// A JWT from the `auth` frame or the handshake, verified per this config.
-    Jwt(JwtConfig),
+    /// A JWT from the `auth` frame or the handshake, verified per this config (boxed: it is large and
+    /// read once, at startup).
+    Jwt(Box<JwtConfig>),
     /// `{"action":"auth","userId":"<id>"}` is believed. `crier dev` and tests only.
     None,
 }
@@ -123,6 +125,8 @@ pub struct EdgeConfig {
     pub auth_timeout: Duration,
     /// Largest accepted client message, in bytes.
     pub max_frame_bytes: usize,
+    /// Longest conversation id a client may subscribe to, in bytes; the brokers' limit.
+    pub max_conversation_id_bytes: usize,
     /// Per-connection outbound queue bound, in bytes.
     pub max_queue_bytes: usize,
     /// Entries fetched per partition read.
@@ -151,6 +155,7 @@ impl EdgeConfig {
             limits: Limits::default(),
             auth_timeout: Duration::from_secs(10),
             max_frame_bytes: 64 * 1024,
+            max_conversation_id_bytes: DEFAULT_MAX_CONVERSATION_ID_BYTES,
             max_queue_bytes: 1024 * 1024,
             read_batch: 256,
             read_block: Duration::from_secs(5),
@@ -177,7 +182,7 @@ impl EdgeConfig {
     #[must_use]
     pub fn with_jwt(jwt: JwtConfig) -> Self {
         Self {
-            auth: AuthMode::Jwt(jwt),
+            auth: AuthMode::Jwt(Box::new(jwt)),
             acl: AclMode::Checked,
             origins: OriginPolicy::AllowList(Vec::new()),
             ..Self::dev()
@@ -204,6 +209,7 @@ impl EdgeConfig {
         if self.max_frame_bytes < 256 {
             problems.push(format!("--max-frame-bytes must be at least 256, got {}", self.max_frame_bytes));
         }
+        problems.extend(conversation_id::max_bytes_problem(self.max_conversation_id_bytes));
         if self.max_queue_bytes < 64 * 1024 {
             problems.push(format!("--max-queue-bytes must be at least 65536, got {}", self.max_queue_bytes));
         }
@@ -236,11 +242,16 @@ fn random_edge_id() -> String {
 mod tests {
     use super::*;
 
-    /// Dev defaults are valid; a short secret and a zero timeout are both reported.
+    /// Dev defaults are valid; a short secret, a zero timeout and a zero conversation-id limit are each
+    /// reported.
     #[test]
     fn reports_each_problem() {
         assert!(EdgeConfig::dev().problems().is_empty());
-        let bad = EdgeConfig { auth_timeout: Duration::ZERO, ..EdgeConfig::with_jwt_secret("short") };
-        assert_eq!(bad.problems().len(), 2, "{:?}", bad.problems());
+        let bad = EdgeConfig {
+            auth_timeout: Duration::ZERO,
+            max_conversation_id_bytes: 0,
+            ..EdgeConfig::with_jwt_secret("short")
+        };
+        assert_eq!(bad.problems().len(), 3, "{:?}", bad.problems());
     }
 }

@@ -5,10 +5,12 @@
 //! ```
 //!
 //! - [`v1`]: generated gRPC services and messages of package `crier.v1` (`crier/v1/*.proto`).
+//! - [`conversation_id`]: the shape rule of conversation ids (maximum length is config).
 //! - [`partition`]: conversation id → partition, pinned by golden values.
 //! - [`keys`]: every Redis key name crier uses, with one hash tag per partition.
 //! - [`position`]: stream ids and the opaque position string clients see.
 
+pub mod conversation_id;
 pub mod keys;
 pub mod partition;
 pub mod position;

@@ -18,7 +18,8 @@
 //! - [`redis_server`]: `RedisServer`: a spawned `redis-server` (standalone or cluster node) on a free port,
 //!   killed on drop.
 //! - [`redis_cluster`]: `RedisCluster`: three spawned masters joined by `redis-cli --cluster create`.
-//! - [`jwks_server`]: `JwksServer`: a JWKS document over HTTP, swappable, counting fetches.
+//! - [`jwks_server`]: `JwksServer`: a JWKS document over HTTP or HTTPS (a CA of its own), swappable,
+//!   counting fetches and refused TLS handshakes.
 //! - [`publish_client`]: `PublishClient`: the gRPC publisher backends use.
 //! - [`servers`]: `Servers`: a broker and N edges in-process on port 0, on one log.
 //! - [`ws_client`]: `WsClient`: a browser stand-in speaking crier's WebSocket protocol.

@@ -162,7 +162,7 @@ async fn refresh_extends_the_session_for_the_same_user_only() -> Result<()> {
 }
 
 fn jwks_edge(url: String, min_refresh: Duration) -> EdgeConfig {
-    let keys = KeySource::Jwks { url, refresh: Duration::from_secs(3_600), min_refresh };
+    let keys = KeySource::Jwks { url, ca_pem: None, refresh: Duration::from_secs(3_600), min_refresh };
     let jwt = JwtConfig { algorithms: vec![Algorithm::RS256], keys, ..JwtConfig::hs256("unused") };
     EdgeConfig { partitions: 8, ..EdgeConfig::with_jwt(jwt) }
 }

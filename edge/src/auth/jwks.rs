@@ -1,16 +1,13 @@
-//! A JWKS key set fetched over HTTP (hyper-util's client) and refreshed in the background: every `refresh`,
-//! and early when a token names a `kid` the set lacks (key rotation), but never more than once per
+//! A JWKS key set fetched over HTTP or HTTPS (see [`Fetcher`]) and refreshed in the background: every
+//! `refresh`, and early when a token names a `kid` the set lacks (key rotation), but never more than once per
 //! `min_refresh`, so a flood of tokens with random `kid`s cannot turn the edge into a fetch amplifier.
 //!
-//! Only `http://` is supported: the edge has no TLS client; point it at an in-cluster or sidecar endpoint.
+//! A failed fetch keeps the previous keys (none before the first success): tokens are then refused as
+//! signed by an unknown key, and the edge keeps serving everyone else.
 
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use tokio::sync::{Notify, watch};
@@ -18,9 +15,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::AuthError;
+use super::fetcher::Fetcher;
 
-/// Largest accepted JWKS document.
-const MAX_JWKS_BYTES: usize = 1024 * 1024;
 /// Bound on one fetch.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a token with an unknown `kid` waits for a refresh before it is refused.
@@ -28,7 +24,7 @@ const UNKNOWN_KID_WAIT: Duration = Duration::from_secs(2);
 
 /// The current key set and its refresher.
 pub struct Jwks {
-    url: http::Uri,
+    fetcher: Fetcher,
     refresh: Duration,
     min_refresh: Duration,
     keys: RwLock<Arc<JwkSet>>,
@@ -39,17 +35,17 @@ pub struct Jwks {
 }
 
 impl Jwks {
-    /// An empty key set for `url`; keys arrive once [`run`](Self::run) has fetched them.
-    pub fn new(url: String, refresh: Duration, min_refresh: Duration) -> Result<Self, String> {
-        let url = url.parse::<http::Uri>().map_err(|e| format!("--jwt-jwks-url {url:?}: {e}"))?;
-        Ok(Self {
-            url,
+    /// An empty key set fetched by `fetcher`; keys arrive once [`run`](Self::run) has fetched them.
+    #[must_use]
+    pub fn new(fetcher: Fetcher, refresh: Duration, min_refresh: Duration) -> Self {
+        Self {
+            fetcher,
             refresh,
             min_refresh,
             keys: RwLock::new(Arc::new(JwkSet { keys: Vec::new() })),
             wanted: Notify::new(),
             fetched: watch::Sender::new(0),
-        })
+        }
     }
 
     /// The key for a token with `kid` and `alg`: by `kid`, or the only key when the token names none.
@@ -79,16 +75,16 @@ impl Jwks {
 
     /// Fetches the key set now and then until `shutdown`.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
         loop {
             let started = Instant::now();
-            match tokio::time::timeout(FETCH_TIMEOUT, self.fetch(&client)).await {
+            let url = self.fetcher.url();
+            match tokio::time::timeout(FETCH_TIMEOUT, self.fetcher.fetch()).await {
                 Ok(Ok(set)) => {
-                    tracing::debug!(keys = set.keys.len(), url = %self.url, "JWKS refreshed");
+                    tracing::debug!(keys = set.keys.len(), %url, "JWKS refreshed");
                     *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(set);
                 }
-                Ok(Err(err)) => tracing::warn!(url = %self.url, error = %err, "JWKS fetch failed"),
-                Err(_) => tracing::warn!(url = %self.url, "JWKS fetch timed out"),
+                Ok(Err(err)) => tracing::warn!(%url, error = %err, "JWKS fetch failed"),
+                Err(_) => tracing::warn!(%url, "JWKS fetch timed out"),
             }
             self.fetched.send_modify(|n| *n += 1);
             tokio::select! {
@@ -102,21 +98,5 @@ impl Jwks {
                 }
             }
         }
-    }
-
-    async fn fetch(
-        &self,
-        client: &Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>,
-    ) -> Result<JwkSet, String> {
-        let response = client.get(self.url.clone()).await.map_err(|e| e.to_string())?;
-        if !response.status().is_success() {
-            return Err(format!("HTTP {}", response.status()));
-        }
-        let body = Limited::new(response.into_body(), MAX_JWKS_BYTES)
-            .collect()
-            .await
-            .map_err(|e| format!("reading body: {e}"))?
-            .to_bytes();
-        serde_json::from_slice::<JwkSet>(&body).map_err(|e| format!("not a JWKS document: {e}"))
     }
 }

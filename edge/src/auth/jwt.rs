@@ -15,6 +15,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
 use super::AuthError;
+use super::fetcher::{self, Fetcher};
 use super::jwks::Jwks;
 
 /// Where verification keys come from. `Debug` never prints key material.
@@ -27,8 +28,10 @@ pub enum KeySource {
     /// A JWKS document at `url`, refetched every `refresh` and on an unknown `kid`, at most once per
     /// `min_refresh`.
     Jwks {
-        /// `http://` URL of the key set.
+        /// `https://` (or `http://`) URL of the key set.
         url: String,
+        /// PEM CA bundle trusted for an `https://` URL instead of the public roots (an internal CA).
+        ca_pem: Option<Vec<u8>>,
         /// Regular refetch period.
         refresh: Duration,
         /// Lower bound between two fetches, whatever triggers them.
@@ -41,8 +44,12 @@ impl fmt::Debug for KeySource {
         match self {
             Self::Secret(_) => f.write_str("Secret(<redacted>)"),
             Self::Pem(pem) => write!(f, "Pem({} bytes)", pem.len()),
-            Self::Jwks { url, refresh, min_refresh } => {
-                write!(f, "Jwks {{ url: {url:?}, refresh: {refresh:?}, min_refresh: {min_refresh:?} }}")
+            Self::Jwks { url, ca_pem, refresh, min_refresh } => {
+                let ca = ca_pem.as_ref().map(Vec::len);
+                write!(
+                    f,
+                    "Jwks {{ url: {url:?}, ca_pem: {ca:?} bytes, refresh: {refresh:?}, min_refresh: {min_refresh:?} }}"
+                )
             }
         }
     }
@@ -104,9 +111,7 @@ impl JwtConfig {
                     problems.push(format!("--jwt-public-key-file is not a {first:?} public key: {err}"));
                 }
             }
-            KeySource::Jwks { url, .. } if !url.starts_with("http://") => {
-                problems.push(format!("--jwt-jwks-url must be an http:// URL, got {url:?}"));
-            }
+            KeySource::Jwks { url, ca_pem, .. } => problems.extend(fetcher::problems(url, ca_pem.as_deref())),
             _ => {}
         }
         if self.leeway > Duration::from_secs(300) {
@@ -165,8 +170,9 @@ impl JwtVerifier {
         let keys = match &config.keys {
             KeySource::Secret(secret) => Keys::Static(Box::new(DecodingKey::from_secret(secret.as_bytes()))),
             KeySource::Pem(pem) => Keys::Static(Box::new(pem_key(pem, first).map_err(|e| e.to_string())?)),
-            KeySource::Jwks { url, refresh, min_refresh } => {
-                Keys::Jwks(Arc::new(Jwks::new(url.clone(), *refresh, *min_refresh)?))
+            KeySource::Jwks { url, ca_pem, refresh, min_refresh } => {
+                let fetcher = Fetcher::new(url, ca_pem.as_deref())?;
+                Keys::Jwks(Arc::new(Jwks::new(fetcher, *refresh, *min_refresh)))
             }
         };
         let mut validation = Validation::new(first);

@@ -5,7 +5,9 @@
 //!
 //! - [`jwt`]: `JwtConfig`, `KeySource`, `JwtVerifier` (pinned algorithms, claims, explicit clock).
 //! - [`jwks`]: a JWKS key set refreshed in the background.
+//! - [`fetcher`]: one GET of a JWKS document over http or https (rustls, pinned trust roots).
 
+pub mod fetcher;
 pub mod jwks;
 pub mod jwt;
 
@@ -71,7 +73,7 @@ impl Authenticator {
     /// An authenticator for `mode`; `Err` when its config is unusable (see `EdgeConfig::problems`).
     pub fn new(mode: &AuthMode) -> Result<Self, String> {
         let inner = match mode {
-            AuthMode::Jwt(config) => Inner::Jwt(Box::new(JwtVerifier::new(config.clone())?)),
+            AuthMode::Jwt(config) => Inner::Jwt(Box::new(JwtVerifier::new(JwtConfig::clone(config))?)),
             AuthMode::None => Inner::None,
         };
         Ok(Self { inner: Arc::new(inner) })

@@ -171,7 +171,7 @@ fn bad_configs_are_reported() {
 /// Errors never echo the token.
 #[tokio::test]
 async fn errors_do_not_echo_tokens() {
-    let auth = Authenticator::new(&AuthMode::Jwt(JwtConfig::hs256(SECRET))).unwrap();
+    let auth = Authenticator::new(&AuthMode::Jwt(Box::new(JwtConfig::hs256(SECRET)))).unwrap();
     let wrong = mint_hs256("another-secret-0123456789", "u1", Duration::from_secs(60)).unwrap();
     let err = auth.authenticate(Some(&wrong), None).await.unwrap_err();
     assert!(!err.to_string().contains(&wrong));

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crier_broker::log::Head;
-use crier_broker::publisher::validate_conversation_id;
+use crier_proto::conversation_id::validate_conversation_id;
 use crier_proto::{Position, StreamId};
 
 use super::Session;
@@ -69,7 +69,8 @@ impl Session {
 
     /// Shape, per-connection limit and access; each refusal is answered here.
     async fn may_subscribe(&mut self, conversation: &str, token: Option<&str>) -> bool {
-        if let Err(reason) = validate_conversation_id(conversation) {
+        if let Err(reason) = validate_conversation_id(conversation, self.ctx.config.max_conversation_id_bytes)
+        {
             tracing::debug!(session = self.id, %reason, "ws_invalid_message");
             self.send(&ServerFrame::error("Invalid conversationId"));
             return false;

@@ -108,7 +108,87 @@ render with a message naming the value to fix.
 {{- if and $a.enabled (lt (int $a.maxReplicas) (int $a.minReplicas)) -}}
 {{- fail (printf "%s.autoscaling.maxReplicas (%d) must be >= %s.autoscaling.minReplicas (%d)" $component (int $a.maxReplicas) $component (int $a.minReplicas)) -}}
 {{- end -}}
+{{- include "crier.validateNoLiteralSecrets" (dict "values" (index $v $component) "component" $component) -}}
 {{- end -}}
+{{- include "crier.validateJwt" $v.edge.jwt -}}
+{{- end -}}
+
+{{/*
+Secrets only by reference: extraEnv must not carry a secret-looking variable as a literal `value`, and
+extraArgs must not carry a secret flag. Each names the value to use instead.
+*/}}
+{{- define "crier.validateNoLiteralSecrets" -}}
+{{- range .values.extraEnv -}}
+{{- if and (regexMatch "SECRET|PASSWORD|TOKEN" .name) (hasKey . "value") -}}
+{{- fail (printf "%s.extraEnv sets %s as a literal value: secrets only by reference (broker.apiToken.existingSecret, edge.jwt.existingSecret, redis.existingSecret, or valueFrom.secretKeyRef)" $.component .name) -}}
+{{- end -}}
+{{- end -}}
+{{- range .values.extraArgs -}}
+{{- if regexMatch "^--(api-token|jwt-secret|redis-password)" . -}}
+{{- fail (printf "%s.extraArgs must not carry a secret (%s): secrets only by reference (broker.apiToken.existingSecret, edge.jwt.existingSecret, redis.existingSecret)" $.component (regexFind "^--[a-z-]+" .)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The edge's key source: an HS* secret, or a JWKS URL with asymmetric algorithms and at most one CA source. */}}
+{{- define "crier.validateJwt" -}}
+{{- $hmac := 0 -}}
+{{- range .algorithms -}}{{- if hasPrefix "HS" . -}}{{- $hmac = add1 $hmac -}}{{- end -}}{{- end -}}
+{{- if and .jwks.url (gt $hmac 0) -}}
+{{- fail "edge.jwt.jwks.url needs asymmetric edge.jwt.algorithms (RS*, PS*, ES*, EdDSA): JWKS keys are public keys" -}}
+{{- end -}}
+{{- if and (not .jwks.url) (lt $hmac (len .algorithms)) -}}
+{{- fail "edge.jwt.algorithms other than HS* need edge.jwt.jwks.url: the JWT secret verifies HS* tokens only" -}}
+{{- end -}}
+{{- if and .jwks.ca.configMap .jwks.ca.secret -}}
+{{- fail "edge.jwt.jwks.ca: set configMap or secret, not both" -}}
+{{- end -}}
+{{- if and (or .jwks.ca.configMap .jwks.ca.secret) (not (hasPrefix "https://" .jwks.url)) -}}
+{{- fail "edge.jwt.jwks.ca needs an https:// edge.jwt.jwks.url" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Where the edge reads the JWKS CA bundle. */}}
+{{- define "crier.jwksCaDir" -}}/etc/crier/jwks-ca{{- end -}}
+
+{{/* The edge's JWKS CA volume (from a ConfigMap or a Secret), or nothing. */}}
+{{- define "crier.jwksCaVolume" -}}
+{{- $ca := .Values.edge.jwt.jwks.ca -}}
+{{- $items := list (dict "key" $ca.key "path" "ca.pem") -}}
+{{- if $ca.configMap }}
+- name: jwks-ca
+  configMap:
+    name: {{ $ca.configMap | quote }}
+    items:
+      {{- toYaml $items | nindent 6 }}
+{{- else if $ca.secret }}
+- name: jwks-ca
+  secret:
+    secretName: {{ $ca.secret | quote }}
+    items:
+      {{- toYaml $items | nindent 6 }}
+{{- end }}
+{{- end -}}
+
+{{/* The edge's key-source environment: the JWT secret, or the JWKS URL and its CA file. */}}
+{{- define "crier.jwtEnv" -}}
+{{- $jwt := .Values.edge.jwt -}}
+- name: CRIER_JWT_ALGORITHMS
+  value: {{ join "," $jwt.algorithms | quote }}
+{{- if $jwt.jwks.url }}
+- name: CRIER_JWT_JWKS_URL
+  value: {{ $jwt.jwks.url | quote }}
+{{- if or $jwt.jwks.ca.configMap $jwt.jwks.ca.secret }}
+- name: CRIER_JWT_JWKS_CA_FILE
+  value: {{ printf "%s/ca.pem" (include "crier.jwksCaDir" .) | quote }}
+{{- end }}
+{{- else }}
+- name: CRIER_JWT_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "crier.jwtSecretName" . | quote }}
+      key: {{ $jwt.existingSecretKey | quote }}
+{{- end }}
 {{- end -}}
 
 {{/* Environment shared by broker and edge: Redis, partitions, logs, traces. */}}
@@ -125,6 +205,8 @@ render with a message naming the value to fix.
 {{- end }}
 - name: CRIER_PARTITIONS
   value: {{ $v.partitions | int | toString | quote }}
+- name: CRIER_MAX_CONVERSATION_ID_BYTES
+  value: {{ $v.maxConversationIdBytes | int | toString | quote }}
 - name: CRIER_LOG_FORMAT
   value: {{ $v.logFormat | quote }}
 - name: CRIER_ADMIN_LISTEN
@@ -204,6 +286,11 @@ volumes:
   - name: tmp
     emptyDir:
       sizeLimit: 16Mi
+{{- if eq .component "edge" }}
+{{- with (include "crier.jwksCaVolume" .ctx | trim) }}
+  {{- . | nindent 2 }}
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{/* Probe timing fields from a probe value block. */}}
