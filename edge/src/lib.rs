@@ -142,12 +142,13 @@ pub async fn run_with(
     ctx.auth.start(&readers, &stop);
     readers.spawn(revocations::run(access, Arc::clone(&ctx), stop.clone()));
     let registry = Arc::clone(&ctx.registry);
-    let heartbeat = heartbeat::Heartbeat { edge_id, control, registry, hub, interval };
+    let heartbeat = heartbeat::Heartbeat { edge_id, control, registry: Arc::clone(&registry), hub, interval };
     readers.spawn(heartbeat.clone().report_until(stop.clone()));
     readers.spawn(heartbeat.listen_until(stop.clone()));
     let routes = Arc::new(server::Routes { sessions: ctx, demo });
     let result = server::serve(listener, routes, draining.clone(), sessions.clone()).await;
     draining.cancel();
+    registry.drain_all();
     tracing::info!(?drain_window, "edge draining: closing sessions with 1001");
     sessions.close();
     sessions.wait().await;

@@ -6,25 +6,25 @@
 //! An idle outbox holds an empty `VecDeque`, which allocates nothing.
 //!
 //! The outbox also carries the two signals the rest of the edge sends a session outside its client's
-//! traffic: access revocations and an operator's disconnect. One wake-up for all of them keeps each idle
-//! session to a single waiter (issue 8's memory budget).
+//! traffic: access revocations, an operator's disconnect, and the edge's drain. One waker for all of them
+//! (an `AtomicWaker`, no wait-list node held by the session) keeps an idle session small (issue 8).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
-use tokio::sync::Notify;
+use futures_util::task::AtomicWaker;
+use std::task::{Context, Poll};
 
 /// Frames waiting to be written to one socket.
 pub struct Outbox {
     state: Mutex<State>,
-    /// Wakes the session task; `notify_one` keeps a permit, so a push before the wait is not lost. Only
-    /// the session's main loop may wait on it: a push onto a non-empty queue does not notify, so a permit
-    /// consumed elsewhere would leave queued frames unwritten until the next overflow.
-    wake: Notify,
-    /// Notified once, when the queue overflows; what a write in progress watches.
-    overflow: Notify,
+    /// The session task's waker. A push onto a non-empty queue does not wake (the session will find the
+    /// frame when it drains), so only the session's main loop may consume `woken`.
+    waker: AtomicWaker,
+    /// Set with every wake-up, cleared by [`Outbox::poll_ready`]: a wake before the wait is not lost.
+    woken: AtomicBool,
     /// A revocation or a disconnect arrived: lets the per-frame wake-up skip looking for signals.
     signalled: AtomicBool,
     max_bytes: usize,
@@ -41,6 +41,8 @@ struct State {
     revoked: Vec<Box<str>>,
     /// Set to the close reason when an operator disconnects the session's user.
     kicked: Option<Arc<str>>,
+    /// The edge is draining: the session picks its moment to close.
+    draining: bool,
 }
 
 impl State {
@@ -72,8 +74,8 @@ impl Outbox {
     pub fn new(max_bytes: usize) -> Self {
         Self {
             state: Mutex::new(State::default()),
-            wake: Notify::new(),
-            overflow: Notify::new(),
+            waker: AtomicWaker::new(),
+            woken: AtomicBool::new(false),
             signalled: AtomicBool::new(false),
             max_bytes,
         }
@@ -87,14 +89,14 @@ impl Outbox {
         }
         if !state.admit(frame.len(), self.max_bytes) {
             drop(state);
-            self.overflowed_now();
+            self.wake();
             return Err(Overflowed);
         }
         let was_empty = state.frames.is_empty();
         state.frames.push_back(frame);
         drop(state);
         if was_empty {
-            self.wake.notify_one();
+            self.wake();
         }
         Ok(())
     }
@@ -131,7 +133,7 @@ impl Outbox {
         let added: usize = frames.iter().map(Bytes::len).sum();
         if !state.admit(added, self.max_bytes) {
             drop(state);
-            self.overflowed_now();
+            self.wake();
             return Err(Overflowed);
         }
         let index =
@@ -140,25 +142,44 @@ impl Outbox {
             state.frames.insert(index + offset, frame);
         }
         drop(state);
-        self.wake.notify_one();
+        self.wake();
         Ok(())
     }
 
     /// Tells the session that access to `conversation` was revoked.
     pub fn revoke(&self, conversation: &str) {
         self.lock().revoked.push(conversation.into());
-        self.signalled.store(true, Ordering::Release);
-        self.wake.notify_one();
+        self.signal();
     }
 
     /// Tells the session to close: an operator disconnected its user.
     pub fn kick(&self, reason: Arc<str>) {
         self.lock().kicked = Some(reason);
-        self.signalled.store(true, Ordering::Release);
-        self.wake.notify_one();
+        self.signal();
     }
 
-    /// Whether a signal (revocation, disconnect) arrived since the last call.
+    /// Tells the session that the edge is draining.
+    pub fn drain(&self) {
+        self.lock().draining = true;
+        self.signal();
+    }
+
+    /// Whether the edge is draining.
+    pub fn is_draining(&self) -> bool {
+        self.lock().draining
+    }
+
+    fn signal(&self) {
+        self.signalled.store(true, Ordering::Release);
+        self.wake();
+    }
+
+    fn wake(&self) {
+        self.woken.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// Whether a signal (revocation, disconnect, drain) arrived since the last call.
     pub fn take_signalled(&self) -> bool {
         self.signalled.swap(false, Ordering::AcqRel)
     }
@@ -182,29 +203,25 @@ impl Outbox {
         self.lock().overflowed
     }
 
-    /// Resolves once a frame was pushed (or the queue overflowed, or a signal arrived) since the last drain.
-    /// For the session's main loop only (see `wake`).
-    pub async fn ready(&self) {
-        self.wake.notified().await;
-    }
-
-    /// Resolves once the queue has overflowed; does not consume [`Outbox::ready`]'s wake-up.
-    pub async fn overflowed(&self) {
-        if !self.is_overflowed() {
-            self.overflow.notified().await;
+    /// Ready once a frame was pushed (or the queue overflowed, or a signal arrived) since the last time it
+    /// was ready. For the session's main loop only (see `waker`).
+    pub fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.woken.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(());
         }
+        self.waker.register(cx.waker());
+        if self.woken.swap(false, Ordering::AcqRel) { Poll::Ready(()) } else { Poll::Pending }
     }
 
-    fn overflowed_now(&self) {
-        self.wake.notify_one();
-        self.overflow.notify_one();
+    /// [`Outbox::poll_ready`] as a future.
+    pub async fn ready(&self) {
+        std::future::poll_fn(|cx| self.poll_ready(cx)).await;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures_util::FutureExt;
 
     /// Frames come out in the order they went in, and the byte count restarts after a drain.
     #[test]
@@ -242,22 +259,6 @@ mod tests {
         let mut out = VecDeque::new();
         outbox.drain_into(&mut out).unwrap();
         assert_eq!(out, [&b"b"[..], b"r1", b"r2", b"live"].map(Bytes::from_static));
-    }
-
-    /// Watching for an overflow while a write is under way leaves the wake-up of a push made meanwhile to
-    /// the main loop. (Waiting on `ready` there once lost it: the frame stayed queued, and later pushes onto
-    /// the non-empty queue did not wake anyone, so the subscriber silently received nothing more.)
-    #[tokio::test]
-    async fn watching_for_overflow_keeps_the_wake_up() {
-        let outbox = Outbox::new(100);
-        let overflow = outbox.overflowed();
-        tokio::pin!(overflow);
-        assert!(overflow.as_mut().now_or_never().is_none());
-        outbox.push(Bytes::from_static(b"a")).unwrap();
-        assert!(overflow.as_mut().now_or_never().is_none());
-        tokio::time::timeout(std::time::Duration::from_secs(1), outbox.ready()).await.unwrap();
-        outbox.push(Bytes::from_static(&[0; 100])).unwrap_err();
-        tokio::time::timeout(std::time::Duration::from_secs(1), overflow).await.unwrap();
     }
 
     /// A push made before anyone waits still wakes the next wait.

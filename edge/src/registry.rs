@@ -5,6 +5,7 @@
 //! The lock is held for map updates only, never across an `.await`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::outbox::Outbox;
@@ -34,6 +35,8 @@ pub struct Snapshot {
 #[derive(Default)]
 pub struct Registry {
     sessions: Mutex<HashMap<u64, Entry>>,
+    /// Set (under the `sessions` lock) once the edge drains: sessions registering later drain at once.
+    draining: AtomicBool,
 }
 
 impl Registry {
@@ -43,7 +46,20 @@ impl Registry {
 
     /// Adds `session`, reached through `outbox` when an operator disconnects its user.
     pub fn register(&self, session: u64, outbox: Arc<Outbox>) {
-        self.lock().insert(session, Entry { user: None, conversations: Vec::new(), outbox });
+        let mut sessions = self.lock();
+        if self.draining.load(Ordering::Relaxed) {
+            outbox.drain();
+        }
+        sessions.insert(session, Entry { user: None, conversations: Vec::new(), outbox });
+    }
+
+    /// Tells every session, present and future, that the edge drains.
+    pub fn drain_all(&self) {
+        let sessions = self.lock();
+        self.draining.store(true, Ordering::Relaxed);
+        for entry in sessions.values() {
+            entry.outbox.drain();
+        }
     }
 
     /// Records who `session` authenticated as.
@@ -137,5 +153,17 @@ mod tests {
         assert_eq!(registry.disconnect_user("u1", "bye"), 1);
         assert_eq!(a.kicked().as_deref(), Some("bye"));
         assert_eq!(b.kicked(), None);
+    }
+
+    /// A drain reaches every session, also one that registers afterwards.
+    #[test]
+    fn drain_reaches_present_and_later_sessions() {
+        let registry = Registry::default();
+        let (early, late) = (Arc::new(Outbox::new(1024)), Arc::new(Outbox::new(1024)));
+        registry.register(1, Arc::clone(&early));
+        assert!(!early.is_draining());
+        registry.drain_all();
+        registry.register(2, Arc::clone(&late));
+        assert!(early.is_draining() && late.is_draining());
     }
 }

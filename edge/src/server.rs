@@ -74,11 +74,10 @@ async fn serve_connection(
     tracker: TaskTracker,
 ) {
     let _ = stream.set_nodelay(true);
-    let stop = shutdown.clone();
     let handshake_timeout = routes.sessions.config.limits.handshake_timeout;
     let service = service_fn(move |req| {
-        let (routes, shutdown, tracker) = (Arc::clone(&routes), shutdown.clone(), tracker.clone());
-        async move { Ok::<_, Infallible>(route(req, &routes, &shutdown, &tracker).await) }
+        let (routes, tracker) = (Arc::clone(&routes), tracker.clone());
+        async move { Ok::<_, Infallible>(route(req, &routes, &tracker).await) }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(handshake_timeout);
@@ -88,7 +87,7 @@ async fn serve_connection(
     // edge would wait for the browser to hang up. (An upgraded connection has already left hyper.)
     let result = tokio::select! {
         result = conn.as_mut() => result,
-        () = stop.cancelled() => {
+        () = shutdown.cancelled() => {
             conn.as_mut().graceful_shutdown();
             conn.await
         }
@@ -98,15 +97,10 @@ async fn serve_connection(
     }
 }
 
-async fn route(
-    req: Request<Incoming>,
-    routes: &Routes,
-    shutdown: &CancellationToken,
-    tracker: &TaskTracker,
-) -> Response<Body> {
+async fn route(req: Request<Incoming>, routes: &Routes, tracker: &TaskTracker) -> Response<Body> {
     let path = req.uri().path();
     if path == routes.sessions.config.ws_path {
-        return upgrade(req, &routes.sessions, shutdown, tracker);
+        return upgrade(req, &routes.sessions, tracker);
     }
     if let Some(asset) = Asset::client_library(path) {
         return asset.response(req.method());
@@ -117,12 +111,7 @@ async fn route(
     }
 }
 
-fn upgrade(
-    mut req: Request<Incoming>,
-    ctx: &Arc<SessionContext>,
-    shutdown: &CancellationToken,
-    tracker: &TaskTracker,
-) -> Response<Body> {
+fn upgrade(mut req: Request<Incoming>, ctx: &Arc<SessionContext>, tracker: &TaskTracker) -> Response<Body> {
     if !fastwebsockets::upgrade::is_upgrade_request(&req) {
         return plain(StatusCode::UPGRADE_REQUIRED, "WebSocket upgrade required\n");
     }
@@ -152,18 +141,35 @@ fn upgrade(
     let positions = wants_positions(req.uri().query());
     let handshake = Handshake { token: token.map(|(t, _)| t), slot, positions };
     let ctx = Arc::clone(ctx);
-    let shutdown = shutdown.clone();
-    // Detached from hyper: the session watches the shutdown token itself.
+    // Detached from hyper; the registry tells the session when the edge drains.
     tracker.spawn(async move {
-        match upgrade.await.map(|ws| ws.into_inner().into_inner().downcast::<TokioIo<TcpStream>>()) {
-            Ok(Ok(parts)) => {
-                session::run(parts.io.into_inner(), parts.read_buf, ctx, shutdown, handshake).await
-            }
-            Ok(Err(_)) => tracing::error!("upgraded connection is not a TCP stream"),
-            Err(err) => tracing::debug!(error = %err, "upgrade failed"),
+        if let Some(session) = session_on(upgrade.await, ctx, handshake) {
+            session.await;
         }
     });
     response.map(|_| Body::default())
+}
+
+/// The session of an upgraded connection, built before anything is awaited so that the task holds only it.
+fn session_on(
+    upgraded: Result<
+        fastwebsockets::WebSocket<TokioIo<hyper::upgrade::Upgraded>>,
+        fastwebsockets::WebSocketError,
+    >,
+    ctx: Arc<SessionContext>,
+    handshake: Handshake,
+) -> Option<impl Future<Output = ()> + Send + use<>> {
+    match upgraded.map(|ws| ws.into_inner().into_inner().downcast::<TokioIo<TcpStream>>()) {
+        Ok(Ok(parts)) => Some(session::run(parts.io.into_inner(), &parts.read_buf, ctx, handshake)),
+        Ok(Err(_)) => {
+            tracing::error!("upgraded connection is not a TCP stream");
+            None
+        }
+        Err(err) => {
+            tracing::debug!(error = %err, "upgrade failed");
+            None
+        }
+    }
 }
 
 /// `?positions=1` (or `true`) in the query string.

@@ -13,10 +13,12 @@
 //! - [`handlers`]: what each client frame does (auth, refresh, unsubscribe), access checks, revocations.
 //! - [`subscription`]: `subscribe`, with recovery from `since`.
 //! - [`liveness`]: WebSocket ping/pong dead-peer detection.
+//! - [`io`]: the session's loop: waiting on socket, outbox and timers; reading, writing, closing.
 //! - [`drain`]: when a draining session closes, and the accounting of a session's end.
 
 mod drain;
 mod handlers;
+mod io;
 mod liveness;
 mod subscription;
 
@@ -24,32 +26,26 @@ use std::collections::HashSet;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-use bytes::Bytes;
 use crier_broker::access::AccessStore;
 use crier_broker::log::PartitionedLog;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use self::liveness::Liveness;
 use crate::auth::{Authenticator, Principal};
 use crate::config::EdgeConfig;
 use crate::connections::{ConnectionSlot, Connections, UserSlot};
 use crate::error::CloseCode;
-use crate::frame::{self, Pending};
+use crate::frame::Pending;
 use crate::gate::Gate;
 use crate::hub::Hub;
-use crate::inbound::{Inbound, InboundError, MessageReader};
+use crate::inbound::{Inbound, MessageReader};
 use crate::meters::EdgeMeters;
 use crate::outbox::Outbox;
 use crate::protocol::{self, READY_MESSAGE, ServerFrame};
 use crate::registry::Registry;
-
-/// How long the last frames and the close may take to write; a client that reads nothing is cut off after it.
-const CLOSING_WRITE_GRACE: Duration = Duration::from_secs(2);
 
 /// What every session of an edge shares.
 pub struct SessionContext {
@@ -114,52 +110,38 @@ enum Ending {
 }
 
 /// Serves one upgraded connection until either side ends it. `early` holds client bytes that arrived
-/// with the handshake.
-pub async fn run(
+/// with the handshake. Not an `async fn`: the session is built here, so the task's future holds it once.
+pub fn run(
     stream: TcpStream,
-    early: Bytes,
+    early: &[u8],
     ctx: Arc<SessionContext>,
-    shutdown: CancellationToken,
     handshake: Handshake,
-) {
-    // Copied, so that hyper's read buffer, which `early` may point into, is freed now.
-    let mut reader = MessageReader::new(ctx.config.max_frame_bytes, &early);
-    drop(early);
-    let limits = &ctx.config.limits;
-    let liveness = Liveness::new(limits.ping_interval, limits.pong_timeout);
-    let mut session = Session::new(Arc::clone(&ctx), liveness, handshake.positions);
-    let _slot = handshake.slot;
-    session.ctx.meters.connections.increment(1.0);
+) -> impl Future<Output = ()> + Send + use<> {
+    let session = Session::new(stream, early, ctx, handshake.slot, handshake.positions);
     // Dev auth ignores tokens, wherever they come from.
-    let token = handshake.token.filter(|_| !ctx.auth.is_dev());
-    let ending = match token {
-        Some(token) => Box::pin(session.authenticate(Some(token), None)).await,
-        None => {
-            tracing::info!(session = session.id, "ws_client_connected_awaiting_auth");
-            session.send(&ServerFrame::Ready { message: READY_MESSAGE });
-            None
-        }
-    };
-    let ending = match ending {
-        Some(ending) => ending,
-        None => session.serve(&stream, &mut reader, &shutdown).await,
-    };
-    session.leave_all();
-    session.close(&stream, &ending).await;
-    session.finish(&ending);
+    let token = handshake.token.filter(|_| !session.ctx.auth.is_dev());
+    session.run(token)
 }
 
 struct Session {
     id: u64,
     ctx: Arc<SessionContext>,
+    stream: TcpStream,
+    reader: MessageReader,
     outbox: Arc<Outbox>,
     /// Frames taken from the outbox and not yet fully written.
     pending: Pending,
     principal: Option<Principal>,
     /// When the connection token expires (close 4003 unless refreshed).
     expires: Option<Instant>,
+    /// The auth frame must arrive by then.
+    auth_deadline: Instant,
+    /// When a draining session closes; `None` until the edge drains.
+    drain_at: Option<Instant>,
     /// Holds this session in its user's list; reached by revocations.
     user_slot: Option<UserSlot>,
+    /// This connection's place under `--max-connections`.
+    _slot: ConnectionSlot,
     subscriptions: HashSet<Box<str>>,
     limiter: DefaultDirectRateLimiter,
     liveness: Liveness,
@@ -168,7 +150,13 @@ struct Session {
 }
 
 impl Session {
-    fn new(ctx: Arc<SessionContext>, liveness: Liveness, positions: bool) -> Self {
+    fn new(
+        stream: TcpStream,
+        early: &[u8],
+        ctx: Arc<SessionContext>,
+        slot: ConnectionSlot,
+        positions: bool,
+    ) -> Self {
         let id = ctx.next_id.fetch_add(1, Ordering::Relaxed);
         let outbox = Arc::new(Outbox::new(ctx.config.max_queue_bytes));
         let limits = &ctx.config.limits;
@@ -176,15 +164,22 @@ impl Session {
         let rate = NonZeroU32::new(limits.messages_per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(limits.message_burst).unwrap_or(NonZeroU32::MIN);
         let limiter = RateLimiter::direct(Quota::per_second(rate).allow_burst(burst));
+        let liveness = Liveness::new(limits.ping_interval, limits.pong_timeout);
         ctx.registry.register(id, Arc::clone(&outbox));
+        ctx.meters.connections.increment(1.0);
         Self {
             id,
+            reader: MessageReader::new(ctx.config.max_frame_bytes, early),
+            auth_deadline: Instant::now() + ctx.config.auth_timeout,
             ctx,
+            stream,
             outbox,
             pending: Pending::default(),
             principal: None,
             expires: None,
+            drain_at: None,
             user_slot: None,
+            _slot: slot,
             subscriptions: HashSet::new(),
             limiter,
             liveness,
@@ -192,144 +187,28 @@ impl Session {
         }
     }
 
+    /// The whole life of the session: authentication by handshake token (if any), serving, closing.
+    async fn run(mut self, token: Option<String>) {
+        let ending = match token {
+            Some(token) => Box::pin(self.authenticate(Some(token), None)).await,
+            None => {
+                tracing::info!(session = self.id, "ws_client_connected_awaiting_auth");
+                self.send(&ServerFrame::Ready { message: READY_MESSAGE });
+                None
+            }
+        };
+        let ending = match ending {
+            Some(ending) => ending,
+            None => self.serve().await,
+        };
+        self.leave_all();
+        Box::pin(self.close(&ending)).await;
+        self.finish(&ending);
+    }
+
     fn send(&self, frame: &ServerFrame<'_>) {
         // An overflow is noticed (and closes the session) at the next flush.
         let _ = self.outbox.push(frame.encode());
-    }
-
-    /// Reads, answers and writes until the session must end. Messages already read are handled before the
-    /// socket is read again; everything else waits in one `select!` whose futures are all small, so an idle
-    /// session costs little memory (issue 8).
-    async fn serve(
-        &mut self,
-        stream: &TcpStream,
-        reader: &mut MessageReader,
-        shutdown: &CancellationToken,
-    ) -> Ending {
-        let timers = Timers { auth: Instant::now() + self.ctx.config.auth_timeout, drain: None };
-        let mut timers = timers;
-        let outbox = Arc::clone(&self.outbox);
-        let sleep = tokio::time::sleep_until(self.next_deadline(&timers));
-        tokio::pin!(sleep);
-        loop {
-            match reader.next(&outbox) {
-                Ok(Some(message)) => match Box::pin(self.handle(message)).await {
-                    Some(ending) => return ending,
-                    None => continue,
-                },
-                Ok(None) => {}
-                Err(err) => return inbound_ending(&err, self.id),
-            }
-            let deadline = self.next_deadline(&timers);
-            if sleep.deadline() != deadline {
-                sleep.as_mut().reset(deadline);
-            }
-            let ending = tokio::select! {
-                () = shutdown.cancelled(), if timers.drain.is_none() => {
-                    timers.drain = Some(drain::drain_deadline(self.ctx.config.drain_window, self.id));
-                    None
-                }
-                () = &mut sleep => self.on_deadline(&timers, reader),
-                () = outbox.ready() => self.on_wake(stream),
-                Ok(()) = stream.writable(), if !self.pending.is_empty() => self.flush(stream),
-                readable = stream.readable() => match readable.map_err(|_| InboundError::Gone).and_then(|()| reader.fill(stream)) {
-                    Ok(_) => None,
-                    Err(err) => Some(inbound_ending(&err, self.id)),
-                },
-            };
-            if let Some(ending) = ending {
-                return ending;
-            }
-        }
-    }
-
-    /// The earliest moment a timer needs attention.
-    fn next_deadline(&self, timers: &Timers) -> Instant {
-        let auth = self.principal.is_none().then_some(timers.auth);
-        [Some(self.liveness.deadline()), auth, self.expires, timers.drain]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or_else(|| self.liveness.deadline())
-    }
-
-    /// Whatever is due now: the drain moment, the auth timeout, token expiry, the ping timer.
-    fn on_deadline(&mut self, timers: &Timers, reader: &mut MessageReader) -> Option<Ending> {
-        let now = Instant::now();
-        if timers.drain.is_some_and(|at| at <= now) {
-            return Some(Ending::Close(CloseCode::GoingAway, "server shutting down"));
-        }
-        if self.principal.is_none() && timers.auth <= now {
-            tracing::info!(session = self.id, "ws_auth_timeout");
-            self.send(&ServerFrame::error("Authentication timeout"));
-            return Some(Ending::Close(CloseCode::AuthFailed, "Authentication timeout"));
-        }
-        if self.expires.is_some_and(|at| at <= now) {
-            tracing::debug!(session = self.id, "token expired without refresh");
-            self.send(&ServerFrame::error("Token expired"));
-            return Some(Ending::Close(CloseCode::TokenExpired, "Token expired"));
-        }
-        if self.liveness.deadline() <= now && self.liveness.on_timer(&self.outbox, &mut reader.heard).is_err()
-        {
-            tracing::debug!(session = self.id, "peer did not answer ping");
-            return Some(Ending::Close(CloseCode::GoingAway, "ping timeout"));
-        }
-        None
-    }
-
-    /// Something arrived in the outbox: an operator's disconnect, revocations, frames to write.
-    fn on_wake(&mut self, stream: &TcpStream) -> Option<Ending> {
-        if self.outbox.take_signalled() {
-            if let Some(reason) = self.outbox.kicked() {
-                tracing::info!(session = self.id, %reason, "disconnected by operator");
-                return Some(Ending::Kicked(reason));
-            }
-            self.handle_revocations();
-        }
-        self.flush(stream)
-    }
-
-    /// Writes what the socket takes now, taking the next batch from the outbox whenever the last one is out;
-    /// `Some` when the session must end. Frames stay in the (bounded) outbox while a batch is being written,
-    /// so a client that stops reading overflows it and is closed with 4008 (after the frame being written).
-    fn flush(&mut self, stream: &TcpStream) -> Option<Ending> {
-        loop {
-            if !self.pending.is_empty() && self.outbox.is_overflowed() {
-                self.pending.discard_unstarted();
-                return Some(Ending::Close(CloseCode::SlowConsumer, "slow consumer"));
-            }
-            if self.pending.is_empty() {
-                if self.outbox.drain_into(self.pending.frames()).is_err() {
-                    return Some(Ending::Close(CloseCode::SlowConsumer, "slow consumer"));
-                }
-                if self.pending.is_empty() {
-                    return None;
-                }
-                self.ctx.meters.queue_bytes.record(self.pending.bytes() as f64);
-            }
-            if self.pending.try_write(stream).is_err() {
-                return Some(Ending::Peer);
-            }
-            if !self.pending.is_empty() {
-                return None;
-            }
-        }
-    }
-
-    /// Queues the close frame (if any) after whatever is queued and writes it all, within a grace period: the
-    /// peer may already be gone, or read nothing.
-    async fn close(&mut self, stream: &TcpStream, ending: &Ending) {
-        let _ = self.outbox.drain_into(self.pending.frames());
-        let close = match ending {
-            Ending::Close(code, reason) => {
-                tracing::debug!(session = self.id, code = code.code(), reason, "closing session");
-                frame::close(code.code(), reason)
-            }
-            Ending::Kicked(reason) => frame::close(CloseCode::Disconnected.code(), reason),
-            Ending::Peer => return,
-        };
-        self.pending.frames().push_back(close);
-        let _ = tokio::time::timeout(CLOSING_WRITE_GRACE, self.pending.write_all(stream)).await;
     }
 
     async fn handle(&mut self, message: Inbound) -> Option<Ending> {
@@ -364,18 +243,4 @@ impl Session {
         }
         self.user_slot = None;
     }
-}
-
-/// The session's own deadlines (token expiry and pings live in the session).
-struct Timers {
-    /// The auth frame must arrive by then.
-    auth: Instant,
-    /// When a draining session closes; `None` until the edge drains.
-    drain: Option<Instant>,
-}
-
-/// How a read error ends the session.
-fn inbound_ending(err: &InboundError, session: u64) -> Ending {
-    tracing::debug!(session, error = ?err, "ws_invalid_message");
-    err.close_code().map_or(Ending::Peer, |code| Ending::Close(code, "invalid frame"))
 }

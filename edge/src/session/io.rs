@@ -1,0 +1,181 @@
+//! The session's loop. Between messages a session waits in one hand-written poll over its outbox's waker,
+//! its socket's readiness and one timer, so an idle session holds no buffers and no wait-list nodes: its
+//! task is the [`Session`] and one `Sleep` (issue 8's memory budget).
+//!
+//! Frames stay in the (bounded) outbox while a batch is being written; a client that stops reading overflows
+//! it and is closed with 4008 after the frame being written, if any.
+
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::{Instant, Sleep};
+
+use super::{Ending, Session, drain};
+use crate::error::CloseCode;
+use crate::frame;
+use crate::inbound::InboundError;
+use crate::protocol::ServerFrame;
+
+/// How long the last frames and the close may take to write; a client that reads nothing is cut off after it.
+const CLOSING_WRITE_GRACE: Duration = Duration::from_secs(2);
+
+/// What ended a wait.
+enum Wake {
+    /// Frames or signals in the outbox.
+    Outbox,
+    /// The socket takes writes again.
+    Writable,
+    /// The socket has bytes (or the peer hung up).
+    Readable,
+    /// A deadline passed.
+    Timer,
+    /// The socket failed.
+    Failed,
+}
+
+impl Session {
+    /// Reads, answers and writes until the session must end. Messages already read are handled before the
+    /// socket is read again.
+    pub(super) async fn serve(&mut self) -> Ending {
+        let sleep = tokio::time::sleep_until(self.next_deadline());
+        tokio::pin!(sleep);
+        loop {
+            match self.reader.next(&self.outbox) {
+                Ok(Some(message)) => match Box::pin(self.handle(message)).await {
+                    Some(ending) => return ending,
+                    None => continue,
+                },
+                Ok(None) => {}
+                Err(err) => return inbound_ending(&err, self.id),
+            }
+            let deadline = self.next_deadline();
+            if sleep.deadline() != deadline {
+                sleep.as_mut().reset(deadline);
+            }
+            let wake = std::future::poll_fn(|cx| self.poll_wake(sleep.as_mut(), cx)).await;
+            let ending = match wake {
+                Wake::Outbox => self.on_wake(),
+                Wake::Writable => self.flush(),
+                Wake::Readable => {
+                    self.reader.fill(&self.stream).err().map(|err| inbound_ending(&err, self.id))
+                }
+                Wake::Timer => self.on_deadline(),
+                Wake::Failed => Some(Ending::Peer),
+            };
+            if let Some(ending) = ending {
+                return ending;
+            }
+        }
+    }
+
+    /// Outbox first (deliveries and signals), then a blocked write, then reads, then timers.
+    fn poll_wake(&self, sleep: std::pin::Pin<&mut Sleep>, cx: &mut Context<'_>) -> Poll<Wake> {
+        if self.outbox.poll_ready(cx).is_ready() {
+            return Poll::Ready(Wake::Outbox);
+        }
+        if !self.pending.is_empty()
+            && let Poll::Ready(ready) = self.stream.poll_write_ready(cx)
+        {
+            return Poll::Ready(if ready.is_ok() { Wake::Writable } else { Wake::Failed });
+        }
+        if let Poll::Ready(ready) = self.stream.poll_read_ready(cx) {
+            return Poll::Ready(if ready.is_ok() { Wake::Readable } else { Wake::Failed });
+        }
+        sleep.poll(cx).map(|()| Wake::Timer)
+    }
+
+    /// The earliest moment a timer needs attention.
+    fn next_deadline(&self) -> Instant {
+        let auth = self.principal.is_none().then_some(self.auth_deadline);
+        let ping = self.liveness.deadline();
+        [auth, self.expires, self.drain_at].into_iter().flatten().fold(ping, Instant::min)
+    }
+
+    /// Whatever is due now: the drain moment, the auth timeout, token expiry, the ping timer.
+    fn on_deadline(&mut self) -> Option<Ending> {
+        let now = Instant::now();
+        if self.drain_at.is_some_and(|at| at <= now) {
+            return Some(Ending::Close(CloseCode::GoingAway, "server shutting down"));
+        }
+        if self.principal.is_none() && self.auth_deadline <= now {
+            tracing::info!(session = self.id, "ws_auth_timeout");
+            self.send(&ServerFrame::error("Authentication timeout"));
+            return Some(Ending::Close(CloseCode::AuthFailed, "Authentication timeout"));
+        }
+        if self.expires.is_some_and(|at| at <= now) {
+            tracing::debug!(session = self.id, "token expired without refresh");
+            self.send(&ServerFrame::error("Token expired"));
+            return Some(Ending::Close(CloseCode::TokenExpired, "Token expired"));
+        }
+        if self.liveness.deadline() <= now
+            && self.liveness.on_timer(&self.outbox, &mut self.reader.heard).is_err()
+        {
+            tracing::debug!(session = self.id, "peer did not answer ping");
+            return Some(Ending::Close(CloseCode::GoingAway, "ping timeout"));
+        }
+        None
+    }
+
+    /// Something arrived in the outbox: an operator's disconnect, the drain, revocations, frames to write.
+    fn on_wake(&mut self) -> Option<Ending> {
+        if self.outbox.take_signalled() {
+            if let Some(reason) = self.outbox.kicked() {
+                tracing::info!(session = self.id, %reason, "disconnected by operator");
+                return Some(Ending::Kicked(reason));
+            }
+            if self.drain_at.is_none() && self.outbox.is_draining() {
+                self.drain_at = Some(drain::drain_deadline(self.ctx.config.drain_window, self.id));
+            }
+            self.handle_revocations();
+        }
+        self.flush()
+    }
+
+    /// Writes what the socket takes now, taking the next batch from the outbox whenever the last one is out;
+    /// `Some` when the session must end.
+    fn flush(&mut self) -> Option<Ending> {
+        loop {
+            if !self.pending.is_empty() && self.outbox.is_overflowed() {
+                self.pending.discard_unstarted();
+                return Some(Ending::Close(CloseCode::SlowConsumer, "slow consumer"));
+            }
+            if self.pending.is_empty() {
+                if self.outbox.drain_into(self.pending.frames()).is_err() {
+                    return Some(Ending::Close(CloseCode::SlowConsumer, "slow consumer"));
+                }
+                if self.pending.is_empty() {
+                    return None;
+                }
+                self.ctx.meters.queue_bytes.record(self.pending.bytes() as f64);
+            }
+            if self.pending.try_write(&self.stream).is_err() {
+                return Some(Ending::Peer);
+            }
+            if !self.pending.is_empty() {
+                return None;
+            }
+        }
+    }
+
+    /// Queues the close frame (if any) after whatever is queued and writes it all, within a grace period: the
+    /// peer may already be gone, or read nothing.
+    pub(super) async fn close(&mut self, ending: &Ending) {
+        let _ = self.outbox.drain_into(self.pending.frames());
+        let close = match ending {
+            Ending::Close(code, reason) => {
+                tracing::debug!(session = self.id, code = code.code(), reason, "closing session");
+                frame::close(code.code(), reason)
+            }
+            Ending::Kicked(reason) => frame::close(CloseCode::Disconnected.code(), reason),
+            Ending::Peer => return,
+        };
+        self.pending.frames().push_back(close);
+        let _ = tokio::time::timeout(CLOSING_WRITE_GRACE, self.pending.write_all(&self.stream)).await;
+    }
+}
+
+/// How a read error ends the session.
+fn inbound_ending(err: &InboundError, session: u64) -> Ending {
+    tracing::debug!(session, error = ?err, "ws_invalid_message");
+    err.close_code().map_or(Ending::Peer, |code| Ending::Close(code, "invalid frame"))
+}
