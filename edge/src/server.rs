@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
+use futures_util::future::Either;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -142,11 +144,11 @@ fn upgrade(mut req: Request<Incoming>, ctx: &Arc<SessionContext>, tracker: &Task
     let handshake = Handshake { token: token.map(|(t, _)| t), slot, positions };
     let ctx = Arc::clone(ctx);
     // Detached from hyper; the registry tells the session when the edge drains.
-    tracker.spawn(async move {
-        if let Some(session) = session_on(upgrade.await, ctx, handshake) {
-            session.await;
-        }
-    });
+    // A combinator, not an async block: that would hold the session's future twice.
+    tracker.spawn(upgrade.then(move |upgraded| match session_on(upgraded, ctx, handshake) {
+        Some(session) => Either::Left(session),
+        None => Either::Right(std::future::ready(())),
+    }));
     response.map(|_| Body::default())
 }
 

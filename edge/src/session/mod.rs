@@ -117,7 +117,7 @@ pub fn run(
     ctx: Arc<SessionContext>,
     handshake: Handshake,
 ) -> impl Future<Output = ()> + Send + use<> {
-    let session = Session::new(stream, early, ctx, handshake.slot, handshake.positions);
+    let session = Box::new(Session::new(stream, early, ctx, handshake.slot, handshake.positions));
     // Dev auth ignores tokens, wherever they come from.
     let token = handshake.token.filter(|_| !session.ctx.auth.is_dev());
     session.run(token)
@@ -187,8 +187,9 @@ impl Session {
         }
     }
 
-    /// The whole life of the session: authentication by handshake token (if any), serving, closing.
-    async fn run(mut self, token: Option<String>) {
+    /// The whole life of the session: authentication by handshake token (if any), serving, closing. Boxed:
+    /// an `async fn` keeps its by-value arguments twice, and the session is most of a connection's memory.
+    async fn run(mut self: Box<Self>, token: Option<String>) {
         let ending = match token {
             Some(token) => Box::pin(self.authenticate(Some(token), None)).await,
             None => {
