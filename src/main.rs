@@ -11,12 +11,14 @@ mod client;
 mod security_args;
 mod serve;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
 use clap::error::ErrorKind;
 use crier_broker::telemetry::{self, OtlpConfig, TelemetryError};
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
@@ -50,10 +52,11 @@ fn main() -> ExitCode {
         }
     };
     // The OTLP exporter's gRPC channel must be created inside the runtime.
-    let provider = match runtime.block_on(async { init_logging(cli.log_format, otlp.as_ref()) }) {
-        Ok(provider) => provider,
-        Err(err) => return usage_error(&[err.to_string()]),
-    };
+    let (provider, _log_writer) =
+        match runtime.block_on(async { init_logging(cli.log_format, otlp.as_ref()) }) {
+            Ok(logging) => logging,
+            Err(err) => return usage_error(&[err.to_string()]),
+        };
     let code = runtime.block_on(dispatch(cli.command));
     if let Some(provider) = provider
         && let Err(err) = provider.shutdown()
@@ -75,12 +78,19 @@ async fn dispatch(command: Command) -> ExitCode {
 
 /// Logs go to stderr; `RUST_LOG` (e.g. `crier_edge=debug`) refines the default `info`. With `otlp`, spans
 /// are also exported; the returned provider must be shut down on exit to flush them.
+///
+/// Lines are written by a background thread (tracing-appender), so a log line costs the serving threads a
+/// formatted copy, not a `write` syscall (connection events are logged at info: 3 lines per connection).
+/// Under a flood that outruns stderr, lines are dropped rather than stalling the server. The returned guard
+/// flushes what is queued when dropped: keep it until exit.
 fn init_logging(
     format: LogFormat,
     otlp: Option<&OtlpConfig>,
-) -> Result<Option<SdkTracerProvider>, TelemetryError> {
+) -> Result<(Option<SdkTracerProvider>, WorkerGuard), TelemetryError> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    let ansi = std::io::stderr().is_terminal();
+    let fmt = tracing_subscriber::fmt::layer().with_writer(writer).with_ansi(ansi);
     let fmt: Box<dyn Layer<Registry> + Send + Sync> = match format {
         LogFormat::Pretty => fmt.with_filter(filter).boxed(),
         LogFormat::Json => fmt.json().flatten_event(true).with_filter(filter).boxed(),
@@ -88,7 +98,7 @@ fn init_logging(
     let provider = otlp.map(telemetry::otlp_tracer_provider).transpose()?;
     let otel = provider.as_ref().map(telemetry::otel_layer);
     tracing_subscriber::registry().with(fmt).with(otel).init();
-    Ok(provider)
+    Ok((provider, guard))
 }
 
 /// Prints each problem on its own line and returns exit code 64.
