@@ -261,6 +261,94 @@ mod tests {
         assert_eq!(r.accumulate(OpCode::Text, true, &[0xff, 0xfe]), Err(InboundError::InvalidUtf8));
     }
 
+    /// A masked client frame carrying `payload`.
+    fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+        let mask = [7, 1, 9, 3];
+        let mut out = vec![first];
+        match payload.len() {
+            len @ 0..=125 => out.push(0x80 | len as u8),
+            len @ 126..=65535 => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(len as u16).to_be_bytes());
+            }
+            len => {
+                out.push(0x80 | 127);
+                out.extend_from_slice(&(len as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, k)| b ^ k));
+        out
+    }
+
+    fn read_all(max: usize, bytes: &[u8]) -> (Vec<Inbound>, Option<InboundError>, Outbox) {
+        let outbox = Outbox::new(1 << 20);
+        let mut reader = MessageReader::new(max, bytes);
+        let mut messages = Vec::new();
+        loop {
+            match reader.next(&outbox) {
+                Ok(Some(message)) => messages.push(message),
+                Ok(None) => return (messages, None, outbox),
+                Err(err) => return (messages, Some(err), outbox),
+            }
+        }
+    }
+
+    /// Frames of every length form unmask to their payload; several in one read come out one by one, and
+    /// a ping in between is answered with a pong carrying its payload.
+    #[test]
+    fn parses_masked_frames_of_every_length_form() {
+        let long = "x".repeat(70_000);
+        let mut bytes = client_frame(0x81, b"{\"a\":1}");
+        bytes.extend(client_frame(0x89, b"hi"));
+        bytes.extend(client_frame(0x81, "y".repeat(300).as_bytes()));
+        bytes.extend(client_frame(0x81, long.as_bytes()));
+        let (messages, error, outbox) = read_all(100_000, &bytes);
+        assert_eq!(error, None);
+        assert_eq!(messages.len(), 3);
+        assert_eq!(messages[0], Inbound::Text(b"{\"a\":1}".to_vec()));
+        assert_eq!(messages[2], Inbound::Text(long.into_bytes()));
+        let mut replies = std::collections::VecDeque::new();
+        outbox.drain_into(&mut replies).unwrap();
+        assert_eq!(replies, [crate::frame::encode(OpCode::Pong, b"hi")]);
+    }
+
+    /// A frame cut anywhere is "need more bytes", never an error or a message.
+    #[test]
+    fn partial_frames_wait_for_more() {
+        let bytes = client_frame(0x81, "z".repeat(200).as_bytes());
+        for cut in [1, 2, 3, 5, 8, bytes.len() - 1] {
+            let (messages, error, _) = read_all(1024, &bytes[..cut]);
+            assert!(messages.is_empty() && error.is_none(), "cut at {cut}");
+        }
+    }
+
+    /// Framing violations are protocol errors; a declared length over the cap is refused from the header.
+    #[test]
+    fn framing_violations_are_refused() {
+        let unmasked = [0x81, 0x01, b'x'];
+        assert!(matches!(read_all(64, &unmasked).1, Some(InboundError::Protocol(_))));
+        let reserved = client_frame(0xC1, b"x");
+        assert!(matches!(read_all(64, &reserved).1, Some(InboundError::Protocol(_))));
+        let unknown_opcode = client_frame(0x83, b"x");
+        assert!(matches!(read_all(64, &unknown_opcode).1, Some(InboundError::Protocol(_))));
+        let fragmented_ping = client_frame(0x09, b"x");
+        assert!(matches!(read_all(64, &fragmented_ping).1, Some(InboundError::Protocol(_))));
+        let header_only = &client_frame(0x81, &[b'a'; 70_000])[..10];
+        assert_eq!(read_all(1024, header_only).1, Some(InboundError::TooBig));
+    }
+
+    /// A close is echoed and ends reading; a close with a one-byte payload is a protocol error.
+    #[test]
+    fn close_is_echoed() {
+        let (messages, error, outbox) = read_all(64, &client_frame(0x88, &[0x03, 0xe8, b'o', b'k']));
+        assert_eq!((messages, error), (vec![Inbound::Close], None));
+        let mut replies = std::collections::VecDeque::new();
+        outbox.drain_into(&mut replies).unwrap();
+        assert_eq!(replies, [crate::frame::encode(OpCode::Close, &[0x03, 0xe8, b'o', b'k'])]);
+        assert!(matches!(read_all(64, &client_frame(0x88, &[3])).1, Some(InboundError::Protocol(_))));
+    }
+
     /// A continuation without a start is a protocol error.
     #[test]
     fn stray_continuation_is_a_protocol_error() {
