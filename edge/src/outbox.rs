@@ -212,11 +212,6 @@ impl Outbox {
         self.waker.register(cx.waker());
         if self.woken.swap(false, Ordering::AcqRel) { Poll::Ready(()) } else { Poll::Pending }
     }
-
-    /// [`Outbox::poll_ready`] as a future.
-    pub async fn ready(&self) {
-        std::future::poll_fn(|cx| self.poll_ready(cx)).await;
-    }
 }
 
 #[cfg(test)]
@@ -266,6 +261,7 @@ mod tests {
     async fn push_before_wait_wakes() {
         let outbox = Outbox::new(5);
         outbox.push(Bytes::from_static(b"a")).unwrap();
-        tokio::time::timeout(std::time::Duration::from_secs(1), outbox.ready()).await.unwrap();
+        let ready = std::future::poll_fn(|cx| outbox.poll_ready(cx));
+        tokio::time::timeout(std::time::Duration::from_secs(1), ready).await.unwrap();
     }
 }
