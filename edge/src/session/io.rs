@@ -19,18 +19,20 @@ use crate::protocol::ServerFrame;
 /// How long the last frames and the close may take to write; a client that reads nothing is cut off after it.
 const CLOSING_WRITE_GRACE: Duration = Duration::from_secs(2);
 
-/// What ended a wait.
-enum Wake {
+/// What ended a wait: every source that was ready, so that none starves another (a session whose outbox
+/// refills all the time still reads, and its timers still fire).
+#[derive(Default)]
+struct Wake {
     /// Frames or signals in the outbox.
-    Outbox,
+    outbox: bool,
     /// The socket takes writes again.
-    Writable,
+    writable: bool,
     /// The socket has bytes (or the peer hung up).
-    Readable,
+    readable: bool,
     /// A deadline passed.
-    Timer,
+    timer: bool,
     /// The socket failed.
-    Failed,
+    failed: bool,
 }
 
 impl Session {
@@ -53,35 +55,51 @@ impl Session {
                 sleep.as_mut().reset(deadline);
             }
             let wake = std::future::poll_fn(|cx| self.poll_wake(sleep.as_mut(), cx)).await;
-            let ending = match wake {
-                Wake::Outbox => self.on_wake(),
-                Wake::Writable => self.flush(),
-                Wake::Readable => {
-                    self.reader.fill(&self.stream).err().map(|err| inbound_ending(&err, self.id))
-                }
-                Wake::Timer => self.on_deadline(),
-                Wake::Failed => Some(Ending::Peer),
-            };
-            if let Some(ending) = ending {
+            if let Some(ending) = self.on_wake(&wake) {
                 return ending;
             }
         }
     }
 
-    /// Outbox first (deliveries and signals), then a blocked write, then reads, then timers.
-    fn poll_wake(&self, sleep: std::pin::Pin<&mut Sleep>, cx: &mut Context<'_>) -> Poll<Wake> {
-        if self.outbox.poll_ready(cx).is_ready() {
-            return Poll::Ready(Wake::Outbox);
+    /// Acts on every ready source: outbox (signals, then writing), the socket, then timers.
+    fn on_wake(&mut self, wake: &Wake) -> Option<Ending> {
+        if wake.failed {
+            return Some(Ending::Peer);
         }
+        if wake.outbox
+            && let Some(ending) = self.on_outbox()
+        {
+            return Some(ending);
+        }
+        if wake.writable
+            && let Some(ending) = self.flush()
+        {
+            return Some(ending);
+        }
+        if wake.readable
+            && let Err(err) = self.reader.fill(&self.stream)
+        {
+            return Some(inbound_ending(&err, self.id));
+        }
+        if wake.timer { self.on_deadline() } else { None }
+    }
+
+    /// Polls every source (each registers the waker) and is ready when any is.
+    fn poll_wake(&self, sleep: std::pin::Pin<&mut Sleep>, cx: &mut Context<'_>) -> Poll<Wake> {
+        let mut wake = Wake { outbox: self.outbox.poll_ready(cx).is_ready(), ..Wake::default() };
         if !self.pending.is_empty()
             && let Poll::Ready(ready) = self.stream.poll_write_ready(cx)
         {
-            return Poll::Ready(if ready.is_ok() { Wake::Writable } else { Wake::Failed });
+            wake.writable = ready.is_ok();
+            wake.failed |= ready.is_err();
         }
         if let Poll::Ready(ready) = self.stream.poll_read_ready(cx) {
-            return Poll::Ready(if ready.is_ok() { Wake::Readable } else { Wake::Failed });
+            wake.readable = ready.is_ok();
+            wake.failed |= ready.is_err();
         }
-        sleep.poll(cx).map(|()| Wake::Timer)
+        wake.timer = sleep.poll(cx).is_ready();
+        let any = wake.outbox || wake.writable || wake.readable || wake.timer || wake.failed;
+        if any { Poll::Ready(wake) } else { Poll::Pending }
     }
 
     /// The earliest moment a timer needs attention.
@@ -117,7 +135,7 @@ impl Session {
     }
 
     /// Something arrived in the outbox: an operator's disconnect, the drain, revocations, frames to write.
-    fn on_wake(&mut self) -> Option<Ending> {
+    fn on_outbox(&mut self) -> Option<Ending> {
         if self.outbox.take_signalled() {
             if let Some(reason) = self.outbox.kicked() {
                 tracing::info!(session = self.id, %reason, "disconnected by operator");
