@@ -138,6 +138,9 @@ impl Reader {
     /// Reads and dispatches until cancelled or the log fails; returns the last handled id.
     async fn pump(&self, reader: &mut dyn PartitionReader, head: Head) -> StreamId {
         let mut cursor = head.last;
+        // Right after (re)connecting, and whenever a read comes back full (the reader is behind), entries may
+        // have been trimmed before this reader saw them.
+        let mut check = true;
         loop {
             let batch = tokio::select! {
                 () = self.cancel.cancelled() => return cursor,
@@ -146,6 +149,10 @@ impl Reader {
             match batch {
                 Ok(entries) => {
                     self.record_lag(&entries);
+                    if (check || entries.len() >= self.batch) && !entries.is_empty() {
+                        self.cut_off_if_trimmed(cursor).await;
+                    }
+                    check = false;
                     for entry in entries {
                         cursor = entry.id;
                         self.dispatch(head.epoch, entry);
@@ -157,6 +164,25 @@ impl Reader {
                     return cursor;
                 }
             }
+        }
+    }
+
+    /// When entries after `cursor` were trimmed before this reader read them, the partition's live
+    /// subscribers have missed them: they are closed with 4008, so that clients resubscribe with `since` and
+    /// learn (`recovered`) what can still be recovered, instead of silently skipping. Conservative: a
+    /// reader exactly at the trimming point may close sessions that missed nothing; they recover in full.
+    async fn cut_off_if_trimmed(&self, cursor: StreamId) {
+        let Ok(range) = self.log.range(self.partition, cursor, 1).await else { return };
+        if range.max_deleted > cursor {
+            let sessions = self.hub.cut_off(self.partition);
+            self.meters.reader_gaps.increment(1);
+            tracing::warn!(
+                partition = self.partition,
+                after = %cursor,
+                trimmed_up_to = %range.max_deleted,
+                sessions,
+                "partition reader fell behind the stream's retention; closing its sessions with 4008"
+            );
         }
     }
 

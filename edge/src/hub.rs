@@ -157,6 +157,14 @@ impl Hub {
         (delivered, dropped)
     }
 
+    /// Cuts off every session subscribed to a conversation of `partition` (their outboxes overflow: close
+    /// 4008); returns how many subscriptions were cut.
+    pub fn cut_off(&self, partition: u32) -> usize {
+        let shard = self.shard(partition);
+        let subscribers = shard.conversations.values().flat_map(|list| list.iter());
+        subscribers.map(|subscriber| subscriber.outbox.cut_off()).count()
+    }
+
     /// Partitions that currently have a reader.
     #[must_use]
     pub fn active_partitions(&self) -> Vec<u32> {

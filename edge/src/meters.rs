@@ -15,6 +15,7 @@
 //! | `crier_edge_partition_read_lag_seconds` | histogram | age of the oldest entry of each read batch |
 //! | `crier_edge_delivery_latency_seconds` | histogram | broker accept → frames queued for every recipient |
 //! | `crier_edge_redis_errors_total` | counter | |
+//! | `crier_edge_reader_gaps_total` | counter | a partition reader found entries trimmed before it read them |
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -56,6 +57,8 @@ pub struct EdgeMeters {
     pub read_lag: Histogram,
     /// Entries skipped because they do not decode or have an unknown format version.
     pub unreadable: Counter,
+    /// Times a partition reader found entries trimmed before it read them (its sessions closed with 4008).
+    pub reader_gaps: Counter,
     deliveries: Counter,
     slow_consumer_drops: Counter,
     delivery_latency: Histogram,
@@ -82,6 +85,7 @@ impl EdgeMeters {
             redis_errors: counter!("crier_edge_redis_errors_total"),
             read_lag: histogram!("crier_edge_partition_read_lag_seconds"),
             unreadable: drops("unreadable_entry"),
+            reader_gaps: counter!("crier_edge_reader_gaps_total"),
             deliveries: counter!("crier_edge_deliveries_total"),
             slow_consumer_drops: drops("slow_consumer"),
             delivery_latency: histogram!("crier_edge_delivery_latency_seconds"),

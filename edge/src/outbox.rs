@@ -146,6 +146,17 @@ impl Outbox {
         Ok(())
     }
 
+    /// Drops the queue and marks it overflowed, as if the client had fallen behind: the session closes with
+    /// 4008 and the client resubscribes with `since`.
+    pub fn cut_off(&self) {
+        let mut state = self.lock();
+        state.overflowed = true;
+        state.frames = VecDeque::new();
+        state.bytes = 0;
+        drop(state);
+        self.wake();
+    }
+
     /// Tells the session that access to `conversation` was revoked.
     pub fn revoke(&self, conversation: &str) {
         self.lock().revoked.push(conversation.into());

@@ -236,3 +236,49 @@ async fn standalone_node_death_leaves_other_nodes_partitions_flowing() -> Result
     }
     servers.shutdown().await
 }
+
+/// A partition reader that falls behind the stream's retention never skips silently: a subscriber gets
+/// every notification in order, or an in-order prefix followed by close 4008 (so the client resubscribes
+/// with `since` and learns what is recoverable). A stream kept to 3 entries and read 2 at a time, under
+/// bursts of 100, loses entries before the reader sees them; before the fix the subscriber just skipped them.
+#[tokio::test]
+async fn reader_behind_retention_closes_with_4008_instead_of_skipping() -> Result<()> {
+    const BURSTS: usize = 5;
+    const BURST: usize = 100;
+    let edge = EdgeConfig { read_batch: 2, ..EdgeConfig::dev() };
+    let config = ServersConfig { edge, broker: BrokerConfig::default(), edges: 1 };
+    let servers = Servers::start_with(Arc::new(MemoryLog::new(4, 3)), config).await?;
+    let mut ws = servers.ws_client(0).await?;
+    ws.auth_dev("behind").await?;
+    ws.subscribe("fast-stream").await?;
+    let mut publisher = servers.publish_client().await?;
+    for burst in 0..BURSTS {
+        let items = (0..BURST)
+            .map(|i| PublishRequest {
+                conversation_id: "fast-stream".into(),
+                payload: json!({"seq": burst * BURST + i}).to_string().into_bytes().into(),
+                idempotency_key: String::new(),
+            })
+            .collect();
+        let batch = crier_proto::v1::PublishBatchRequest { items };
+        within("publish batch", publisher.inner().publish_batch(batch)).await??;
+    }
+    let mut next = 0;
+    while next < BURSTS * BURST {
+        match within("the subscriber's stream", ws.next_message()).await?? {
+            Some(tokio_tungstenite::tungstenite::Message::Text(text)) => {
+                let got: serde_json::Value = serde_json::from_str(&text)?;
+                ensure!(got["seq"] == next, "expected seq {next}, got {got}: entries were skipped silently");
+                next += 1;
+            }
+            Some(tokio_tungstenite::tungstenite::Message::Close(frame)) => {
+                let code = frame.map(|f| u16::from(f.code));
+                ensure!(code == Some(4008), "closed with {code:?} after {next} notifications");
+                break;
+            }
+            Some(_) => {}
+            None => bail!("connection dropped after {next} notifications without a close frame"),
+        }
+    }
+    servers.shutdown().await
+}
