@@ -37,7 +37,7 @@ impl Heartbeat {
     /// Reports every `interval` until `stop`, then withdraws the report.
     pub async fn report_until(self, stop: CancellationToken) {
         loop {
-            if let Err(err) = self.control.report(&self.report()).await {
+            if let Err(err) = self.control.report(self.report()).await {
                 tracing::warn!(error = %err, "edge heartbeat failed");
             }
             tokio::select! {

@@ -4,7 +4,9 @@
 //! Updated on per-session events (connect, auth, subscribe, unsubscribe, close), never per notification.
 //! The lock is held for map updates only, never across an `.await`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+
+use crier_broker::control::Users;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -28,7 +30,7 @@ pub struct Snapshot {
     /// (session, conversation) subscriptions.
     pub subscriptions: u64,
     /// Conversation → user → subscribed sessions.
-    pub presence: HashMap<String, BTreeMap<String, u32>>,
+    pub presence: HashMap<String, Users>,
 }
 
 /// The sessions of one edge.
@@ -110,8 +112,14 @@ impl Registry {
             snapshot.authenticated += 1;
             snapshot.subscriptions += entry.conversations.len() as u64;
             for conversation in &entry.conversations {
-                let users = snapshot.presence.entry(conversation.to_string()).or_default();
-                *users.entry(user.to_string()).or_default() += 1;
+                match snapshot.presence.get_mut(&**conversation) {
+                    Some(users) => users.add(user, 1),
+                    None => drop(
+                        snapshot
+                            .presence
+                            .insert(conversation.to_string(), Users(vec![(user.to_string(), 1)])),
+                    ),
+                }
             }
         }
         snapshot
@@ -137,7 +145,7 @@ mod tests {
         registry.unsubscribed(2, "c2");
         let snapshot = registry.snapshot();
         assert_eq!((snapshot.connections, snapshot.authenticated, snapshot.subscriptions), (3, 2, 2));
-        assert_eq!(snapshot.presence["c1"]["u1"], 2);
+        assert_eq!(snapshot.presence["c1"].get("u1"), Some(2));
         assert!(!snapshot.presence.contains_key("c2"));
     }
 

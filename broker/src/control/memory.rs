@@ -46,10 +46,10 @@ impl Default for MemoryControl {
 
 #[async_trait]
 impl ControlPlane for MemoryControl {
-    async fn report(&self, report: &EdgeReport) -> Result<(), ControlError> {
+    async fn report(&self, report: EdgeReport) -> Result<(), ControlError> {
         let expires = Instant::now() + HEARTBEAT_TTL;
         let mut edges = self.edges.lock().unwrap_or_else(PoisonError::into_inner);
-        edges.insert(report.edge_id.clone(), (report.clone(), expires));
+        edges.insert(report.edge_id.clone(), (report, expires));
         Ok(())
     }
 

@@ -56,7 +56,7 @@ fn ttl_ms() -> u64 {
 
 #[async_trait]
 impl ControlPlane for RedisControl {
-    async fn report(&self, report: &EdgeReport) -> Result<(), ControlError> {
+    async fn report(&self, report: EdgeReport) -> Result<(), ControlError> {
         let keys = EdgeKeys::new(&report.edge_id);
         let scratch = format!("{}:next", keys.presence);
         let partitions: Vec<String> = report.partitions_read.iter().map(u32::to_string).collect();
