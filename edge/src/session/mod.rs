@@ -22,7 +22,6 @@ mod io;
 mod liveness;
 mod subscription;
 
-use std::collections::HashSet;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -142,7 +141,7 @@ struct Session {
     user_slot: Option<UserSlot>,
     /// This connection's place under `--max-connections`.
     _slot: ConnectionSlot,
-    subscriptions: HashSet<Box<str>>,
+    subscriptions: Subscriptions,
     limiter: DefaultDirectRateLimiter,
     liveness: Liveness,
     /// Notifications arrive as `{"type":"notification",...,"position"}` frames.
@@ -180,7 +179,7 @@ impl Session {
             drain_at: None,
             user_slot: None,
             _slot: slot,
-            subscriptions: HashSet::new(),
+            subscriptions: Subscriptions::default(),
             limiter,
             liveness,
             positions,
@@ -243,5 +242,37 @@ impl Session {
             self.ctx.hub.unsubscribe(&conversation, self.id);
         }
         self.user_slot = None;
+    }
+}
+
+/// A session's conversations: a few per connection (`--max-subscriptions`), so a vector, which costs an idle
+/// connection one small allocation where a hash set cost a table.
+#[derive(Default)]
+struct Subscriptions(Vec<Box<str>>);
+
+impl Subscriptions {
+    fn contains(&self, conversation: &str) -> bool {
+        self.0.iter().any(|c| &**c == conversation)
+    }
+
+    fn insert(&mut self, conversation: &str) {
+        if !self.contains(conversation) {
+            self.0.push(conversation.into());
+        }
+    }
+
+    /// Whether `conversation` was there.
+    fn remove(&mut self, conversation: &str) -> bool {
+        let before = self.0.len();
+        self.0.retain(|c| &**c != conversation);
+        self.0.len() != before
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn drain(&mut self) -> std::vec::Drain<'_, Box<str>> {
+        self.0.drain(..)
     }
 }

@@ -61,7 +61,7 @@ impl Session {
         let mut frames = vec![subscribed.encode()];
         frames.extend(missed.unwrap_or_default());
         let _ = self.outbox.insert_at(mark, frames);
-        self.subscriptions.insert(conversation.into());
+        self.subscriptions.insert(conversation);
         self.ctx.meters.subscriptions.increment(1.0);
         self.ctx.registry.subscribed(self.id, conversation);
         tracing::info!(session = self.id, conversation_id = conversation, ?recovered, "ws_client_subscribed");
