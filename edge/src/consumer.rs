@@ -149,7 +149,7 @@ impl Reader {
             match batch {
                 Ok(entries) => {
                     self.record_lag(&entries);
-                    if (check || entries.len() >= self.batch) && !entries.is_empty() {
+                    if check || entries.len() >= self.batch {
                         self.cut_off_if_trimmed(cursor).await;
                     }
                     check = false;
