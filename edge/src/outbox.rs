@@ -5,7 +5,7 @@
 //! (slow consumer) the next time it wakes. One slow client therefore never slows the hub or other clients.
 //! An idle outbox holds an empty `VecDeque`, which allocates nothing.
 //!
-//! The outbox also carries the two signals the rest of the edge sends a session outside its client's
+//! The outbox also carries the signals the rest of the edge sends a session outside its client's
 //! traffic: access revocations, an operator's disconnect, and the edge's drain. One waker for all of them
 //! (an `AtomicWaker`, no wait-list node held by the session) keeps an idle session small (issue 8).
 
@@ -50,13 +50,18 @@ impl State {
     /// overflowed (the caller then wakes the session to close it).
     fn admit(&mut self, bytes: usize, max_bytes: usize) -> bool {
         if self.bytes + bytes > max_bytes {
-            self.overflowed = true;
-            self.frames = VecDeque::new();
-            self.bytes = 0;
+            self.overflow();
             return false;
         }
         self.bytes += bytes;
         true
+    }
+
+    /// Drops the queue and marks it overflowed for good.
+    fn overflow(&mut self) {
+        self.overflowed = true;
+        self.frames = VecDeque::new();
+        self.bytes = 0;
     }
 }
 
@@ -149,11 +154,7 @@ impl Outbox {
     /// Drops the queue and marks it overflowed, as if the client had fallen behind: the session closes with
     /// 4008 and the client resubscribes with `since`.
     pub fn cut_off(&self) {
-        let mut state = self.lock();
-        state.overflowed = true;
-        state.frames = VecDeque::new();
-        state.bytes = 0;
-        drop(state);
+        self.lock().overflow();
         self.wake();
     }
 
