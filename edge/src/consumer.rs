@@ -6,6 +6,7 @@
 //! touches sockets: delivery is the hub's and the outboxes' job.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -35,10 +36,14 @@ pub struct Consumer {
     tracker: TaskTracker,
     shutdown: CancellationToken,
     meters: EdgeMeters,
+    /// Numbers the readers started, so a hub shard can tell its current reader from a stopped one.
+    serials: AtomicU64,
 }
 
 /// A running reader, held by its hub shard.
 pub struct ReaderHandle {
+    /// Unique per reader started by this consumer.
+    pub serial: u64,
     cancel: CancellationToken,
     started: watch::Receiver<Option<Head>>,
 }
@@ -68,7 +73,7 @@ impl Consumer {
         shutdown: CancellationToken,
         meters: EdgeMeters,
     ) -> Self {
-        Self { log, batch, block, tracker, shutdown, meters }
+        Self { log, batch, block, tracker, shutdown, meters, serials: AtomicU64::new(0) }
     }
 
     /// The log's partition count.
@@ -81,9 +86,11 @@ impl Consumer {
     pub fn spawn(&self, partition: u32, hub: Arc<Hub>) -> ReaderHandle {
         let cancel = self.shutdown.child_token();
         let (started_tx, started) = watch::channel(None);
+        let serial = self.serials.fetch_add(1, Ordering::Relaxed);
         let reader = Reader {
             log: Arc::clone(&self.log),
             partition,
+            serial,
             hub,
             batch: self.batch,
             block: self.block,
@@ -91,13 +98,14 @@ impl Consumer {
             meters: self.meters.clone(),
         };
         self.tracker.spawn(reader.run(started_tx));
-        ReaderHandle { cancel, started }
+        ReaderHandle { serial, cancel, started }
     }
 }
 
 struct Reader {
     log: Arc<dyn PartitionedLog>,
     partition: u32,
+    serial: u64,
     hub: Arc<Hub>,
     batch: usize,
     block: Duration,
@@ -116,7 +124,7 @@ impl Reader {
 
     async fn read(&self, started: watch::Sender<Option<Head>>) {
         let Some(mut head) = self.retry(|| self.log.head(self.partition)).await else { return };
-        self.hub.reader_at(self.partition, head);
+        self.hub.reader_at(self.partition, self.serial, head);
         started.send_replace(Some(head));
         while !self.cancel.is_cancelled() {
             let Some(mut reader) = self.retry(|| self.log.reader(self.partition)).await else { break };
@@ -130,7 +138,7 @@ impl Reader {
                     "partition stream was lost; reading its new epoch"
                 );
                 head = Head { epoch: now.epoch, last: StreamId::ZERO };
-                self.hub.reader_at(self.partition, head);
+                self.hub.reader_at(self.partition, self.serial, head);
             }
         }
     }
@@ -174,7 +182,7 @@ impl Reader {
     async fn cut_off_if_trimmed(&self, cursor: StreamId) {
         let Ok(range) = self.log.range(self.partition, cursor, 1).await else { return };
         if range.max_deleted > cursor {
-            let sessions = self.hub.cut_off(self.partition);
+            let sessions = self.hub.cut_off(self.partition, self.serial);
             self.meters.reader_gaps.increment(1);
             tracing::warn!(
                 partition = self.partition,
@@ -192,7 +200,9 @@ impl Reader {
             return;
         };
         let conversation = &decoded.conversation_id;
-        let Some(subscribers) = self.hub.lookup(self.partition, conversation, entry.id) else { return };
+        let Some(subscribers) = self.hub.lookup(self.partition, self.serial, conversation, entry.id) else {
+            return;
+        };
         let frame: Bytes = frame::text(&decoded.payload);
         let position = Position { partition: self.partition, epoch, id: entry.id };
         let deliver = || {

@@ -6,6 +6,10 @@
 //! - Dispatch never waits on a session: it clones the conversation's subscriber list (an `Arc`) under the
 //!   lock, releases it, and pushes the shared frame into each outbox, which never blocks.
 //! - No lock is held across an `.await`.
+//! - Only the shard's current reader is served: a reader stopped under the lock (its last subscriber left)
+//!   may still be finishing a batch, and its lookups must not reach subscribers that joined after it, whose
+//!   live delivery belongs to the next reader (else they would get entries twice, or from before they
+//!   subscribed).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -93,15 +97,30 @@ impl Hub {
         Registration { partition, at, started: reader.started() }
     }
 
-    /// Called by a reader when it (re)starts reading at `head`.
-    pub fn reader_at(&self, partition: u32, head: Head) {
-        self.shard(partition).dispatched = Some(head);
+    /// The shard of `partition` while `reader` is its current reader.
+    fn shard_of_reader(&self, partition: u32, reader: u64) -> Option<MutexGuard<'_, Shard>> {
+        let shard = self.shard(partition);
+        shard.reader.as_ref().is_some_and(|r| r.serial == reader).then_some(shard)
     }
 
-    /// The subscribers of `conversation` for the entry `id` of `partition`; records `id` as looked up.
+    /// Called by reader `reader` when it (re)starts reading `partition` at `head`.
+    pub fn reader_at(&self, partition: u32, reader: u64, head: Head) {
+        if let Some(mut shard) = self.shard_of_reader(partition, reader) {
+            shard.dispatched = Some(head);
+        }
+    }
+
+    /// The subscribers of `conversation` for the entry `id` of `partition`, read by `reader`; records `id`
+    /// as looked up. `None` when nobody listens, or when `reader` is no longer the partition's reader.
     #[must_use]
-    pub fn lookup(&self, partition: u32, conversation: &str, id: StreamId) -> Option<Arc<[Subscriber]>> {
-        let mut shard = self.shard(partition);
+    pub fn lookup(
+        &self,
+        partition: u32,
+        reader: u64,
+        conversation: &str,
+        id: StreamId,
+    ) -> Option<Arc<[Subscriber]>> {
+        let mut shard = self.shard_of_reader(partition, reader)?;
         if let Some(head) = &mut shard.dispatched {
             head.last = id;
         }
@@ -158,9 +177,9 @@ impl Hub {
     }
 
     /// Cuts off every session subscribed to a conversation of `partition` (their outboxes overflow: close
-    /// 4008); returns how many subscriptions were cut.
-    pub fn cut_off(&self, partition: u32) -> usize {
-        let shard = self.shard(partition);
+    /// 4008) when `reader` is still its reader; returns how many subscriptions were cut.
+    pub fn cut_off(&self, partition: u32, reader: u64) -> usize {
+        let Some(shard) = self.shard_of_reader(partition, reader) else { return 0 };
         let subscribers = shard.conversations.values().flat_map(|list| list.iter());
         subscribers.map(|subscriber| subscriber.outbox.cut_off()).count()
     }
@@ -169,5 +188,52 @@ impl Hub {
     #[must_use]
     pub fn active_partitions(&self) -> Vec<u32> {
         (0..self.shards.len() as u32).filter(|&p| self.shard(p).reader.is_some()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crier_broker::log::MemoryLog;
+    use tokio_util::sync::CancellationToken;
+    use tokio_util::task::TaskTracker;
+
+    use super::*;
+    use crate::meters::EdgeMeters;
+
+    fn hub() -> Arc<Hub> {
+        let log = Arc::new(MemoryLog::new(4, 100));
+        let (tracker, shutdown) = (TaskTracker::new(), CancellationToken::new());
+        let consumer =
+            Consumer::new(log, 16, Duration::from_millis(50), tracker, shutdown, EdgeMeters::new());
+        Hub::new(consumer)
+    }
+
+    fn subscriber(session: u64) -> Subscriber {
+        let outbox = Arc::new(Outbox::new(1024));
+        Subscriber { session, outbox, positions: false, after: StreamId::ZERO }
+    }
+
+    fn reader_of(hub: &Hub, partition: u32) -> Option<u64> {
+        hub.shard(partition).reader.as_ref().map(|r| r.serial)
+    }
+
+    #[tokio::test]
+    async fn a_stopped_reader_no_longer_reaches_later_subscribers() {
+        let hub = hub();
+        let partition = hub.subscribe("c", subscriber(1)).partition;
+        let old = reader_of(&hub, partition).expect("first subscriber starts a reader");
+        hub.unsubscribe("c", 1);
+        assert_eq!(reader_of(&hub, partition), None, "last leave stops the reader");
+        hub.subscribe("c", subscriber(2));
+        let new = reader_of(&hub, partition).expect("next subscriber starts another reader");
+        assert_ne!(old, new);
+
+        let id = StreamId { ms: 1, seq: 0 };
+        assert!(hub.lookup(partition, old, "c", id).is_none(), "stopped reader must find nobody");
+        assert_eq!(hub.cut_off(partition, old), 0, "stopped reader must cut nobody off");
+        let found = hub.lookup(partition, new, "c", id).expect("current reader finds the subscriber");
+        assert_eq!(found.iter().map(|s| s.session).collect::<Vec<_>>(), [2]);
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Result, bail, ensure};
 use crier_broker::log::{MemoryLog, PartitionedLog};
+use crier_proto::Position;
 use crier_tests::{PublishClient, RedisServer, Servers, WsClient};
 use proptest::prelude::*;
 use serde_json::json;
@@ -35,7 +36,9 @@ fn op() -> impl Strategy<Value = Op> {
 #[derive(Default)]
 struct Client {
     ws: Option<WsClient>,
-    /// Seq of the first notification it must see (published after its first `subscribed`).
+    /// Seq of the first notification it must see: the first one after the position its first `subscribed`
+    /// named. That is at most the count published before it subscribed; entries still on their way to the
+    /// edge then may come after `subscribed`, and the position says so.
     joined_at: Option<i64>,
     received: Vec<i64>,
     last_position: Option<String>,
@@ -46,6 +49,8 @@ struct World {
     publisher: PublishClient,
     conversation: String,
     published: i64,
+    /// Where each notification was appended, by seq.
+    positions: Vec<Position>,
     clients: Vec<Client>,
 }
 
@@ -54,7 +59,8 @@ impl World {
         match *op {
             Op::Publish => {
                 let payload = json!({"type": "job-status", "seq": self.published});
-                self.publisher.publish(&self.conversation, &payload).await?;
+                let position = self.publisher.publish(&self.conversation, &payload).await?;
+                self.positions.push(position.parse()?);
                 self.published += 1;
             }
             Op::Sync(c) => self.sync(c).await?,
@@ -79,8 +85,11 @@ impl World {
                 let Some(position) = subscribed["position"].as_str() else {
                     bail!("subscribed without a position: {subscribed}");
                 };
+                let at: Position = position.parse()?;
+                let first_after = self.positions.iter().position(|p| p.id > at.id).map(|seq| seq as i64);
+                let joined = first_after.unwrap_or(self.published);
                 client.last_position = Some(position.to_owned());
-                client.joined_at.get_or_insert(self.published);
+                client.joined_at.get_or_insert(joined);
             }
         }
         client.ws = Some(ws);
@@ -124,7 +133,8 @@ async fn run(log: Arc<dyn PartitionedLog>, conversation: String, ops: Vec<Op>) -
     let servers = Servers::start(log, 1).await?;
     let publisher = servers.publish_client().await?;
     let clients = (0..CLIENTS).map(|_| Client::default()).collect();
-    let mut world = World { servers, publisher, conversation, published: 0, clients };
+    let positions = Vec::new();
+    let mut world = World { servers, publisher, conversation, published: 0, positions, clients };
     for op in &ops {
         world.apply(op).await?;
     }
