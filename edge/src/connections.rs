@@ -61,7 +61,8 @@ impl Connections {
     /// Registers `session` of `user`, or `None` when the user is at the per-user limit.
     pub fn join(self: &Arc<Self>, user: &Arc<str>, session: u64, outbox: Arc<Outbox>) -> Option<UserSlot> {
         let mut users = self.users();
-        let sessions = users.entry(Arc::clone(user)).or_default();
+        // Most users have one session per edge: no room for four until a second arrives.
+        let sessions = users.entry(Arc::clone(user)).or_insert_with(|| Vec::with_capacity(1));
         if sessions.len() >= self.max_per_user {
             if sessions.is_empty() {
                 users.remove(user);

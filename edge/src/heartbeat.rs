@@ -51,7 +51,7 @@ impl Heartbeat {
     }
 
     fn report(&self) -> EdgeReport {
-        let snapshot = self.registry.snapshot();
+        let snapshot = self.registry.snapshot(&self.hub);
         EdgeReport {
             edge_id: self.edge_id.clone(),
             connections: snapshot.connections,

@@ -40,6 +40,8 @@ pub struct Subscriber {
 pub struct Registration {
     /// The partition of the conversation.
     pub partition: u32,
+    /// The conversation id as the hub keeps it, shared by every local subscription of the conversation.
+    pub conversation: Arc<str>,
     /// Set when the partition's reader was already running: its epoch and the last id it had looked up
     /// subscribers for. Every later entry reaches the new subscriber live.
     pub at: Option<Head>,
@@ -57,7 +59,7 @@ pub struct Hub {
 #[derive(Default)]
 struct Shard {
     /// Copy-on-write lists: dispatch clones the `Arc`, (un)subscribe replaces it.
-    conversations: HashMap<Box<str>, Arc<[Subscriber]>>,
+    conversations: HashMap<Arc<str>, Arc<[Subscriber]>>,
     subscriptions: usize,
     reader: Option<ReaderHandle>,
     /// The reader's epoch and the last id it looked subscribers up for; `None` until it has started.
@@ -89,12 +91,16 @@ impl Hub {
     pub fn subscribe(self: &Arc<Self>, conversation: &str, subscriber: Subscriber) -> Registration {
         let partition = self.partition_of(conversation);
         let mut shard = self.shard(partition);
-        let list = shard.conversations.entry(conversation.into()).or_insert_with(|| Arc::new([]));
+        let conversation = match shard.conversations.get_key_value(conversation) {
+            Some((key, _)) => Arc::clone(key),
+            None => Arc::from(conversation),
+        };
+        let list = shard.conversations.entry(Arc::clone(&conversation)).or_insert_with(|| Arc::new([]));
         *list = list.iter().cloned().chain([subscriber]).collect();
         shard.subscriptions += 1;
         let at = shard.dispatched;
         let reader = shard.reader.get_or_insert_with(|| self.consumer.spawn(partition, Arc::clone(self)));
-        Registration { partition, at, started: reader.started() }
+        Registration { partition, conversation, at, started: reader.started() }
     }
 
     /// The shard of `partition` while `reader` is its current reader.
@@ -184,6 +190,23 @@ impl Hub {
         subscribers.map(|subscriber| subscriber.outbox.cut_off()).count()
     }
 
+    /// Calls `f` with every conversation that has local subscribers, and its subscribers; holds one shard's
+    /// lock at a time.
+    pub fn each_conversation(&self, mut f: impl FnMut(&Arc<str>, &[Subscriber])) {
+        for partition in 0..self.shards.len() as u32 {
+            let shard = self.shard(partition);
+            for (conversation, subscribers) in &shard.conversations {
+                f(conversation, subscribers);
+            }
+        }
+    }
+
+    /// Conversations with local subscribers right now.
+    #[must_use]
+    pub fn conversations(&self) -> usize {
+        (0..self.shards.len() as u32).map(|p| self.shard(p).conversations.len()).sum()
+    }
+
     /// Partitions that currently have a reader.
     #[must_use]
     pub fn active_partitions(&self) -> Vec<u32> {
@@ -192,7 +215,7 @@ impl Hub {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::time::Duration;
 
     use crier_broker::log::MemoryLog;
@@ -202,7 +225,7 @@ mod tests {
     use super::*;
     use crate::meters::EdgeMeters;
 
-    fn hub() -> Arc<Hub> {
+    pub(crate) fn hub() -> Arc<Hub> {
         let log = Arc::new(MemoryLog::new(4, 100));
         let (tracker, shutdown) = (TaskTracker::new(), CancellationToken::new());
         let consumer =
@@ -210,7 +233,7 @@ mod tests {
         Hub::new(consumer)
     }
 
-    fn subscriber(session: u64) -> Subscriber {
+    pub(crate) fn subscriber(session: u64) -> Subscriber {
         let outbox = Arc::new(Outbox::new(1024));
         Subscriber { session, outbox, positions: false, after: StreamId::ZERO }
     }

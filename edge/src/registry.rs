@@ -1,22 +1,23 @@
-//! Who is connected to this edge: each session's user and conversations, for presence reports, and a way
-//! to reach every session of a user, for operator disconnects.
+//! Who is connected to this edge: each session's user, for counts, presence and operator disconnects, and
+//! a way to reach every session (drain).
 //!
-//! Updated on per-session events (connect, auth, subscribe, unsubscribe, close), never per notification.
+//! Updated on per-session events (connect, auth, close), never per notification. Which conversations a
+//! session follows is the hub's to know: presence is read from the hub when reported, not kept twice.
 //! The lock is held for map updates only, never across an `.await`.
 
 use std::collections::HashMap;
-
-use crier_broker::control::Users;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use crier_broker::control::{Presence, Users};
+
+use crate::hub::Hub;
 use crate::outbox::Outbox;
 
 /// A session's entry.
 struct Entry {
     user: Option<Arc<str>>,
-    conversations: Vec<Box<str>>,
-    /// Reaches the session (operator disconnects).
+    /// Reaches the session (operator disconnects, drain).
     outbox: Arc<Outbox>,
 }
 
@@ -30,7 +31,7 @@ pub struct Snapshot {
     /// (session, conversation) subscriptions.
     pub subscriptions: u64,
     /// Conversation → user → subscribed sessions.
-    pub presence: HashMap<String, Users>,
+    pub presence: Presence,
 }
 
 /// The sessions of one edge.
@@ -52,7 +53,7 @@ impl Registry {
         if self.draining.load(Ordering::Relaxed) {
             outbox.drain();
         }
-        sessions.insert(session, Entry { user: None, conversations: Vec::new(), outbox });
+        sessions.insert(session, Entry { user: None, outbox });
     }
 
     /// Tells every session, present and future, that the edge drains.
@@ -68,20 +69,6 @@ impl Registry {
     pub fn set_user(&self, session: u64, user: Arc<str>) {
         if let Some(entry) = self.lock().get_mut(&session) {
             entry.user = Some(user);
-        }
-    }
-
-    /// Records a subscription of `session`.
-    pub fn subscribed(&self, session: u64, conversation: &str) {
-        if let Some(entry) = self.lock().get_mut(&session) {
-            entry.conversations.push(conversation.into());
-        }
-    }
-
-    /// Records the end of a subscription of `session`.
-    pub fn unsubscribed(&self, session: u64, conversation: &str) {
-        if let Some(entry) = self.lock().get_mut(&session) {
-            entry.conversations.retain(|c| &**c != conversation);
         }
     }
 
@@ -102,26 +89,31 @@ impl Registry {
         told
     }
 
-    /// Counts and presence right now.
+    /// Counts right now, and presence from `hub`'s subscriptions. Takes the registry's lock, then each hub
+    /// shard's in turn (the hub never takes the registry's).
     #[must_use]
-    pub fn snapshot(&self) -> Snapshot {
+    pub fn snapshot(&self, hub: &Hub) -> Snapshot {
         let sessions = self.lock();
-        let mut snapshot = Snapshot { connections: sessions.len() as u64, ..Snapshot::default() };
-        for entry in sessions.values() {
-            let Some(user) = &entry.user else { continue };
-            snapshot.authenticated += 1;
-            snapshot.subscriptions += entry.conversations.len() as u64;
-            for conversation in &entry.conversations {
-                match snapshot.presence.get_mut(&**conversation) {
-                    Some(users) => users.add(user, 1),
-                    None => drop(
-                        snapshot
-                            .presence
-                            .insert(conversation.to_string(), Users(vec![(user.to_string(), 1)])),
-                    ),
+        let authenticated = sessions.values().filter(|e| e.user.is_some()).count();
+        let mut snapshot = Snapshot {
+            connections: sessions.len() as u64,
+            authenticated: authenticated as u64,
+            ..Snapshot::default()
+        };
+        let mut presence = Vec::with_capacity(hub.conversations());
+        hub.each_conversation(|conversation, subscribers| {
+            snapshot.subscriptions += subscribers.len() as u64;
+            let mut users = Users::default();
+            for subscriber in subscribers {
+                if let Some(user) = sessions.get(&subscriber.session).and_then(|e| e.user.as_ref()) {
+                    users.add(user, 1);
                 }
             }
-        }
+            if !users.0.is_empty() {
+                presence.push((Arc::clone(conversation), users));
+            }
+        });
+        snapshot.presence = Presence::new(presence);
         snapshot
     }
 }
@@ -129,24 +121,26 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hub::tests::{hub, subscriber};
 
-    /// Presence counts sessions per user per conversation; anonymous sessions count only as connections.
-    #[test]
-    fn snapshot_counts_presence() {
-        let registry = Registry::default();
+    /// Presence counts sessions per user per conversation, from the hub; anonymous sessions count only as
+    /// connections.
+    #[tokio::test]
+    async fn snapshot_counts_presence() {
+        let (registry, hub) = (Registry::default(), hub());
         for session in 1..=3 {
             registry.register(session, Arc::new(Outbox::new(1024)));
         }
         registry.set_user(1, "u1".into());
         registry.set_user(2, "u1".into());
-        registry.subscribed(1, "c1");
-        registry.subscribed(2, "c1");
-        registry.subscribed(2, "c2");
-        registry.unsubscribed(2, "c2");
-        let snapshot = registry.snapshot();
+        hub.subscribe("c1", subscriber(1));
+        hub.subscribe("c1", subscriber(2));
+        hub.subscribe("c2", subscriber(2));
+        hub.unsubscribe("c2", 2);
+        let snapshot = registry.snapshot(&hub);
         assert_eq!((snapshot.connections, snapshot.authenticated, snapshot.subscriptions), (3, 2, 2));
-        assert_eq!(snapshot.presence["c1"].get("u1"), Some(2));
-        assert!(!snapshot.presence.contains_key("c2"));
+        assert_eq!(snapshot.presence.get("c1").and_then(|users| users.get("u1")), Some(2));
+        assert!(snapshot.presence.get("c2").is_none());
     }
 
     /// A disconnect reaches every session of the user and no other.

@@ -163,3 +163,31 @@ async fn history_returns_what_followed_a_position() -> Result<()> {
     ensure!(!reply.complete && reply.entries.len() == 2, "trimmed past the position: {reply:?}");
     servers.shutdown().await
 }
+
+/// A report larger than one `HSET` (1,000 conversations each) lands whole on Redis, and the next report
+/// replaces it: conversations no longer reported are gone.
+#[tokio::test]
+async fn redis_presence_reports_of_any_size_replace_the_last() -> Result<()> {
+    use crier_broker::control::{EdgeReport, Presence, Users};
+
+    let redis = RedisServer::start().await?;
+    let control = within("RedisControl::connect", RedisControl::connect(&redis.url())).await??;
+    let report = |conversations: usize| {
+        let user: Arc<str> = "u".into();
+        let entries =
+            (0..conversations).map(|i| (format!("c{i}").into(), Users(vec![(Arc::clone(&user), 1)])));
+        let presence = Presence::new(entries.collect());
+        let reported_at_ms = crier_broker::telemetry::now_ms();
+        EdgeReport { edge_id: "e1".into(), presence, reported_at_ms, ..EdgeReport::default() }
+    };
+    control.report(report(2_500)).await?;
+    for conversation in ["c0", "c999", "c1000", "c2499"] {
+        let users = control.presence(conversation).await?;
+        ensure!(users.get("u") == Some(&1), "{conversation}: {users:?}");
+    }
+    control.report(report(10)).await?;
+    ensure!(control.presence("c9").await?.len() == 1, "kept conversations stay");
+    ensure!(control.presence("c10").await?.is_empty(), "dropped conversations go");
+    ensure!(control.stats().await?.len() == 1, "one edge reports");
+    Ok(())
+}

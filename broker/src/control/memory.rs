@@ -27,14 +27,12 @@ impl MemoryControl {
         Self { edges: Mutex::new(HashMap::new()), commands: broadcast::channel(CHANNEL_CAPACITY).0 }
     }
 
-    /// The live reports, stale ones dropped.
-    fn live(&self) -> Vec<EdgeReport> {
+    /// Runs `f` on the live reports, stale ones dropped first.
+    fn with_live<T>(&self, f: impl FnOnce(&HashMap<String, (EdgeReport, Instant)>) -> T) -> T {
         let mut edges = self.edges.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
         edges.retain(|_, (_, expires)| *expires > now);
-        let mut reports: Vec<EdgeReport> = edges.values().map(|(r, _)| r.clone()).collect();
-        reports.sort_by(|a, b| a.edge_id.cmp(&b.edge_id));
-        reports
+        f(&edges)
     }
 }
 
@@ -59,16 +57,21 @@ impl ControlPlane for MemoryControl {
     }
 
     async fn stats(&self) -> Result<Vec<EdgeReport>, ControlError> {
-        Ok(self.live().into_iter().map(|r| EdgeReport { presence: HashMap::new(), ..r }).collect())
+        let mut reports: Vec<EdgeReport> =
+            self.with_live(|edges| edges.values().map(|(r, _)| r.without_presence()).collect());
+        reports.sort_by(|a, b| a.edge_id.cmp(&b.edge_id));
+        Ok(reports)
     }
 
     async fn presence(&self, conversation: &str) -> Result<BTreeMap<String, u32>, ControlError> {
         let mut users = BTreeMap::new();
-        for mut report in self.live() {
-            if let Some(found) = report.presence.remove(conversation) {
-                super::merge_presence(&mut users, found);
+        self.with_live(|edges| {
+            for (report, _) in edges.values() {
+                if let Some(found) = report.presence.get(conversation) {
+                    found.merge_into(&mut users);
+                }
             }
-        }
+        });
         Ok(users)
     }
 

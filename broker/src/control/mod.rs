@@ -9,9 +9,10 @@
 //! (`crier dev`, tests).
 
 mod memory;
+mod presence;
 mod redis;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,6 +20,7 @@ use futures_util::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
 pub use self::memory::MemoryControl;
+pub use self::presence::{Presence, Users};
 pub use self::redis::RedisControl;
 
 /// How often an edge reports.
@@ -42,40 +44,19 @@ pub struct EdgeReport {
     /// When the report was made, Unix ms.
     pub reported_at_ms: u64,
     /// Conversation → user → subscribed connections. Empty in answers to [`ControlPlane::stats`].
-    pub presence: HashMap<String, Users>,
+    pub presence: Presence,
 }
 
-/// One conversation's users on one edge, with their subscribed connections. A short vector: most
-/// conversations have one or two users per edge, and a `BTreeMap` allocates a ~300-byte node even for one
-/// (per subscription, in every heartbeat). Serialized as a JSON object `{"user": connections}`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Users(pub Vec<(String, u32)>);
-
-impl Users {
-    /// Counts `connections` more for `user`.
-    pub fn add(&mut self, user: &str, connections: u32) {
-        match self.0.iter_mut().find(|(u, _)| u == user) {
-            Some((_, count)) => *count += connections,
-            None => self.0.push((user.to_owned(), connections)),
-        }
-    }
-
-    /// The connections of `user`.
+impl EdgeReport {
+    /// The same report without presence (what [`ControlPlane::stats`] answers).
     #[must_use]
-    pub fn get(&self, user: &str) -> Option<u32> {
-        self.0.iter().find(|(u, _)| u == user).map(|&(_, count)| count)
-    }
-}
-
-impl Serialize for Users {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.0.iter().map(|(user, count)| (user, count)))
-    }
-}
-
-impl<'de> Deserialize<'de> for Users {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Ok(Self(BTreeMap::<String, u32>::deserialize(deserializer)?.into_iter().collect()))
+    pub fn without_presence(&self) -> Self {
+        Self {
+            edge_id: self.edge_id.clone(),
+            partitions_read: self.partitions_read.clone(),
+            presence: Presence::default(),
+            ..*self
+        }
     }
 }
 
@@ -134,13 +115,6 @@ pub trait ControlPlane: Send + Sync + 'static {
     async fn listen(&self) -> Result<ControlStream, ControlError>;
 }
 
-/// Adds `from` (user → connections) into `into`.
-fn merge_presence(into: &mut BTreeMap<String, u32>, from: Users) {
-    for (user, connections) in from.0 {
-        *into.entry(user).or_default() += connections;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,17 +126,5 @@ mod tests {
         let json = serde_json::to_string(&message).unwrap();
         assert_eq!(json, r#"{"type":"disconnect_user","user_id":"u1","reason":"bye"}"#);
         assert_eq!(serde_json::from_str::<ControlMessage>(&json).unwrap(), message);
-    }
-
-    /// Users serialize as the JSON object stored by earlier versions, and read back.
-    #[test]
-    fn users_are_a_json_object() {
-        let mut users = Users::default();
-        users.add("u1", 1);
-        users.add("u2", 2);
-        users.add("u1", 1);
-        let json = serde_json::to_string(&users).unwrap();
-        assert_eq!(json, r#"{"u1":2,"u2":2}"#);
-        assert_eq!(serde_json::from_str::<Users>(&json).unwrap(), users);
     }
 }

@@ -13,7 +13,9 @@ use futures_util::StreamExt;
 use redis::Client;
 use redis::aio::ConnectionManager;
 
-use super::{ControlError, ControlMessage, ControlPlane, ControlStream, EdgeReport, HEARTBEAT_TTL};
+use super::{
+    ControlError, ControlMessage, ControlPlane, ControlStream, EdgeReport, HEARTBEAT_TTL, Presence, Users,
+};
 use crate::telemetry::now_ms;
 
 /// A [`ControlPlane`] on Redis.
@@ -50,6 +52,33 @@ impl RedisControl {
     }
 }
 
+/// Conversations per `HSET` of a presence report: few commands, none of them huge.
+const PRESENCE_FIELDS_PER_COMMAND: usize = 1_000;
+
+/// Queues `HSET key conversation users-json ...` for all of `presence`, in commands of bounded size.
+fn write_presence(pipe: &mut redis::Pipeline, key: &str, presence: &Presence) {
+    let new_hset = || {
+        let mut hset = redis::cmd("HSET");
+        hset.arg(key);
+        hset
+    };
+    let (mut hset, mut fields, mut json) = (new_hset(), 0, Vec::new());
+    for (conversation, users) in presence.iter() {
+        json.clear();
+        // Serializing a map of strings to numbers into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut json, users);
+        hset.arg(conversation).arg(&json[..]);
+        fields += 1;
+        if fields == PRESENCE_FIELDS_PER_COMMAND {
+            pipe.add_command(std::mem::replace(&mut hset, new_hset())).ignore();
+            fields = 0;
+        }
+    }
+    if fields > 0 {
+        pipe.add_command(hset).ignore();
+    }
+}
+
 fn ttl_ms() -> u64 {
     u64::try_from(HEARTBEAT_TTL.as_millis()).unwrap_or(u64::MAX)
 }
@@ -76,10 +105,7 @@ impl ControlPlane for RedisControl {
             .ignore();
         pipe.cmd("PEXPIRE").arg(&keys.stats).arg(ttl_ms()).ignore();
         pipe.cmd("DEL").arg(&scratch).ignore();
-        for (conversation, users) in &report.presence {
-            let json = serde_json::to_string(users).unwrap_or_default();
-            pipe.cmd("HSET").arg(&scratch).arg(conversation).arg(json).ignore();
-        }
+        write_presence(&mut pipe, &scratch, &report.presence);
         if report.presence.is_empty() {
             pipe.cmd("DEL").arg(&keys.presence).ignore();
         } else {
@@ -129,9 +155,9 @@ impl ControlPlane for RedisControl {
             let json: Option<String> =
                 redis::cmd("HGET").arg(&key).arg(conversation).query_async(&mut self.conn.clone()).await?;
             if let Some(json) = json {
-                let found = serde_json::from_str(&json)
+                let found: Users = serde_json::from_str(&json)
                     .map_err(|e| ControlError::Protocol { key: key.clone(), detail: e.to_string() })?;
-                super::merge_presence(&mut users, found);
+                found.merge_into(&mut users);
             }
         }
         Ok(users)
@@ -180,6 +206,6 @@ fn parse_stats(
         subscriptions: number("subscriptions")?,
         partitions_read,
         reported_at_ms: number("reported_at_ms")?,
-        presence: HashMap::new(),
+        presence: Presence::default(),
     })
 }

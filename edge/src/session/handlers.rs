@@ -110,7 +110,6 @@ impl Session {
         if self.subscriptions.remove(conversation) {
             self.ctx.hub.unsubscribe(conversation, self.id);
             self.ctx.meters.subscriptions.decrement(1.0);
-            self.ctx.registry.unsubscribed(self.id, conversation);
             tracing::info!(session = self.id, conversation_id = conversation, "ws_client_unsubscribed");
         }
         self.send(&ServerFrame::Unsubscribed { conversation_id: conversation, reason: None });
@@ -122,7 +121,6 @@ impl Session {
             if self.subscriptions.remove(&conversation) {
                 self.ctx.hub.unsubscribe(&conversation, self.id);
                 self.ctx.meters.subscriptions.decrement(1.0);
-                self.ctx.registry.unsubscribed(self.id, &conversation);
                 tracing::info!(session = self.id, conversation_id = %conversation, "ws_client_unsubscribed");
                 let reason = Some("access revoked");
                 self.send(&ServerFrame::Unsubscribed { conversation_id: &conversation, reason });

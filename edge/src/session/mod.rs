@@ -246,19 +246,24 @@ impl Session {
 }
 
 /// A session's conversations: a few per connection (`--max-subscriptions`), so a vector, which costs an idle
-/// connection one small allocation where a hash set cost a table.
+/// connection one small allocation where a hash set cost a table. The ids are the hub's own (shared).
 #[derive(Default)]
-struct Subscriptions(Vec<Box<str>>);
+struct Subscriptions(Vec<Arc<str>>);
 
 impl Subscriptions {
     fn contains(&self, conversation: &str) -> bool {
         self.0.iter().any(|c| &**c == conversation)
     }
 
-    fn insert(&mut self, conversation: &str) {
-        if !self.contains(conversation) {
-            self.0.push(conversation.into());
+    fn insert(&mut self, conversation: Arc<str>) {
+        if self.contains(&conversation) {
+            return;
         }
+        // Most connections follow one conversation: no room for four until a second arrives.
+        if self.0.capacity() == 0 {
+            self.0.reserve_exact(1);
+        }
+        self.0.push(conversation);
     }
 
     /// Whether `conversation` was there.
@@ -272,7 +277,7 @@ impl Subscriptions {
         self.0.len()
     }
 
-    fn drain(&mut self) -> std::vec::Drain<'_, Box<str>> {
+    fn drain(&mut self) -> std::vec::Drain<'_, Arc<str>> {
         self.0.drain(..)
     }
 }

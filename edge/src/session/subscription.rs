@@ -32,7 +32,7 @@ impl Session {
         let partition = self.ctx.hub.partition_of(conversation);
         let since = since.and_then(|s| s.parse::<Position>().ok()).filter(|p| p.partition == partition);
         let mark = self.outbox.mark();
-        let Some((live, since)) = self.register(conversation, since).await else {
+        let Some((live, since, key)) = self.register(conversation, since).await else {
             tracing::warn!(
                 session = self.id,
                 conversation_id = conversation,
@@ -61,9 +61,8 @@ impl Session {
         let mut frames = vec![subscribed.encode()];
         frames.extend(missed.unwrap_or_default());
         let _ = self.outbox.insert_at(mark, frames);
-        self.subscriptions.insert(conversation);
+        self.subscriptions.insert(key);
         self.ctx.meters.subscriptions.increment(1.0);
-        self.ctx.registry.subscribed(self.id, conversation);
         tracing::info!(session = self.id, conversation_id = conversation, ?recovered, "ws_client_subscribed");
     }
 
@@ -89,35 +88,37 @@ impl Session {
         true
     }
 
-    /// Registers with the hub and waits until live delivery has a starting point. Returns that point and
-    /// the recovery position still usable: a `since` of another epoch is dropped (and the registration
-    /// redone without it, so live delivery skips nothing). `None` when the log is unavailable.
+    /// Registers with the hub and waits until live delivery has a starting point. Returns that point, the
+    /// recovery position still usable (a `since` of another epoch is dropped, and the registration redone
+    /// without it, so live delivery skips nothing) and the hub's copy of the id. `None` when the log is
+    /// unavailable.
     async fn register(
         &mut self,
         conversation: &str,
         since: Option<Position>,
-    ) -> Option<(Head, Option<Position>)> {
-        let live = self.register_once(conversation, since.map_or(StreamId::ZERO, |p| p.id)).await?;
+    ) -> Option<(Head, Option<Position>, Arc<str>)> {
+        let (live, key) = self.register_once(conversation, since.map_or(StreamId::ZERO, |p| p.id)).await?;
         match since {
             Some(p) if p.epoch != live.epoch => {
                 self.ctx.hub.unsubscribe(conversation, self.id);
-                Some((self.register_once(conversation, StreamId::ZERO).await?, None))
+                let (live, key) = self.register_once(conversation, StreamId::ZERO).await?;
+                Some((live, None, key))
             }
-            since => Some((live, since)),
+            since => Some((live, since, key)),
         }
     }
 
-    async fn register_once(&mut self, conversation: &str, after: StreamId) -> Option<Head> {
+    async fn register_once(&mut self, conversation: &str, after: StreamId) -> Option<(Head, Arc<str>)> {
         let outbox = Arc::clone(&self.outbox);
         let subscriber = Subscriber { session: self.id, outbox, positions: self.positions, after };
         let mut registration = self.ctx.hub.subscribe(conversation, subscriber);
         if let Some(at) = registration.at {
-            return Some(at);
+            return Some((at, registration.conversation));
         }
         let started =
             tokio::time::timeout(SUBSCRIBE_READY_TIMEOUT, registration.started.wait_for(Option::is_some));
         match started.await {
-            Ok(Ok(head)) => *head,
+            Ok(Ok(head)) => head.map(|head| (head, registration.conversation)),
             _ => {
                 self.ctx.hub.unsubscribe(conversation, self.id);
                 None
