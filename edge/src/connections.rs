@@ -2,7 +2,9 @@
 //! (for `--max-connections-per-user`), and a way to reach a user's sessions from outside them (access
 //! revocations).
 //!
-//! Slots are RAII guards: a session that ends, however it ends, frees its place.
+//! A connection's place is an RAII guard: a connection that ends, however it ends, frees it. A session's
+//! place in its user's list is left explicitly, by the session's end and by its `Drop` (no guard: that
+//! would cost every connection 32 bytes for what the session already knows).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,13 +25,6 @@ pub struct Connections {
 /// One open connection; frees its place on drop.
 pub struct ConnectionSlot {
     connections: Arc<Connections>,
-}
-
-/// One authenticated session of a user; leaves the user's list on drop.
-pub struct UserSlot {
-    connections: Arc<Connections>,
-    user: Arc<str>,
-    session: u64,
 }
 
 impl Connections {
@@ -58,8 +53,9 @@ impl Connections {
         self.open.load(Ordering::Acquire)
     }
 
-    /// Registers `session` of `user`, or `None` when the user is at the per-user limit.
-    pub fn join(self: &Arc<Self>, user: &Arc<str>, session: u64, outbox: Arc<Outbox>) -> Option<UserSlot> {
+    /// Registers `session` of `user`; `false` when the user is at the per-user limit. The session must
+    /// [`leave`](Self::leave) when it ends.
+    pub fn join(&self, user: &Arc<str>, session: u64, outbox: Arc<Outbox>) -> bool {
         let mut users = self.users();
         // Most users have one session per edge: no room for four until a second arrives.
         let sessions = users.entry(Arc::clone(user)).or_insert_with(|| Vec::with_capacity(1));
@@ -67,10 +63,21 @@ impl Connections {
             if sessions.is_empty() {
                 users.remove(user);
             }
-            return None;
+            return false;
         }
         sessions.push((session, outbox));
-        Some(UserSlot { connections: Arc::clone(self), user: Arc::clone(user), session })
+        true
+    }
+
+    /// Removes `session` from `user`'s list.
+    pub fn leave(&self, user: &str, session: u64) {
+        let mut users = self.users();
+        if let Some(sessions) = users.get_mut(user) {
+            sessions.retain(|(id, _)| *id != session);
+            if sessions.is_empty() {
+                users.remove(user);
+            }
+        }
     }
 
     /// Tells every session of `user` that its access to `conversation` is revoked.
@@ -88,23 +95,11 @@ impl Drop for ConnectionSlot {
     }
 }
 
-impl Drop for UserSlot {
-    fn drop(&mut self) {
-        let mut users = self.connections.users();
-        if let Some(sessions) = users.get_mut(&self.user) {
-            sessions.retain(|(id, _)| *id != self.session);
-            if sessions.is_empty() {
-                users.remove(&self.user);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Both limits admit exactly their number, and dropped slots free their places.
+    /// Both limits admit exactly their number, and dropped slots and left sessions free their places.
     #[test]
     fn limits_and_release() {
         let connections = Connections::new(2, 1);
@@ -114,10 +109,10 @@ mod tests {
         assert!(connections.open().is_some());
         let user: Arc<str> = "u1".into();
         let outbox = || Arc::new(Outbox::new(1024));
-        let first = connections.join(&user, 1, outbox()).unwrap();
-        assert!(connections.join(&user, 2, outbox()).is_none());
-        drop(first);
-        assert!(connections.join(&user, 3, outbox()).is_some());
+        assert!(connections.join(&user, 1, outbox()));
+        assert!(!connections.join(&user, 2, outbox()));
+        connections.leave(&user, 1);
+        assert!(connections.join(&user, 3, outbox()));
     }
 
     /// A revocation reaches every session of the user and no other.
@@ -125,8 +120,8 @@ mod tests {
     fn revocation_reaches_the_users_sessions() {
         let connections = Connections::new(10, 10);
         let (mine, theirs) = (Arc::new(Outbox::new(1024)), Arc::new(Outbox::new(1024)));
-        let _m = connections.join(&"u1".into(), 1, Arc::clone(&mine)).unwrap();
-        let _t = connections.join(&"u2".into(), 2, Arc::clone(&theirs)).unwrap();
+        assert!(connections.join(&"u1".into(), 1, Arc::clone(&mine)));
+        assert!(connections.join(&"u2".into(), 2, Arc::clone(&theirs)));
         connections.revoke("u1", "c1");
         assert_eq!(mine.take_revoked(), [Box::from("c1")]);
         assert!(theirs.take_revoked().is_empty());

@@ -98,8 +98,9 @@ fn parse_header(buf: &[u8], max: usize) -> Result<Option<Header>, InboundError> 
 pub struct MessageReader {
     /// Received bytes not yet parsed; no allocation while nothing is waiting.
     buf: Vec<u8>,
-    /// A fragmented message being reassembled: its opcode and the bytes so far.
-    partial: Option<(OpCode, Vec<u8>)>,
+    /// A fragmented message being reassembled: its opcode and the bytes so far. Boxed: rare, and the
+    /// reader is part of every idle connection.
+    partial: Option<Box<(OpCode, Vec<u8>)>>,
     max_bytes: usize,
     /// Set on every frame (pongs included); the dead-peer check reads and clears it.
     pub heard: bool,
@@ -177,7 +178,7 @@ fn close_echo(outbox: &Outbox, payload: &[u8]) -> Result<Option<Inbound>, Inboun
 
 /// Adds one frame to the message being assembled in `partial`; returns the message once complete.
 fn accumulate(
-    partial: &mut Option<(OpCode, Vec<u8>)>,
+    partial: &mut Option<Box<(OpCode, Vec<u8>)>>,
     max_bytes: usize,
     opcode: OpCode,
     fin: bool,
@@ -189,7 +190,8 @@ fn accumulate(
             *partial = kept;
             return Ok(None);
         }
-        (OpCode::Continuation, Some((opcode, mut data))) => {
+        (OpCode::Continuation, Some(kept)) => {
+            let (opcode, mut data) = *kept;
             data.extend_from_slice(payload);
             (opcode, data)
         }
@@ -200,7 +202,7 @@ fn accumulate(
         return Err(InboundError::TooBig);
     }
     if !fin {
-        *partial = Some((opcode, data));
+        *partial = Some(Box::new((opcode, data)));
         return Ok(None);
     }
     match opcode {
@@ -215,7 +217,7 @@ mod tests {
     use super::*;
 
     struct Assembler {
-        partial: Option<(OpCode, Vec<u8>)>,
+        partial: Option<Box<(OpCode, Vec<u8>)>>,
         max: usize,
     }
 

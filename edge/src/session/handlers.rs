@@ -52,17 +52,17 @@ impl Session {
             }
         };
         let outbox = Arc::clone(&self.outbox);
-        let Some(slot) = self.ctx.connections.join(&principal.user_id, self.id, outbox) else {
+        if !self.ctx.connections.join(&principal.user_id, self.id, outbox) {
             tracing::debug!(session = self.id, user_id = %principal.user_id, "too many connections for user");
             self.send(&ServerFrame::error("Too many connections"));
             return Some(Ending::Close(CloseCode::RateLimited, "too many connections"));
-        };
+        }
+        self.in_user_list = true;
         tracing::info!(session = self.id, user_id = %principal.user_id, "ws_client_authenticated");
         self.ctx.meters.authenticated.increment(1.0);
         self.ctx.registry.set_user(self.id, Arc::clone(&principal.user_id));
         self.send(&ServerFrame::Authenticated { user_id: &principal.user_id });
-        self.expires = principal.expires_at.map(expiry_instant);
-        self.user_slot = Some(slot);
+        self.deadline = principal.expires_at.map(expiry_instant);
         self.principal = Some(principal);
         None
     }
@@ -83,7 +83,7 @@ impl Session {
             }
         };
         let expires_at = refreshed.expires_at.unwrap_or_default();
-        self.expires = Some(expiry_instant(expires_at));
+        self.deadline = Some(expiry_instant(expires_at));
         self.principal = Some(refreshed);
         self.send(&ServerFrame::Refreshed { expires_at });
         None

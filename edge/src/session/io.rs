@@ -104,9 +104,8 @@ impl Session {
 
     /// The earliest moment a timer needs attention.
     fn next_deadline(&self) -> Instant {
-        let auth = self.principal.is_none().then_some(self.auth_deadline);
         let ping = self.liveness.deadline();
-        [auth, self.expires, self.drain_at].into_iter().flatten().fold(ping, Instant::min)
+        [self.deadline, self.drain_at].into_iter().flatten().fold(ping, Instant::min)
     }
 
     /// Whatever is due now: the drain moment, the auth timeout, token expiry, the ping timer.
@@ -115,18 +114,20 @@ impl Session {
         if self.drain_at.is_some_and(|at| at <= now) {
             return Some(Ending::Close(CloseCode::GoingAway, "server shutting down"));
         }
-        if self.principal.is_none() && self.auth_deadline <= now {
-            tracing::info!(session = self.id, "ws_auth_timeout");
-            self.send(&ServerFrame::error("Authentication timeout"));
-            return Some(Ending::Close(CloseCode::AuthFailed, "Authentication timeout"));
-        }
-        if self.expires.is_some_and(|at| at <= now) {
+        if self.deadline.is_some_and(|at| at <= now) {
+            if self.principal.is_none() {
+                tracing::info!(session = self.id, "ws_auth_timeout");
+                self.send(&ServerFrame::error("Authentication timeout"));
+                return Some(Ending::Close(CloseCode::AuthFailed, "Authentication timeout"));
+            }
             tracing::debug!(session = self.id, "token expired without refresh");
             self.send(&ServerFrame::error("Token expired"));
             return Some(Ending::Close(CloseCode::TokenExpired, "Token expired"));
         }
+        let limits = &self.ctx.config.limits;
+        let ping = (limits.ping_interval, limits.pong_timeout);
         if self.liveness.deadline() <= now
-            && self.liveness.on_timer(&self.outbox, &mut self.reader.heard).is_err()
+            && self.liveness.on_timer(&self.outbox, &mut self.reader.heard, ping).is_err()
         {
             tracing::debug!(session = self.id, "peer did not answer ping");
             return Some(Ending::Close(CloseCode::GoingAway, "ping timeout"));

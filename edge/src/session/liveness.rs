@@ -10,13 +10,11 @@ use tokio::time::Instant;
 use crate::frame;
 use crate::outbox::Outbox;
 
-/// The ping/pong state of one session.
+/// The ping/pong state of one session (the interval and timeout are the edge's, passed in).
 pub struct Liveness {
     /// When [`on_timer`](Self::on_timer) must run next.
     next: Instant,
     awaiting_pong: bool,
-    interval: Duration,
-    timeout: Duration,
 }
 
 /// The peer did not answer a ping in time.
@@ -25,8 +23,8 @@ pub struct Dead;
 
 impl Liveness {
     /// Starts the clock: the first ping goes out after `interval`.
-    pub fn new(interval: Duration, timeout: Duration) -> Self {
-        Self { next: Instant::now() + interval, awaiting_pong: false, interval, timeout }
+    pub fn new(interval: Duration) -> Self {
+        Self { next: Instant::now() + interval, awaiting_pong: false }
     }
 
     /// When the timer fires next.
@@ -35,21 +33,26 @@ impl Liveness {
         self.next
     }
 
-    /// Sends a ping, or checks that the last one was answered. `heard` is the reader's "a frame arrived"
-    /// flag, cleared here.
-    pub fn on_timer(&mut self, outbox: &Outbox, heard: &mut bool) -> Result<(), Dead> {
+    /// Sends a ping, or checks that the last one was answered within `timeout`; pings go every `interval`.
+    /// `heard` is the reader's "a frame arrived" flag, cleared here.
+    pub fn on_timer(
+        &mut self,
+        outbox: &Outbox,
+        heard: &mut bool,
+        (interval, timeout): (Duration, Duration),
+    ) -> Result<(), Dead> {
         let now = Instant::now();
         if self.awaiting_pong {
             if !std::mem::take(heard) {
                 return Err(Dead);
             }
             self.awaiting_pong = false;
-            self.next = now + self.interval.saturating_sub(self.timeout);
+            self.next = now + interval.saturating_sub(timeout);
         } else {
             *heard = false;
             let _ = outbox.push(frame::encode(OpCode::Ping, b""));
             self.awaiting_pong = true;
-            self.next = now + self.timeout;
+            self.next = now + timeout;
         }
         Ok(())
     }

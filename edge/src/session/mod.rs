@@ -35,7 +35,7 @@ use tokio::time::Instant;
 use self::liveness::Liveness;
 use crate::auth::{Authenticator, Principal};
 use crate::config::EdgeConfig;
-use crate::connections::{ConnectionSlot, Connections, UserSlot};
+use crate::connections::{ConnectionSlot, Connections};
 use crate::error::CloseCode;
 use crate::frame::Pending;
 use crate::gate::Gate;
@@ -131,14 +131,11 @@ struct Session {
     /// Frames taken from the outbox and not yet fully written.
     pending: Pending,
     principal: Option<Principal>,
-    /// When the connection token expires (close 4003 unless refreshed).
-    expires: Option<Instant>,
-    /// The auth frame must arrive by then.
-    auth_deadline: Instant,
+    /// Until authenticated, when the auth frame must have arrived (close 4001); after, when the connection
+    /// token expires (close 4003 unless refreshed; `None` for tokens without expiry, i.e. dev auth).
+    deadline: Option<Instant>,
     /// When a draining session closes; `None` until the edge drains.
     drain_at: Option<Instant>,
-    /// Holds this session in its user's list; reached by revocations.
-    user_slot: Option<UserSlot>,
     /// This connection's place under `--max-connections`.
     _slot: ConnectionSlot,
     subscriptions: Subscriptions,
@@ -146,6 +143,8 @@ struct Session {
     liveness: Liveness,
     /// Notifications arrive as `{"type":"notification",...,"position"}` frames.
     positions: bool,
+    /// The session is in its user's list in [`Connections`] and must leave it.
+    in_user_list: bool,
 }
 
 impl Session {
@@ -163,47 +162,56 @@ impl Session {
         let rate = NonZeroU32::new(limits.messages_per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(limits.message_burst).unwrap_or(NonZeroU32::MIN);
         let limiter = RateLimiter::direct(Quota::per_second(rate).allow_burst(burst));
-        let liveness = Liveness::new(limits.ping_interval, limits.pong_timeout);
+        let liveness = Liveness::new(limits.ping_interval);
         ctx.registry.register(id, Arc::clone(&outbox));
         ctx.meters.connections.increment(1.0);
         Self {
             id,
             reader: MessageReader::new(ctx.config.max_frame_bytes, early),
-            auth_deadline: Instant::now() + ctx.config.auth_timeout,
+            deadline: Some(Instant::now() + ctx.config.auth_timeout),
             ctx,
             stream,
             outbox,
             pending: Pending::default(),
             principal: None,
-            expires: None,
             drain_at: None,
-            user_slot: None,
             _slot: slot,
             subscriptions: Subscriptions::default(),
             limiter,
             liveness,
             positions,
+            in_user_list: false,
         }
     }
 
-    /// The whole life of the session: authentication by handshake token (if any), serving, closing. Boxed:
-    /// an `async fn` keeps its by-value arguments twice, and the session is most of a connection's memory.
-    async fn run(mut self: Box<Self>, token: Option<String>) {
+    /// The whole life of the session: authentication by handshake token (if any), serving, closing. Not an
+    /// `async fn`: its arguments would stay in the task for the session's whole life (the token twice),
+    /// which made every connection's task a 128-byte step larger. The token lives in the boxed first step.
+    fn run(self: Box<Self>, token: Option<String>) -> impl Future<Output = ()> + Send + use<> {
+        let start = Box::pin(self.start(token));
+        async move {
+            let (mut session, ending) = start.await;
+            let ending = match ending {
+                Some(ending) => ending,
+                None => session.serve().await,
+            };
+            session.leave_all();
+            Box::pin(session.close(&ending)).await;
+            session.finish(&ending);
+        }
+    }
+
+    /// Authenticates with the handshake's token, or greets the client to send one.
+    async fn start(mut self: Box<Self>, token: Option<String>) -> (Box<Self>, Option<Ending>) {
         let ending = match token {
-            Some(token) => Box::pin(self.authenticate(Some(token), None)).await,
+            Some(token) => self.authenticate(Some(token), None).await,
             None => {
                 tracing::info!(session = self.id, "ws_client_connected_awaiting_auth");
                 self.send(&ServerFrame::Ready { message: READY_MESSAGE });
                 None
             }
         };
-        let ending = match ending {
-            Some(ending) => ending,
-            None => self.serve().await,
-        };
-        self.leave_all();
-        Box::pin(self.close(&ending)).await;
-        self.finish(&ending);
+        (self, ending)
     }
 
     fn send(&self, frame: &ServerFrame<'_>) {
@@ -241,7 +249,24 @@ impl Session {
         for conversation in self.subscriptions.drain() {
             self.ctx.hub.unsubscribe(&conversation, self.id);
         }
-        self.user_slot = None;
+        self.leave_user_list();
+    }
+
+    /// Leaves the user's list (per-user limit, revocations), if the session is in it: an authenticated
+    /// session is, until it ends.
+    fn leave_user_list(&mut self) {
+        if let Some(principal) = &self.principal
+            && std::mem::take(&mut self.in_user_list)
+        {
+            self.ctx.connections.leave(&principal.user_id, self.id);
+        }
+    }
+}
+
+/// However a session ends, even by its task being dropped, it leaves its user's list.
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.leave_user_list();
     }
 }
 
