@@ -35,12 +35,9 @@ impl AccessServiceImpl {
     }
 }
 
-/// 1..=256 bytes, no control characters: the user ids edges authenticate.
+/// The user-id rule shared with the edge.
 fn validate_user_id(id: &str) -> Result<(), BrokerError> {
-    if id.is_empty() || id.len() > 256 || id.chars().any(char::is_control) {
-        return Err(BrokerError::InvalidUserId("must be 1-256 bytes without control characters".into()));
-    }
-    Ok(())
+    crier_proto::user_id::validate_user_id(id).map_err(|reason| BrokerError::InvalidUserId(reason.into()))
 }
 
 fn failed(op: &str, conversation: &str, err: BrokerError) -> Status {

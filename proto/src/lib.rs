@@ -14,6 +14,7 @@ pub mod conversation_id;
 pub mod keys;
 pub mod partition;
 pub mod position;
+pub mod user_id;
 
 /// Package `crier.v1`.
 #[allow(clippy::all, missing_docs)]

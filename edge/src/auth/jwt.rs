@@ -11,6 +11,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crier_proto::user_id::validate_user_id;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
@@ -243,9 +244,10 @@ impl JwtVerifier {
         let user_id = claims
             .get(&self.config.user_claim)
             .and_then(Value::as_str)
-            .filter(|u| !u.is_empty() && u.len() <= 256)
-            .ok_or_else(|| AuthError::InvalidToken("missing or bad user claim".into()))?
+            .ok_or_else(|| AuthError::InvalidToken("missing user claim".into()))?
             .to_owned();
+        validate_user_id(&user_id)
+            .map_err(|reason| AuthError::InvalidToken(format!("bad user claim: {reason}")))?;
         let conversations = match claims.get(&self.config.conversations_claim) {
             None => Vec::new(),
             Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(str::to_owned).collect(),

@@ -14,6 +14,7 @@ pub mod jwt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crier_proto::user_id::validate_user_id;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -115,9 +116,7 @@ impl Authenticator {
             }
             Inner::None => {
                 let user_id = user_id.ok_or(AuthError::MissingUserId)?;
-                if user_id.is_empty() || user_id.len() > 256 {
-                    return Err(AuthError::InvalidToken("user id must be 1..=256 bytes".into()));
-                }
+                validate_user_id(user_id).map_err(|reason| AuthError::InvalidToken(reason.into()))?;
                 Ok(Principal { user_id: user_id.into(), expires_at: None, conversations: Box::new([]) })
             }
         }
