@@ -149,19 +149,19 @@ async fn redis_access(redis: &RedisArgs) -> Result<Arc<dyn AccessStore>, ExitCod
     }
 }
 
-/// The control plane on the first `--redis-url` node (a standalone node; see the README for Cluster).
+/// The control plane on the deployment's Redis (see `RedisControl` for where its keys live).
 async fn redis_control(redis: &RedisArgs) -> Result<Arc<dyn ControlPlane>, ExitCode> {
-    let urls = redis.urls_with_password();
-    let url = urls.first().cloned().unwrap_or_default();
-    let shown = redis.redis_url.first().cloned().unwrap_or_default();
-    match tokio::time::timeout(redis.redis_timeout, RedisControl::connect(&url)).await {
+    let shown = redis.redis_url.join(",");
+    let topology = redis.topology();
+    let connect = RedisControl::connect(&topology, redis.redis_timeout);
+    match tokio::time::timeout(redis.redis_timeout, connect).await {
         Ok(Ok(control)) => Ok(Arc::new(control)),
         Ok(Err(err)) => {
-            eprintln!("crier: cannot connect to Redis at {shown}: {err}");
+            eprintln!("crier: cannot connect to Redis at {shown} (control plane): {err}");
             Err(ExitCode::from(EXIT_UNAVAILABLE))
         }
         Err(_) => {
-            eprintln!("crier: cannot connect to Redis at {shown}: timed out");
+            eprintln!("crier: cannot connect to Redis at {shown} (control plane): timed out");
             Err(ExitCode::from(EXIT_UNAVAILABLE))
         }
     }

@@ -6,23 +6,21 @@ use std::time::Duration;
 
 use anyhow::{Result, ensure};
 use crier_broker::control::{ControlPlane, MemoryControl, RedisControl};
-use crier_broker::log::MemoryLog;
+use crier_broker::log::{MemoryLog, PartitionedLog, RedisTopology, Retention};
 use crier_edge::EdgeConfig;
 use crier_proto::v1::admin_service_client::AdminServiceClient;
 use crier_proto::v1::{
     DisconnectUserRequest, HistoryRequest, PresenceRequest, PresenceResponse, StatsRequest, StatsResponse,
 };
-use crier_tests::{RedisServer, Servers, ServersConfig, WsClient, within};
+use crier_tests::redis_server::redis_log;
+use crier_tests::{RedisCluster, RedisServer, Servers, ServersConfig, WsClient, within};
 use serde_json::json;
 use tonic::transport::Channel;
 
 /// Edges report this often in these tests, so answers follow changes within milliseconds.
 const FAST_HEARTBEAT: Duration = Duration::from_millis(50);
 
-async fn start(
-    control: Arc<dyn ControlPlane>,
-    log: Arc<dyn crier_broker::log::PartitionedLog>,
-) -> Result<Servers> {
+async fn start(control: Arc<dyn ControlPlane>, log: Arc<dyn PartitionedLog>) -> Result<Servers> {
     let edge = EdgeConfig { heartbeat_interval: FAST_HEARTBEAT, ..EdgeConfig::dev() };
     let config = ServersConfig { edge, ..ServersConfig::dev(log.partitions(), 2) };
     Servers::start_with_control(log, control, config).await
@@ -106,8 +104,23 @@ async fn presence_and_stats_cover_every_edge() -> Result<()> {
 #[tokio::test]
 async fn disconnect_user_closes_4030_on_every_edge() -> Result<()> {
     let redis = RedisServer::start().await?;
-    let control = Arc::new(within("RedisControl::connect", RedisControl::connect(&redis.url())).await??);
-    let servers = start(control, redis.redis_log(64, 1_000).await?).await?;
+    let topology = RedisTopology::Nodes(vec![redis.url()]);
+    disconnect_everywhere(topology, redis.redis_log(64, 1_000).await?).await
+}
+
+/// The same on a Redis Cluster: edge keys spread over the masters by their hash tags, commands by pub/sub.
+#[tokio::test]
+async fn disconnect_user_closes_4030_on_every_edge_on_a_cluster() -> Result<()> {
+    let cluster = RedisCluster::start().await?;
+    let topology = RedisTopology::Cluster(cluster.urls());
+    let log = redis_log(topology.clone(), 16, Retention::default()).await?;
+    disconnect_everywhere(topology, log).await
+}
+
+async fn disconnect_everywhere(topology: RedisTopology, log: Arc<dyn PartitionedLog>) -> Result<()> {
+    let control = RedisControl::connect(&topology, Duration::from_secs(2));
+    let control = Arc::new(within("RedisControl::connect", control).await??);
+    let servers = start(control, log).await?;
     let mut admin = admin_client(&servers).await?;
     let mut m0 = connect(&servers, 0, "mallory", "room").await?;
     let mut m1 = connect(&servers, 1, "mallory", "room").await?;
@@ -171,7 +184,11 @@ async fn redis_presence_reports_of_any_size_replace_the_last() -> Result<()> {
     use crier_broker::control::{EdgeReport, Presence, Users};
 
     let redis = RedisServer::start().await?;
-    let control = within("RedisControl::connect", RedisControl::connect(&redis.url())).await??;
+    let control = within(
+        "RedisControl::connect",
+        RedisControl::connect(&RedisTopology::Nodes(vec![redis.url()]), Duration::from_secs(2)),
+    )
+    .await??;
     let report = |conversations: usize| {
         let user: Arc<str> = "u".into();
         let entries =

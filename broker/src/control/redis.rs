@@ -4,8 +4,15 @@
 //!
 //! A report replaces the edge's presence hash atomically (written under a scratch key, then `RENAME`d: both
 //! keys share the edge's hash tag), so a reader never sees half of it.
+//!
+//! Where it lives: with standalone nodes, on the first one. On a Redis Cluster, keys are routed by slot (an
+//! edge's keys share its hash tag, so each pipeline below addresses one slot), and commands travel by
+//! classic pub/sub through the first seed node: the cluster bus carries a `PUBLISH` to subscribers on every
+//! node, and as every edge subscribes and every broker publishes on that one node, the count `PUBLISH`
+//! returns (its node's subscribers) is every edge listening.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use crier_proto::keys::{CONTROL_CHANNEL, EDGES, EdgeKeys};
@@ -16,38 +23,45 @@ use redis::aio::ConnectionManager;
 use super::{
     ControlError, ControlMessage, ControlPlane, ControlStream, EdgeReport, HEARTBEAT_TTL, Presence, Users,
 };
+use crate::log::RedisTopology;
+use crate::log::topology::{Conn, Connector};
 use crate::telemetry::now_ms;
 
 /// A [`ControlPlane`] on Redis.
 #[derive(Clone)]
 pub struct RedisControl {
-    client: Client,
-    conn: ConnectionManager,
+    /// Reports, stats and presence.
+    conn: Conn,
+    /// Commands: `PUBLISH` here, and listeners subscribe through `pubsub_client`.
+    pubsub: ConnectionManager,
+    pubsub_client: Client,
 }
 
 impl RedisControl {
-    /// Connects to the Redis at `url` (the log's Redis).
-    pub async fn connect(url: &str) -> Result<Self, ControlError> {
-        let client = Client::open(url)?;
-        let conn = client.get_connection_manager().await?;
-        Ok(Self { client, conn })
+    /// Connects to the control plane's Redis in `topology` (the log's Redis; see the module docs), each
+    /// call bounded by `timeout`.
+    pub async fn connect(topology: &RedisTopology, timeout: Duration) -> Result<Self, ControlError> {
+        let (RedisTopology::Nodes(urls) | RedisTopology::Cluster(urls)) = topology;
+        let first = urls.first().map_or("", String::as_str);
+        let pubsub_client = Client::open(first)?;
+        let pubsub = pubsub_client.get_connection_manager().await?;
+        let conn = match topology {
+            RedisTopology::Nodes(_) => Conn::Node(pubsub.clone()),
+            RedisTopology::Cluster(_) => {
+                let connector = Connector::new(topology, timeout)?;
+                connector.command_conns(timeout).await?.swap_remove(0)
+            }
+        };
+        Ok(Self { conn, pubsub, pubsub_client })
     }
 
     /// Ids of edges that reported within the TTL; stale ones are removed on the way.
     async fn live_edges(&self) -> Result<Vec<String>, ControlError> {
         let cutoff = now_ms().saturating_sub(ttl_ms());
-        let (ids,): (Vec<String>,) = redis::pipe()
-            .cmd("ZREMRANGEBYSCORE")
-            .arg(EDGES)
-            .arg("-inf")
-            .arg(format!("({cutoff}"))
-            .ignore()
-            .cmd("ZRANGE")
-            .arg(EDGES)
-            .arg(0)
-            .arg(-1)
-            .query_async(&mut self.conn.clone())
-            .await?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZREMRANGEBYSCORE").arg(EDGES).arg("-inf").arg(format!("({cutoff}")).ignore();
+        pipe.cmd("ZRANGE").arg(EDGES).arg(0).arg(-1);
+        let (ids,): (Vec<String>,) = self.conn.pipeline(&pipe).await?;
         Ok(ids)
     }
 }
@@ -112,26 +126,20 @@ impl ControlPlane for RedisControl {
             pipe.cmd("RENAME").arg(&scratch).arg(&keys.presence).ignore();
             pipe.cmd("PEXPIRE").arg(&keys.presence).arg(ttl_ms()).ignore();
         }
-        pipe.cmd("ZADD").arg(EDGES).arg(report.reported_at_ms).arg(&report.edge_id).ignore();
-        pipe.query_async::<()>(&mut self.conn.clone()).await?;
+        self.conn.pipeline::<()>(&pipe).await?;
+        // Listed only once its report is readable.
+        let mut zadd = redis::cmd("ZADD");
+        zadd.arg(EDGES).arg(report.reported_at_ms).arg(&report.edge_id);
+        self.conn.fetch::<()>(&zadd).await?;
         Ok(())
     }
 
     async fn withdraw(&self, edge_id: &str) -> Result<(), ControlError> {
         let keys = EdgeKeys::new(edge_id);
-        redis::pipe()
-            .cmd("ZREM")
-            .arg(EDGES)
-            .arg(edge_id)
-            .ignore()
-            .cmd("DEL")
-            .arg(&keys.stats)
-            .ignore()
-            .cmd("DEL")
-            .arg(&keys.presence)
-            .ignore()
-            .query_async::<()>(&mut self.conn.clone())
-            .await?;
+        self.conn.fetch::<()>(redis::cmd("ZREM").arg(EDGES).arg(edge_id)).await?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("DEL").arg(&keys.stats).ignore().cmd("DEL").arg(&keys.presence).ignore();
+        self.conn.pipeline::<()>(&pipe).await?;
         Ok(())
     }
 
@@ -140,7 +148,7 @@ impl ControlPlane for RedisControl {
         for edge_id in self.live_edges().await? {
             let keys = EdgeKeys::new(&edge_id);
             let fields: HashMap<String, String> =
-                redis::cmd("HGETALL").arg(&keys.stats).query_async(&mut self.conn.clone()).await?;
+                self.conn.fetch(redis::cmd("HGETALL").arg(&keys.stats)).await?;
             if !fields.is_empty() {
                 reports.push(parse_stats(edge_id, &fields, &keys.stats)?);
             }
@@ -153,7 +161,7 @@ impl ControlPlane for RedisControl {
         for edge_id in self.live_edges().await? {
             let key = EdgeKeys::new(&edge_id).presence;
             let json: Option<String> =
-                redis::cmd("HGET").arg(&key).arg(conversation).query_async(&mut self.conn.clone()).await?;
+                self.conn.fetch(redis::cmd("HGET").arg(&key).arg(conversation)).await?;
             if let Some(json) = json {
                 let found: Users = serde_json::from_str(&json)
                     .map_err(|e| ControlError::Protocol { key: key.clone(), detail: e.to_string() })?;
@@ -165,13 +173,16 @@ impl ControlPlane for RedisControl {
 
     async fn send(&self, message: &ControlMessage) -> Result<u32, ControlError> {
         let json = serde_json::to_string(message).unwrap_or_default();
-        let received: u32 =
-            redis::cmd("PUBLISH").arg(CONTROL_CHANNEL).arg(json).query_async(&mut self.conn.clone()).await?;
+        let received: u32 = redis::cmd("PUBLISH")
+            .arg(CONTROL_CHANNEL)
+            .arg(json)
+            .query_async(&mut self.pubsub.clone())
+            .await?;
         Ok(received)
     }
 
     async fn listen(&self) -> Result<ControlStream, ControlError> {
-        let mut pubsub = self.client.get_async_pubsub().await?;
+        let mut pubsub = self.pubsub_client.get_async_pubsub().await?;
         pubsub.subscribe(CONTROL_CHANNEL).await?;
         let stream = pubsub.into_on_message().filter_map(|message| async move {
             let parsed = serde_json::from_slice::<ControlMessage>(message.get_payload_bytes());

@@ -10,7 +10,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
-use redis::{AsyncConnectionConfig, Client, Cmd, RedisResult, Value};
+use redis::{AsyncConnectionConfig, Client, Cmd, FromRedisValue, Pipeline, RedisResult, Value};
 
 /// Response timeout of cluster reader connections: far above any BLOCK time the edge uses.
 const READER_RESPONSE_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -36,9 +36,22 @@ pub enum Conn {
 impl Conn {
     /// Runs `cmd`.
     pub async fn query(&self, cmd: &Cmd) -> RedisResult<Value> {
+        self.fetch(cmd).await
+    }
+
+    /// Runs `cmd`, converting its reply.
+    pub async fn fetch<T: FromRedisValue>(&self, cmd: &Cmd) -> RedisResult<T> {
         match self {
             Self::Node(conn) => cmd.query_async(&mut conn.clone()).await,
             Self::Cluster(conn) => cmd.query_async(&mut conn.clone()).await,
+        }
+    }
+
+    /// Runs `pipe`, converting its replies. On a cluster every key of it must be in one slot (hash tags).
+    pub async fn pipeline<T: FromRedisValue>(&self, pipe: &Pipeline) -> RedisResult<T> {
+        match self {
+            Self::Node(conn) => pipe.query_async(&mut conn.clone()).await,
+            Self::Cluster(conn) => pipe.query_async(&mut conn.clone()).await,
         }
     }
 }
