@@ -89,7 +89,10 @@ pub async fn serve(
         .add_service(publish)
         .add_service(access)
         .add_optional_service(admin)
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), drain(health, shutdown))
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            drain(health, shutdown),
+        )
         .await?;
     Ok(())
 }

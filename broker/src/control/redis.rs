@@ -24,7 +24,7 @@ use super::{
     ControlError, ControlMessage, ControlPlane, ControlStream, EdgeReport, HEARTBEAT_TTL, Presence, Users,
 };
 use crate::log::RedisTopology;
-use crate::log::topology::{Conn, Connector};
+use crate::log::topology::{Conn, Connector, open_client};
 use crate::telemetry::now_ms;
 
 /// A [`ControlPlane`] on Redis.
@@ -43,7 +43,7 @@ impl RedisControl {
     pub async fn connect(topology: &RedisTopology, timeout: Duration) -> Result<Self, ControlError> {
         let (RedisTopology::Nodes(urls) | RedisTopology::Cluster(urls)) = topology;
         let first = urls.first().map_or("", String::as_str);
-        let pubsub_client = Client::open(first)?;
+        let pubsub_client = open_client(first)?;
         let pubsub = pubsub_client.get_connection_manager().await?;
         let conn = match topology {
             RedisTopology::Nodes(_) => Conn::Node(pubsub.clone()),

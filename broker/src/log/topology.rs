@@ -10,7 +10,10 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
-use redis::{AsyncConnectionConfig, Client, Cmd, FromRedisValue, Pipeline, RedisResult, Value};
+use redis::io::tcp::TcpSettings;
+use redis::{
+    AsyncConnectionConfig, Client, Cmd, FromRedisValue, IntoConnectionInfo, Pipeline, RedisResult, Value,
+};
 
 /// Response timeout of cluster reader connections: far above any BLOCK time the edge uses.
 const READER_RESPONSE_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -22,6 +25,17 @@ pub enum RedisTopology {
     Nodes(Vec<String>),
     /// A Redis Cluster, reached through these seed nodes.
     Cluster(Vec<String>),
+}
+
+/// A client for the standalone node at `url` whose connections send every command at once.
+pub fn open_client(url: &str) -> RedisResult<Client> {
+    Client::open(url.into_connection_info()?.set_tcp_settings(tcp_settings()))
+}
+
+/// `TCP_NODELAY` on: redis-rs leaves Nagle's algorithm on by default, which holds a command back while an
+/// earlier one on the same (multiplexed) connection is unacknowledged, up to the peer's delayed-ACK timer.
+fn tcp_settings() -> TcpSettings {
+    TcpSettings::default().set_nodelay(true)
 }
 
 /// A shared command connection to the node (or cluster) holding a partition.
@@ -75,11 +89,14 @@ impl Connector {
     pub fn new(topology: &RedisTopology, timeout: Duration) -> RedisResult<Self> {
         match topology {
             RedisTopology::Nodes(urls) => {
-                urls.iter().map(|u| Client::open(u.as_str())).collect::<RedisResult<_>>().map(Self::Nodes)
+                urls.iter().map(|u| open_client(u)).collect::<RedisResult<_>>().map(Self::Nodes)
             }
             RedisTopology::Cluster(urls) => {
-                let builder =
-                    || ClusterClientBuilder::new(urls.iter().map(String::as_str)).connection_timeout(timeout);
+                let builder = || {
+                    ClusterClientBuilder::new(urls.iter().map(String::as_str))
+                        .connection_timeout(timeout)
+                        .tcp_settings(tcp_settings())
+                };
                 let commands = builder().response_timeout(timeout).build()?;
                 let readers = builder()
                     .response_timeout(READER_RESPONSE_TIMEOUT)
