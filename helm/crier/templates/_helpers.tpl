@@ -97,8 +97,10 @@ render with a message naming the value to fix.
 */}}
 {{- define "crier.validate" -}}
 {{- $v := .Values -}}
-{{- if regexMatch "^[a-z+]+://[^/@]*:[^/@]*@" $v.redis.url -}}
-{{- fail "redis.url must not contain a password: put it in a Secret and set redis.existingSecret (and redis.existingSecretPasswordKey)" -}}
+{{- range (prepend ($v.redis.moreUrls | default list) $v.redis.url) -}}
+{{- if regexMatch "^[a-z+]+://[^/@]*:[^/@]*@" . -}}
+{{- fail "redis.url and redis.moreUrls must not contain a password: put it in a Secret and set redis.existingSecret (and redis.existingSecretPasswordKey)" -}}
+{{- end -}}
 {{- end -}}
 {{- if lt (int $v.edge.terminationGracePeriodSeconds) (add (int $v.edge.drainSeconds) 5 | int) -}}
 {{- fail (printf "edge.terminationGracePeriodSeconds (%d) must be at least edge.drainSeconds (%d) + 5, so a drain can finish before the pod is killed" (int $v.edge.terminationGracePeriodSeconds) (int $v.edge.drainSeconds)) -}}
@@ -195,7 +197,11 @@ extraArgs must not carry a secret flag. Each names the value to use instead.
 {{- define "crier.commonEnv" -}}
 {{- $v := .ctx.Values -}}
 - name: CRIER_REDIS_URL
-  value: {{ $v.redis.url | quote }}
+  value: {{ prepend ($v.redis.moreUrls | default list) $v.redis.url | join "," | quote }}
+{{- if $v.redis.cluster }}
+- name: CRIER_REDIS_CLUSTER
+  value: "true"
+{{- end }}
 {{- if $v.redis.existingSecret }}
 - name: CRIER_REDIS_PASSWORD
   valueFrom:
