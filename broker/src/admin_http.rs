@@ -38,18 +38,32 @@ pub trait Readiness: Send + Sync + 'static {
     async fn check(&self) -> Result<(), String>;
 }
 
-/// Ready when the partitioned log answers a cheap read of partition 0 (with several Redis nodes: the node
-/// holding it).
+/// Ready while the partitioned log's store answers a cheap read; with several standalone Redis nodes, while
+/// any of them does. A node that is down makes its partitions unavailable (publishes there get
+/// `UNAVAILABLE`), but failing readiness on every pod for it would take the whole service down, the
+/// partitions on healthy nodes included. Nodes that do not answer are logged.
 pub struct LogReachable(pub Arc<dyn PartitionedLog>);
 
 #[async_trait]
 impl Readiness for LogReachable {
     async fn check(&self) -> Result<(), String> {
-        match tokio::time::timeout(READY_CHECK_TIMEOUT, self.0.head(0)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(err)) => Err(format!("log unreachable: {err}")),
-            Err(_) => Err("log did not answer in time".to_owned()),
+        let probes = self.0.probe_partitions();
+        let answers = futures_util::future::join_all(probes.iter().map(|&partition| async move {
+            match tokio::time::timeout(READY_CHECK_TIMEOUT, self.0.head(partition)).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(err)) => Err(format!("log unreachable at partition {partition}: {err}")),
+                Err(_) => Err(format!("log did not answer in time at partition {partition}")),
+            }
+        }))
+        .await;
+        let failures: Vec<String> = answers.into_iter().filter_map(Result::err).collect();
+        if failures.len() == probes.len() {
+            return Err(failures.join("; "));
         }
+        for failure in &failures {
+            tracing::warn!(%failure, "a Redis node does not answer; its partitions are unavailable");
+        }
+        Ok(())
     }
 }
 

@@ -8,10 +8,12 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use crier_broker::access::MemoryAccessStore;
 use crier_broker::log::{
-    Appended, Dedupe, Head, LogError, MemoryLog, PartitionReader, PartitionedLog, Range,
+    Appended, Dedupe, Head, LogError, MemoryLog, PartitionReader, PartitionedLog, Range, RedisTopology,
+    Retention,
 };
 use crier_broker::{BrokerConfig, Publisher, Services};
 use crier_proto::StreamId;
+use crier_tests::redis_server::redis_log;
 use crier_tests::{PublishClient, RedisServer, Servers, within};
 use serde_json::json;
 use tokio::sync::Notify;
@@ -79,6 +81,26 @@ async fn readyz_follows_redis_and_healthz_stays_up() -> Result<()> {
     ensure!(unready.status == 503, "{unready:?}");
     ensure!(admin.get("/healthz").await?.status == 200);
     ensure!(admin.get("/nope").await?.status == 404);
+    servers.shutdown().await
+}
+
+/// With several standalone nodes, `/readyz` stays ready while any node answers (a dead node's partitions
+/// are unavailable, but the others still serve), and turns unready when none does.
+#[tokio::test]
+async fn readyz_with_several_nodes_needs_any_of_them() -> Result<()> {
+    let mut nodes = [RedisServer::start().await?, RedisServer::start().await?];
+    let topology = RedisTopology::Nodes(nodes.iter().map(RedisServer::url).collect());
+    let servers = Servers::start(redis_log(topology, 64, Retention::default()).await?, 1).await?;
+    let admin = servers.admin().await?;
+    ensure!(admin.get("/readyz").await?.status == 200);
+    // First the node holding partition 0, which used to be the only one probed.
+    let first = crier_proto::node_of(0, nodes.len());
+    nodes[first].stop();
+    let one_left = admin.get("/readyz").await?;
+    ensure!(one_left.status == 200, "one node still answers: {one_left:?}");
+    nodes[1 - first].stop();
+    let none_left = admin.get("/readyz").await?;
+    ensure!(none_left.status == 503, "no node answers: {none_left:?}");
     servers.shutdown().await
 }
 

@@ -129,6 +129,12 @@ pub trait PartitionedLog: Send + Sync + 'static {
         dedupe: Option<Dedupe<'_>>,
     ) -> Result<Appended, LogError>;
 
+    /// One partition on each store that fails on its own (each standalone Redis node), for readiness
+    /// probes. By default partition 0: one store.
+    fn probe_partitions(&self) -> Vec<u32> {
+        vec![0]
+    }
+
     /// The epoch and newest id of `partition`, creating the epoch if the stream has none yet. Reading after
     /// `last` yields exactly the entries appended later.
     async fn head(&self, partition: u32) -> Result<Head, LogError>;

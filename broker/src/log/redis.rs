@@ -154,6 +154,10 @@ impl PartitionedLog for RedisLog {
         u32::try_from(self.keys.len()).unwrap_or(u32::MAX)
     }
 
+    fn probe_partitions(&self) -> Vec<u32> {
+        self.connector.probe_partitions(self.partitions())
+    }
+
     async fn append(
         &self,
         partition: u32,

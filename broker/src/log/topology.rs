@@ -139,6 +139,18 @@ impl Connector {
         }
     }
 
+    /// The lowest of `partitions` on each standalone node (nodes holding none are skipped); on a cluster,
+    /// partition 0 (the cluster client follows failovers itself).
+    #[must_use]
+    pub fn probe_partitions(&self, partitions: u32) -> Vec<u32> {
+        match self {
+            Self::Nodes(clients) => (0..clients.len())
+                .filter_map(|node| (0..partitions).find(|&p| crier_proto::node_of(p, clients.len()) == node))
+                .collect(),
+            Self::Cluster { .. } => vec![0],
+        }
+    }
+
     /// Index into [`command_conns`](Self::command_conns) of the connection serving `partition`.
     #[must_use]
     pub fn conn_index(&self, partition: u32) -> usize {
