@@ -154,7 +154,9 @@ async fn redis_control(redis: &RedisArgs) -> Result<Arc<dyn ControlPlane>, ExitC
     let shown = redis.redis_url.join(",");
     let topology = redis.topology();
     let connect = RedisControl::connect(&topology, redis.redis_timeout);
-    match tokio::time::timeout(redis.redis_timeout, connect).await {
+    // Each seed tried in turn may take the timeout, then the cluster's own connection.
+    let attempts = u32::try_from(redis.redis_url.len() + 1).unwrap_or(u32::MAX);
+    match tokio::time::timeout(redis.redis_timeout.saturating_mul(attempts), connect).await {
         Ok(Ok(control)) => Ok(Arc::new(control)),
         Ok(Err(err)) => {
             eprintln!("crier: cannot connect to Redis at {shown} (control plane): {err}");

@@ -13,7 +13,7 @@ use crier_proto::v1::{
     DisconnectUserRequest, HistoryRequest, PresenceRequest, PresenceResponse, StatsRequest, StatsResponse,
 };
 use crier_tests::redis_server::redis_log;
-use crier_tests::{RedisCluster, RedisServer, Servers, ServersConfig, WsClient, within};
+use crier_tests::{RedisCluster, RedisServer, Servers, ServersConfig, WsClient, free_port, within};
 use serde_json::json;
 use tonic::transport::Channel;
 
@@ -108,13 +108,15 @@ async fn disconnect_user_closes_4030_on_every_edge() -> Result<()> {
     disconnect_everywhere(topology, redis.redis_log(64, 1_000).await?).await
 }
 
-/// The same on a Redis Cluster: edge keys spread over the masters by their hash tags, commands by pub/sub.
+/// The same on a Redis Cluster: edge keys spread over the masters by their hash tags, commands by pub/sub
+/// through the first seed node that answers (the first one listed is down).
 #[tokio::test]
 async fn disconnect_user_closes_4030_on_every_edge_on_a_cluster() -> Result<()> {
     let cluster = RedisCluster::start().await?;
-    let topology = RedisTopology::Cluster(cluster.urls());
-    let log = redis_log(topology.clone(), 16, Retention::default()).await?;
-    disconnect_everywhere(topology, log).await
+    let log = redis_log(RedisTopology::Cluster(cluster.urls()), 16, Retention::default()).await?;
+    let dead_seed = format!("redis://127.0.0.1:{}", free_port()?);
+    let seeds = std::iter::once(dead_seed).chain(cluster.urls()).collect();
+    disconnect_everywhere(RedisTopology::Cluster(seeds), log).await
 }
 
 async fn disconnect_everywhere(topology: RedisTopology, log: Arc<dyn PartitionedLog>) -> Result<()> {

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use crier_proto::keys::{CONTROL_CHANNEL, EDGES, EdgeKeys};
 use futures_util::StreamExt;
 use redis::Client;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::{
     ControlError, ControlMessage, ControlPlane, ControlStream, EdgeReport, HEARTBEAT_TTL, Presence, Users,
@@ -39,12 +39,15 @@ pub struct RedisControl {
 
 impl RedisControl {
     /// Connects to the control plane's Redis in `topology` (the log's Redis; see the module docs), each
-    /// call bounded by `timeout`.
+    /// call bounded by `timeout`. On a cluster, commands go through the first seed node that answers: list
+    /// the seeds in the same order everywhere.
     pub async fn connect(topology: &RedisTopology, timeout: Duration) -> Result<Self, ControlError> {
         let (RedisTopology::Nodes(urls) | RedisTopology::Cluster(urls)) = topology;
-        let first = urls.first().map_or("", String::as_str);
-        let pubsub_client = open_client(first)?;
-        let pubsub = pubsub_client.get_connection_manager().await?;
+        let seeds = match topology {
+            RedisTopology::Nodes(_) => &urls[..urls.len().min(1)],
+            RedisTopology::Cluster(_) => &urls[..],
+        };
+        let (pubsub_client, pubsub) = first_answering(seeds, timeout).await?;
         let conn = match topology {
             RedisTopology::Nodes(_) => Conn::Node(pubsub.clone()),
             RedisTopology::Cluster(_) => {
@@ -64,6 +67,27 @@ impl RedisControl {
         let (ids,): (Vec<String>,) = self.conn.pipeline(&pipe).await?;
         Ok(ids)
     }
+}
+
+/// A client and connection for the first of `urls` that answers; the last error if none does.
+async fn first_answering(
+    urls: &[String],
+    timeout: Duration,
+) -> Result<(Client, ConnectionManager), ControlError> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout))
+        .set_number_of_retries(1);
+    let mut last = None;
+    for url in urls {
+        let client = open_client(url)?;
+        match client.get_connection_manager_with_config(config.clone()).await {
+            Ok(conn) => return Ok((client, conn)),
+            Err(err) => last = Some(err),
+        }
+    }
+    let none = || redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "no Redis URL"));
+    Err(last.unwrap_or_else(none).into())
 }
 
 /// Conversations per `HSET` of a presence report: few commands, none of them huge.

@@ -57,13 +57,15 @@ impl Session {
             self.send(&ServerFrame::error("Too many connections"));
             return Some(Ending::Close(CloseCode::RateLimited, "too many connections"));
         }
-        self.in_user_list = true;
-        tracing::info!(session = self.id, user_id = %principal.user_id, "ws_client_authenticated");
-        self.ctx.meters.authenticated.increment(1.0);
-        self.ctx.registry.set_user(self.id, Arc::clone(&principal.user_id));
-        self.send(&ServerFrame::Authenticated { user_id: &principal.user_id });
+        // Principal and flag together, before anything else: whatever happens next, the session leaves.
+        let user_id = Arc::clone(&principal.user_id);
         self.deadline = principal.expires_at.map(expiry_instant);
         self.principal = Some(principal);
+        self.in_user_list = true;
+        tracing::info!(session = self.id, user_id = %user_id, "ws_client_authenticated");
+        self.ctx.meters.authenticated.increment(1.0);
+        self.send(&ServerFrame::Authenticated { user_id: &user_id });
+        self.ctx.registry.set_user(self.id, user_id);
         None
     }
 
