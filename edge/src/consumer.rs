@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::frame;
-use crate::hub::Hub;
+use crate::hub::{Hub, Subscriber};
 use crate::meters::{self, EdgeMeters};
 use crate::protocol;
 
@@ -200,29 +200,22 @@ impl Reader {
             return;
         };
         let conversation = &decoded.conversation_id;
-        let Some(subscribers) = self.hub.lookup(self.partition, self.serial, conversation, entry.id) else {
-            return;
-        };
-        let frame: Bytes = frame::text(&decoded.payload);
         let position = Position { partition: self.partition, epoch, id: entry.id };
-        let deliver = || {
-            Hub::deliver(&subscribers, entry.id, &frame, || {
+        // Encoded only for conversations with local subscribers: a partition carries many others.
+        let deliver = |subscribers: &[Subscriber]| {
+            let frame: Bytes = frame::text(&decoded.payload);
+            Hub::deliver(subscribers, entry.id, &frame, || {
                 protocol::notification(conversation, &position, &decoded.payload)
             })
         };
-        // A delivery span only for entries carrying a sampled trace context: nothing to do when tracing is off.
-        let (delivered, dropped) = if decoded.trace_context.is_empty() {
-            deliver()
-        } else {
-            let span = tracing::info_span!(
-                "deliver",
-                otel.kind = "consumer",
-                conversation_id = %conversation,
-                partition = self.partition,
-                recipients = subscribers.len(),
-            );
-            telemetry::set_parent_from_map(&span, &decoded.trace_context);
-            span.in_scope(deliver)
+        let traced = |subscribers: &[Subscriber]| match self.delivery_span(&decoded, subscribers.len()) {
+            Some(span) => span.in_scope(|| deliver(subscribers)),
+            None => deliver(subscribers),
+        };
+        let Some((delivered, dropped)) =
+            self.hub.dispatch(self.partition, self.serial, conversation, entry.id, traced)
+        else {
+            return;
         };
         self.meters.delivered(delivered, dropped, decoded.published_at_ms);
         tracing::debug!(
@@ -231,6 +224,22 @@ impl Reader {
             recipients = delivered,
             "ws_broadcast_completed"
         );
+    }
+
+    /// A delivery span, only for entries carrying a sampled trace context: nothing to do when tracing is off.
+    fn delivery_span(&self, decoded: &StreamEntry, recipients: usize) -> Option<tracing::Span> {
+        if decoded.trace_context.is_empty() {
+            return None;
+        }
+        let span = tracing::info_span!(
+            "deliver",
+            otel.kind = "consumer",
+            conversation_id = %decoded.conversation_id,
+            partition = self.partition,
+            recipients,
+        );
+        telemetry::set_parent_from_map(&span, &decoded.trace_context);
+        Some(span)
     }
 
     /// Records how far behind the log this reader is: the age of the oldest entry just read.

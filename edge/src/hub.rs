@@ -3,8 +3,10 @@
 //! Invariants:
 //! - A partition's reader runs exactly while its shard has at least one subscription; the reader is started
 //!   and stopped under the shard lock, so a leave racing a join can never stop a reader somebody needs.
-//! - Dispatch never waits on a session: it clones the conversation's subscriber list (an `Arc`) under the
-//!   lock, releases it, and pushes the shared frame into each outbox, which never blocks.
+//! - Each entry is delivered under its shard's lock, so a subscription made or ended meanwhile is wholly
+//!   before the entry (delivered live, or recovered by the session) or wholly after it: never both, which a
+//!   push still in flight after an unsubscribe and a resubscribe with `since` would be (a duplicate).
+//!   Dispatch still never waits on a session: pushing a shared frame into an outbox never blocks.
 //! - No lock is held across an `.await`.
 //! - Only the shard's current reader is served: a reader stopped under the lock (its last subscriber left)
 //!   may still be finishing a batch, and its lookups must not reach subscribers that joined after it, whose
@@ -116,21 +118,22 @@ impl Hub {
         }
     }
 
-    /// The subscribers of `conversation` for the entry `id` of `partition`, read by `reader`; records `id`
-    /// as looked up. `None` when nobody listens, or when `reader` is no longer the partition's reader.
-    #[must_use]
-    pub fn lookup(
+    /// Hands the subscribers of `conversation` for the entry `id` of `partition`, read by `reader`, to
+    /// `deliver`, under the shard's lock (see the invariants), and records `id` as looked up. `None` when
+    /// nobody listens, or when `reader` is no longer the partition's reader. `deliver` must not block.
+    pub fn dispatch<R>(
         &self,
         partition: u32,
         reader: u64,
         conversation: &str,
         id: StreamId,
-    ) -> Option<Arc<[Subscriber]>> {
+        deliver: impl FnOnce(&[Subscriber]) -> R,
+    ) -> Option<R> {
         let mut shard = self.shard_of_reader(partition, reader)?;
         if let Some(head) = &mut shard.dispatched {
             head.last = id;
         }
-        shard.conversations.get(conversation).cloned()
+        shard.conversations.get(conversation).map(|subscribers| deliver(subscribers))
     }
 
     /// Removes `session` from `conversation`; stops the partition's reader when nobody is left.
@@ -254,9 +257,11 @@ pub(crate) mod tests {
         assert_ne!(old, new);
 
         let id = StreamId { ms: 1, seq: 0 };
-        assert!(hub.lookup(partition, old, "c", id).is_none(), "stopped reader must find nobody");
+        let sessions = |list: &[Subscriber]| list.iter().map(|s| s.session).collect::<Vec<_>>();
+        assert!(hub.dispatch(partition, old, "c", id, sessions).is_none(), "stopped reader must find nobody");
         assert_eq!(hub.cut_off(partition, old), 0, "stopped reader must cut nobody off");
-        let found = hub.lookup(partition, new, "c", id).expect("current reader finds the subscriber");
-        assert_eq!(found.iter().map(|s| s.session).collect::<Vec<_>>(), [2]);
+        let found =
+            hub.dispatch(partition, new, "c", id, sessions).expect("current reader finds the subscriber");
+        assert_eq!(found, [2]);
     }
 }
