@@ -1,5 +1,5 @@
 //! How a session ends: the random moment a draining session closes at, and the accounting of its end in the
-//! registry and the metrics.
+//! metrics.
 
 use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
@@ -19,9 +19,8 @@ pub(super) fn drain_deadline(window: Duration, session: u64) -> Instant {
 }
 
 impl Session {
-    /// Accounts for the session's end in the registry and the metrics.
+    /// Accounts for the session's end in the metrics (its `Drop` leaves the registry).
     pub(super) fn finish(&self, ending: &Ending) {
-        self.ctx.registry.remove(self.id);
         let meters = &self.ctx.meters;
         meters.connections.decrement(1.0);
         if self.principal.is_some() {

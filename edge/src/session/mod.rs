@@ -263,10 +263,12 @@ impl Session {
     }
 }
 
-/// However a session ends, even by its task being dropped, it leaves its user's list.
+/// However a session ends, even by its task being dropped (runtime shutdown), it leaves the hub, its user's
+/// list and the registry. After a normal end only the registry entry is left to remove.
 impl Drop for Session {
     fn drop(&mut self) {
-        self.leave_user_list();
+        self.leave_all();
+        self.ctx.registry.remove(self.id);
     }
 }
 
