@@ -38,12 +38,6 @@ impl Presence {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
-
-    /// Conversations with at least one subscriber.
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
 }
 
 /// One conversation's users on one edge, with their subscribed connections: most conversations have one or

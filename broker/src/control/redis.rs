@@ -7,9 +7,9 @@
 //!
 //! Where it lives: with standalone nodes, on the first one. On a Redis Cluster, keys are routed by slot (an
 //! edge's keys share its hash tag, so each pipeline below addresses one slot), and commands travel by
-//! classic pub/sub through the first seed node: the cluster bus carries a `PUBLISH` to subscribers on every
-//! node, and as every edge subscribes and every broker publishes on that one node, the count `PUBLISH`
-//! returns (its node's subscribers) is every edge listening.
+//! classic pub/sub through the first seed node that answers: the cluster bus carries a `PUBLISH` to
+//! subscribers on every node, and as every edge subscribes and every broker publishes on that one node
+//! (given the same seed order), the count `PUBLISH` returns (its node's subscribers) is every edge listening.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -18,13 +18,13 @@ use async_trait::async_trait;
 use crier_proto::keys::{CONTROL_CHANNEL, EDGES, EdgeKeys};
 use futures_util::StreamExt;
 use redis::Client;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 
 use super::{
     ControlError, ControlMessage, ControlPlane, ControlStream, EdgeReport, HEARTBEAT_TTL, Presence, Users,
 };
 use crate::log::RedisTopology;
-use crate::log::topology::{Conn, Connector, open_client};
+use crate::log::topology::{Conn, Connector, manager_config, open_client};
 use crate::telemetry::now_ms;
 
 /// A [`ControlPlane`] on Redis.
@@ -74,10 +74,7 @@ async fn first_answering(
     urls: &[String],
     timeout: Duration,
 ) -> Result<(Client, ConnectionManager), ControlError> {
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(timeout))
-        .set_response_timeout(Some(timeout))
-        .set_number_of_retries(1);
+    let config = manager_config(timeout);
     let mut last = None;
     for url in urls {
         let client = open_client(url)?;

@@ -32,6 +32,15 @@ pub fn open_client(url: &str) -> RedisResult<Client> {
     Client::open(url.into_connection_info()?.set_tcp_settings(tcp_settings()))
 }
 
+/// Settings of a shared standalone command connection: connecting and every reply bounded by `timeout`,
+/// one retry.
+pub fn manager_config(timeout: Duration) -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout))
+        .set_number_of_retries(1)
+}
+
 /// `TCP_NODELAY` on: redis-rs leaves Nagle's algorithm on by default, which holds a command back while an
 /// earlier one on the same (multiplexed) connection is unacknowledged, up to the peer's delayed-ACK timer.
 fn tcp_settings() -> TcpSettings {
@@ -111,10 +120,7 @@ impl Connector {
     pub async fn command_conns(&self, timeout: Duration) -> RedisResult<Vec<Conn>> {
         match self {
             Self::Nodes(clients) => {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(timeout))
-                    .set_response_timeout(Some(timeout))
-                    .set_number_of_retries(1);
+                let config = manager_config(timeout);
                 let mut conns = Vec::with_capacity(clients.len());
                 for client in clients {
                     conns.push(Conn::Node(client.get_connection_manager_with_config(config.clone()).await?));
