@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use crier_broker::BrokerConfig;
-use crier_broker::log::{DEFAULT_MAX_LEN, RedisTopology, Retention};
-use crier_broker::telemetry::OtlpConfig;
 use crier_edge::{AuthMode, EdgeConfig};
 use crier_proto::partition::DEFAULT_PARTITIONS;
+use crier_store::log::{DEFAULT_MAX_LEN, RedisTopology, Retention};
+use crier_store::telemetry::OtlpConfig;
 
 use crate::security_args::{AccessArgs, ConversationIdArgs, JwtArgs, LimitArgs};
 

@@ -16,7 +16,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use clap::error::ErrorKind;
-use crier_broker::telemetry::{self, OtlpConfig, TelemetryError};
+use crier_store::telemetry::{self, OtlpConfig, TelemetryError};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::layer::SubscriberExt;

@@ -5,12 +5,13 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use crier_broker::access::{AccessStore, MemoryAccessStore, RedisAccessStore};
-use crier_broker::admin_http::{self, AdminState, LogReachable};
-use crier_broker::control::{ControlPlane, MemoryControl, RedisControl};
-use crier_broker::log::{LogError, MemoryLog, PartitionedLog, RedisLog, RedisLogConfig};
+use crier::dev_publisher::DevPublisher;
 use crier_broker::{Publisher, Services};
 use crier_edge::EdgeDeps;
+use crier_store::access::{AccessStore, MemoryAccessStore, RedisAccessStore};
+use crier_store::admin_http::{self, AdminState, LogReachable};
+use crier_store::control::{ControlPlane, MemoryControl, RedisControl};
+use crier_store::log::{LogError, MemoryLog, PartitionedLog, RedisLog, RedisLogConfig};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -45,7 +46,7 @@ pub async fn dev(args: DevArgs) -> ExitCode {
     let deps = EdgeDeps {
         access: Arc::clone(&access),
         control: Some(Arc::clone(&control)),
-        demo: Some(publisher.clone()),
+        demo: Some(Arc::new(DevPublisher(publisher.clone()))),
     };
     let edge = crier_edge::run_with(ws, edge_config, log, deps, shutdown.clone());
     let services = Services { publisher, access, api_token: None };

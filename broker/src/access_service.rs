@@ -10,8 +10,8 @@ use crier_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::access::AccessStore;
 use crate::error::BrokerError;
+use crier_store::access::AccessStore;
 
 /// The gRPC face of an [`AccessStore`].
 pub struct AccessServiceImpl {

@@ -13,10 +13,10 @@ use crier_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::control::{ControlError, ControlMessage, ControlPlane};
 use crate::error::BrokerError;
 use crate::history::{MAX_LIMIT, history};
-use crate::log::PartitionedLog;
+use crier_store::control::{ControlError, ControlMessage, ControlPlane};
+use crier_store::log::PartitionedLog;
 
 /// Longest close reason kept: a close frame carries at most 123 bytes of reason.
 const MAX_REASON_BYTES: usize = 120;

@@ -32,7 +32,7 @@ impl Default for BrokerConfig {
             partitions: DEFAULT_PARTITIONS,
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
             max_conversation_id_bytes: DEFAULT_MAX_CONVERSATION_ID_BYTES,
-            dedupe_window: crate::log::DEFAULT_DEDUPE_WINDOW,
+            dedupe_window: crier_store::log::DEFAULT_DEDUPE_WINDOW,
             api_token: None,
         }
     }

@@ -1,7 +1,7 @@
 //! The broker's errors and their one mapping to gRPC status codes.
 
-use crate::access::AccessError;
-use crate::log::LogError;
+use crier_store::access::AccessError;
+use crier_store::log::LogError;
 
 /// Why a broker request failed.
 #[derive(Debug, thiserror::Error)]
@@ -32,18 +32,20 @@ pub enum BrokerError {
     Log(#[from] LogError),
 }
 
-impl From<BrokerError> for tonic::Status {
-    fn from(err: BrokerError) -> Self {
-        let message = err.to_string();
-        match err {
+impl BrokerError {
+    /// The one classification of broker errors: the gRPC code, which every other surface (the dev HTTP
+    /// publish) translates from.
+    #[must_use]
+    pub fn code(&self) -> tonic::Code {
+        match self {
             BrokerError::InvalidConversationId(_)
             | BrokerError::InvalidPayload(_)
             | BrokerError::InvalidIdempotencyKey(_)
             | BrokerError::InvalidRequest(_)
-            | BrokerError::InvalidUserId(_) => Self::invalid_argument(message),
+            | BrokerError::InvalidUserId(_) => tonic::Code::InvalidArgument,
             BrokerError::Log(LogError::Unavailable { .. })
             | BrokerError::Access(AccessError::Unavailable(_) | AccessError::Lagged) => {
-                Self::unavailable(message)
+                tonic::Code::Unavailable
             }
             BrokerError::Log(
                 LogError::Protocol { .. }
@@ -51,8 +53,14 @@ impl From<BrokerError> for tonic::Status {
                 | LogError::PartitionMismatch { .. },
             )
             | BrokerError::Access(AccessError::Protocol(_))
-            | BrokerError::Internal(_) => Self::internal(message),
+            | BrokerError::Internal(_) => tonic::Code::Internal,
         }
+    }
+}
+
+impl From<BrokerError> for tonic::Status {
+    fn from(err: BrokerError) -> Self {
+        Self::new(err.code(), err.to_string())
     }
 }
 

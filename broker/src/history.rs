@@ -7,7 +7,7 @@ use crier_proto::{Position, StreamId, partition};
 use prost::Message;
 
 use crate::error::BrokerError;
-use crate::log::PartitionedLog;
+use crier_store::log::PartitionedLog;
 
 /// Most entries one call returns.
 pub const MAX_LIMIT: usize = 1000;

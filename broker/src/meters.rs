@@ -12,7 +12,7 @@ use std::time::Duration;
 use metrics::{Counter, Histogram, counter, histogram};
 
 use crate::error::BrokerError;
-use crate::log::LogError;
+use crier_store::log::LogError;
 
 /// Handles of the broker's metrics.
 #[derive(Clone)]
@@ -29,7 +29,7 @@ impl BrokerMeters {
     /// Registers the metrics with the process's recorder (installing it if needed).
     #[must_use]
     pub fn new() -> Self {
-        crate::telemetry::prometheus();
+        crier_store::telemetry::prometheus();
         let publishes = |result: &'static str| counter!("crier_broker_publishes_total", "result" => result);
         Self {
             ok: publishes("ok"),

@@ -18,7 +18,7 @@ use crate::config::MAX_BATCH_ITEMS;
 use crate::error::BrokerError;
 use crate::meters::BrokerMeters;
 use crate::publisher::{Item, Published, Publisher};
-use crate::telemetry;
+use crate::trace_parent;
 
 /// The gRPC face of a [`Publisher`].
 pub struct PublishServiceImpl {
@@ -63,7 +63,7 @@ fn result(outcome: Result<Published, BrokerError>) -> PublishResult {
 /// The span of one publishing RPC, child of the caller's `traceparent` if it sent one.
 fn rpc_span<T>(name: &'static str, request: &Request<T>) -> Span {
     let span = tracing::info_span!("publish", otel.kind = "server", rpc = name);
-    telemetry::set_parent_from_metadata(&span, request.metadata());
+    trace_parent::set_parent_from_metadata(&span, request.metadata());
     span
 }
 

@@ -15,7 +15,7 @@ use prost::Message;
 
 use crate::config::{BrokerConfig, MAX_IDEMPOTENCY_KEY_LEN};
 use crate::error::BrokerError;
-use crate::log::{Dedupe, PartitionedLog};
+use crier_store::log::{Dedupe, PartitionedLog};
 
 /// Validates and appends notifications. Cheap to clone.
 #[derive(Clone)]
@@ -119,7 +119,7 @@ impl Publisher {
             payload: item.payload.clone(),
             published_at_ms: now_ms(),
             // The caller's span (the `publish` RPC span): empty unless tracing is on and it is sampled.
-            trace_context: crate::telemetry::inject(&tracing::Span::current()),
+            trace_context: crier_store::telemetry::inject(&tracing::Span::current()),
         };
         let token = (!item.idempotency_key.is_empty())
             .then(|| dedupe_token(&item.conversation_id, &item.idempotency_key));
@@ -157,7 +157,7 @@ fn validate_payload(payload: &[u8], max_bytes: usize) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::MemoryLog;
+    use crier_store::log::MemoryLog;
 
     /// The configured conversation-id limit is the one applied: at it passes, one byte over is refused.
     #[tokio::test]

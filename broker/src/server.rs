@@ -15,13 +15,13 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-use crate::access::AccessStore;
 use crate::access_service::AccessServiceImpl;
 use crate::admin_service::AdminServiceImpl;
 use crate::api_token::ApiToken;
-use crate::control::ControlPlane;
 use crate::publish_service::PublishServiceImpl;
 use crate::publisher::Publisher;
+use crier_store::access::AccessStore;
+use crier_store::control::ControlPlane;
 
 /// Why the server stopped abnormally.
 #[derive(Debug, thiserror::Error)]

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use crier_broker::control::{HEARTBEAT_INTERVAL, HEARTBEAT_TTL};
 use crier_proto::conversation_id::{self, DEFAULT_MAX_CONVERSATION_ID_BYTES};
 use crier_proto::partition::DEFAULT_PARTITIONS;
+use crier_store::control::{HEARTBEAT_INTERVAL, HEARTBEAT_TTL};
 
 pub use crate::auth::{JwtConfig, KeySource};
 

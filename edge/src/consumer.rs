@@ -10,10 +10,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use crier_broker::log::{Entry, Head, LogError, PartitionReader, PartitionedLog};
-use crier_broker::telemetry;
 use crier_proto::v1::{STREAM_ENTRY_VERSION, StreamEntry};
 use crier_proto::{Position, StreamId};
+use crier_store::log::{Entry, Head, LogError, PartitionReader, PartitionedLog};
+use crier_store::telemetry;
 use prost::Message;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;

@@ -1,15 +1,16 @@
 //! The demo of `crier dev`: the page at `/` (a live view built on `/crier.js`) and `POST /dev/publish`, which
-//! publishes through the same [`Publisher`] as the gRPC `Publish`, so what the page shows is the real path.
+//! publishes through a [`DemoPublisher`]: `crier dev` passes the broker's publisher, the same one as gRPC
+//! `Publish`, so what the page shows is the real path (the CLI crate owns both roles; the edge never depends
+//! on the broker).
 //!
 //! Only `crier dev` builds a [`Demo`]; every other edge answers these paths with 404. The publish endpoint
 //! takes `Content-Type: application/json` only: a cross-origin page then needs a CORS preflight, which
 //! is never granted, so other sites cannot publish through a developer's browser.
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
 use bytes::Bytes;
-use crier_broker::access::AccessError;
-use crier_broker::log::LogError;
-use crier_broker::publisher::Item;
-use crier_broker::{BrokerError, Publisher};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -34,17 +35,49 @@ struct PublishBody<'a> {
     idempotency_key: String,
 }
 
+/// Where `POST /dev/publish` publishes.
+#[async_trait]
+pub trait DemoPublisher: Send + Sync + 'static {
+    /// Publishes `payload` (a JSON object, verbatim) to `conversation_id`; `idempotency_key` may be empty.
+    async fn publish(
+        &self,
+        conversation_id: String,
+        payload: Bytes,
+        idempotency_key: String,
+    ) -> Result<DemoPublished, DemoRefusal>;
+}
+
+/// A demo publish that was appended (or recognised as a duplicate).
+#[derive(Debug)]
+pub struct DemoPublished {
+    /// Its position, as clients see it.
+    pub position: String,
+    /// `true` when its idempotency key had been seen: nothing new was appended.
+    pub duplicate: bool,
+}
+
+/// Why a demo publish was refused, classified as the gRPC surface classifies the same error.
+#[derive(Debug)]
+pub enum DemoRefusal {
+    /// The caller's mistake (gRPC `INVALID_ARGUMENT`): 400.
+    Invalid(String),
+    /// The log or store is unreachable (gRPC `UNAVAILABLE`): 503.
+    Unavailable(String),
+    /// Anything else (gRPC `INTERNAL`): 500.
+    Internal(String),
+}
+
 /// The demo page and its publish endpoint.
 #[derive(Clone)]
 pub struct Demo {
-    publisher: Publisher,
+    publisher: Arc<dyn DemoPublisher>,
     page: Asset,
 }
 
 impl Demo {
     /// A demo publishing through `publisher`, its page connecting to `ws_path`.
     #[must_use]
-    pub fn new(publisher: Publisher, ws_path: &str) -> Self {
+    pub fn new(publisher: Arc<dyn DemoPublisher>, ws_path: &str) -> Self {
         let html = assets::DEMO_HTML.replace("{{WS_PATH}}", &escape_html(ws_path));
         let page = Asset { content_type: "text/html; charset=utf-8", body: Bytes::from(html) };
         Self { publisher, page }
@@ -86,41 +119,30 @@ impl Demo {
                 "expected {\"conversationId\": string, \"payload\": object}",
             );
         };
-        let item = Item {
-            conversation_id: request.conversation_id,
-            payload: Bytes::copy_from_slice(request.payload.get().as_bytes()),
-            idempotency_key: request.idempotency_key,
-        };
-        match self.publisher.publish(&item).await {
-            Ok(published) => {
-                let position = published.position.to_string();
-                json(
-                    StatusCode::OK,
-                    &serde_json::json!({ "position": position, "duplicate": published.duplicate }),
-                )
-            }
-            Err(err) => {
-                tracing::debug!(error = %err, "dev publish refused");
-                json_error(error_status(&err), &err.to_string())
+        let payload = Bytes::copy_from_slice(request.payload.get().as_bytes());
+        let published =
+            self.publisher.publish(request.conversation_id, payload, request.idempotency_key).await;
+        match published {
+            Ok(published) => json(
+                StatusCode::OK,
+                &serde_json::json!({ "position": published.position, "duplicate": published.duplicate }),
+            ),
+            Err(refusal) => {
+                tracing::debug!(?refusal, "dev publish refused");
+                let (status, message) = refusal.status_and_message();
+                json_error(status, message)
             }
         }
     }
 }
 
-/// The HTTP status of a publish error (this surface's counterpart of the gRPC mapping).
-fn error_status(err: &BrokerError) -> StatusCode {
-    match err {
-        BrokerError::InvalidConversationId(_)
-        | BrokerError::InvalidPayload(_)
-        | BrokerError::InvalidIdempotencyKey(_)
-        | BrokerError::InvalidRequest(_)
-        | BrokerError::InvalidUserId(_) => StatusCode::BAD_REQUEST,
-        BrokerError::Log(LogError::Unavailable { .. })
-        | BrokerError::Access(AccessError::Unavailable(_) | AccessError::Lagged) => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-        BrokerError::Log(_) | BrokerError::Access(_) | BrokerError::Internal(_) => {
-            StatusCode::INTERNAL_SERVER_ERROR
+impl DemoRefusal {
+    /// This surface's status for the refusal, and its reason.
+    fn status_and_message(&self) -> (StatusCode, &str) {
+        match self {
+            Self::Invalid(message) => (StatusCode::BAD_REQUEST, message),
+            Self::Unavailable(message) => (StatusCode::SERVICE_UNAVAILABLE, message),
+            Self::Internal(message) => (StatusCode::INTERNAL_SERVER_ERROR, message),
         }
     }
 }
@@ -143,17 +165,27 @@ fn escape_html(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use crier_broker::BrokerConfig;
-    use crier_broker::log::{MemoryLog, PartitionedLog};
     use http_body_util::BodyExt;
 
     use super::*;
 
+    /// Accepts objects, refuses anything else as the broker would (the real publisher is tested end to end
+    /// in `tests/tests/browser.rs`).
+    struct ObjectsOnly;
+
+    #[async_trait]
+    impl DemoPublisher for ObjectsOnly {
+        async fn publish(&self, _: String, payload: Bytes, _: String) -> Result<DemoPublished, DemoRefusal> {
+            if payload.starts_with(b"{") {
+                Ok(DemoPublished { position: "0:1-0".into(), duplicate: false })
+            } else {
+                Err(DemoRefusal::Invalid("invalid payload: must be a JSON object".into()))
+            }
+        }
+    }
+
     fn demo() -> Demo {
-        let log: Arc<dyn PartitionedLog> = Arc::new(MemoryLog::new(8, 100));
-        Demo::new(Publisher::new(log, &BrokerConfig { partitions: 8, ..BrokerConfig::default() }), "/ws\"x")
+        Demo::new(Arc::new(ObjectsOnly), "/ws\"x")
     }
 
     async fn body_of(response: Response<Body>) -> String {

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use crier_broker::access::AccessStore;
+use crier_store::access::AccessStore;
 use tokio::time::Instant;
 
 use crate::acl::{self, Decision, Evidence};

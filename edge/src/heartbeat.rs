@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crier_broker::control::{ControlMessage, ControlPlane, EdgeReport};
-use crier_broker::telemetry::now_ms;
+use crier_store::control::{ControlMessage, ControlPlane, EdgeReport};
+use crier_store::telemetry::now_ms;
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 

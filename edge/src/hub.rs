@@ -17,8 +17,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
-use crier_broker::log::Head;
 use crier_proto::{StreamId, partition};
+use crier_store::log::Head;
 use tokio::sync::watch;
 
 use crate::consumer::{Consumer, ReaderHandle};
@@ -221,7 +221,7 @@ impl Hub {
 pub(crate) mod tests {
     use std::time::Duration;
 
-    use crier_broker::log::MemoryLog;
+    use crier_store::log::MemoryLog;
     use tokio_util::sync::CancellationToken;
     use tokio_util::task::TaskTracker;
 

@@ -5,7 +5,7 @@
 //!  browser ◀─ws─ session ◀─ outbox ◀─ hub (conversation → subscribers, per partition)
 //!                 │ auth, subscribe       ▲
 //!                 └──────▶ hub ──starts──▶ consumer: one reader per partition with local interest
-//!                                          └─ PartitionedLog (crier-broker's log: Redis XREAD | memory)
+//!                                          └─ PartitionedLog (crier-store's log: Redis XREAD | memory)
 //! ```
 //!
 //! - [`config`]: edge settings and their validation.
@@ -34,7 +34,7 @@
 //! Shutdown (drain): when `shutdown` is cancelled the edge stops accepting, every session closes with 1001 at
 //! its own random moment within `drain_window` (delivering until then) after flushing what it has queued,
 //! and only then do the partition readers (and the revocation, key refresh and heartbeat tasks) stop. The
-//! admin listener (`crier_broker::admin_http`, run by the caller) reports not-ready from the first moment of
+//! admin listener (`crier_store::admin_http`, run by the caller) reports not-ready from the first moment of
 //! the drain.
 
 pub mod acl;
@@ -62,16 +62,15 @@ pub mod session;
 
 use std::sync::Arc;
 
-use crier_broker::Publisher;
-use crier_broker::access::AccessStore;
-use crier_broker::control::{ControlPlane, MemoryControl};
-use crier_broker::log::PartitionedLog;
+use crier_store::access::AccessStore;
+use crier_store::control::{ControlPlane, MemoryControl};
+use crier_store::log::PartitionedLog;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::{AclMode, AuthMode, EdgeConfig, JwtConfig, KeySource, Limits, OriginPolicy};
-pub use demo::Demo;
+pub use demo::{Demo, DemoPublished, DemoPublisher, DemoRefusal};
 pub use error::{CloseCode, EdgeError};
 
 /// What an edge works with besides its listener, config and log.
@@ -83,7 +82,7 @@ pub struct EdgeDeps {
     /// its own, which no other process sees.
     pub control: Option<Arc<dyn ControlPlane>>,
     /// Serves the demo page at `/` and `POST /dev/publish`, publishing through this (`crier dev` only).
-    pub demo: Option<Publisher>,
+    pub demo: Option<Arc<dyn DemoPublisher>>,
 }
 
 impl EdgeDeps {

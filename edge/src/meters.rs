@@ -70,7 +70,7 @@ impl EdgeMeters {
     /// Registers the metrics with the process's recorder (installing it if needed).
     #[must_use]
     pub fn new() -> Self {
-        crier_broker::telemetry::prometheus();
+        crier_store::telemetry::prometheus();
         let drops = |reason: &'static str| counter!("crier_edge_drops_total", "reason" => reason);
         let closes = CLOSE_CODES
             .iter()

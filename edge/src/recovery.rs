@@ -5,8 +5,8 @@
 //! trimmed, the answer is "not recoverable" and the client hears `recovered:false`.
 
 use bytes::Bytes;
-use crier_broker::log::{LogError, PartitionedLog};
 use crier_proto::{Position, StreamId};
+use crier_store::log::{LogError, PartitionedLog};
 
 use crate::consumer::decode_entry;
 use crate::{frame, protocol};

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crier_broker::control::{Presence, Users};
+use crier_store::control::{Presence, Users};
 
 use crate::hub::Hub;
 use crate::outbox::Outbox;

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crier_broker::access::AccessStore;
+use crier_store::access::AccessStore;
 use tokio_util::sync::CancellationToken;
 
 use crate::session::SessionContext;

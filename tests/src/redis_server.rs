@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use crier_broker::log::{RedisLog, RedisLogConfig, RedisTopology, Retention};
+use crier_store::log::{RedisLog, RedisLogConfig, RedisTopology, Retention};
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
 use tempfile::TempDir;

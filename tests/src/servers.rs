@@ -11,13 +11,14 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Once};
 
 use anyhow::{Context, anyhow};
-use crier_broker::access::{AccessStore, MemoryAccessStore};
-use crier_broker::admin_http::{self, AdminState, LogReachable};
-use crier_broker::control::{ControlPlane, MemoryControl};
-use crier_broker::log::{DEFAULT_MAX_LEN, MemoryLog, PartitionedLog};
+use crier::dev_publisher::DevPublisher;
 use crier_broker::{BrokerConfig, Publisher, Services};
-use crier_edge::{EdgeConfig, EdgeDeps};
+use crier_edge::{DemoPublisher, EdgeConfig, EdgeDeps};
 use crier_proto::partition::DEFAULT_PARTITIONS;
+use crier_store::access::{AccessStore, MemoryAccessStore};
+use crier_store::admin_http::{self, AdminState, LogReachable};
+use crier_store::control::{ControlPlane, MemoryControl};
+use crier_store::log::{DEFAULT_MAX_LEN, MemoryLog, PartitionedLog};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -178,7 +179,9 @@ impl Servers {
         let name = format!("edge {index}");
         let stop = self.shutdown.child_token();
         // As in `crier dev`: the demo publishes to the broker's log with the broker's settings.
-        let demo = slot.demo.then(|| Publisher::new(Arc::clone(&self.log), &self.broker_config));
+        let demo = slot.demo.then(|| -> Arc<dyn DemoPublisher> {
+            Arc::new(DevPublisher(Publisher::new(Arc::clone(&self.log), &self.broker_config)))
+        });
         let deps =
             EdgeDeps { access: Arc::clone(&self.access), control: Some(Arc::clone(&self.control)), demo };
         let run =

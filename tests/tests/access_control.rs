@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
-use crier_broker::access::RedisAccessStore;
-use crier_broker::log::{MemoryLog, RedisTopology};
 use crier_edge::EdgeConfig;
+use crier_store::access::RedisAccessStore;
+use crier_store::log::{MemoryLog, RedisTopology};
 use crier_tests::{Bystander, RedisServer, Servers, ServersConfig, mint_claims, unix_now, within_for};
 use serde_json::json;
 

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
-use crier_broker::access::{AccessStore, MemoryAccessStore, RedisAccessStore, Revocation};
-use crier_broker::log::RedisTopology;
+use crier_store::access::{AccessStore, MemoryAccessStore, RedisAccessStore, Revocation};
+use crier_store::log::RedisTopology;
 use crier_tests::{RedisCluster, RedisServer, within};
 
 async fn behaves(store: Arc<dyn AccessStore>) -> Result<()> {

@@ -5,13 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
-use crier_broker::control::{ControlPlane, MemoryControl, RedisControl};
-use crier_broker::log::{MemoryLog, PartitionedLog, RedisTopology, Retention};
 use crier_edge::EdgeConfig;
 use crier_proto::v1::admin_service_client::AdminServiceClient;
 use crier_proto::v1::{
     DisconnectUserRequest, HistoryRequest, PresenceRequest, PresenceResponse, StatsRequest, StatsResponse,
 };
+use crier_store::control::{ControlPlane, MemoryControl, RedisControl};
+use crier_store::log::{MemoryLog, PartitionedLog, RedisTopology, Retention};
 use crier_tests::redis_server::redis_log;
 use crier_tests::{RedisCluster, RedisServer, Servers, ServersConfig, WsClient, free_port, within};
 use serde_json::json;
@@ -183,7 +183,7 @@ async fn history_returns_what_followed_a_position() -> Result<()> {
 /// replaces it: conversations no longer reported are gone.
 #[tokio::test]
 async fn redis_presence_reports_of_any_size_replace_the_last() -> Result<()> {
-    use crier_broker::control::{EdgeReport, Presence, Users};
+    use crier_store::control::{EdgeReport, Presence, Users};
 
     let redis = RedisServer::start().await?;
     let control = within(
@@ -196,7 +196,7 @@ async fn redis_presence_reports_of_any_size_replace_the_last() -> Result<()> {
         let entries =
             (0..conversations).map(|i| (format!("c{i}").into(), Users(vec![(Arc::clone(&user), 1)])));
         let presence = Presence::new(entries.collect());
-        let reported_at_ms = crier_broker::telemetry::now_ms();
+        let reported_at_ms = crier_store::telemetry::now_ms();
         EdgeReport { edge_id: "e1".into(), presence, reported_at_ms, ..EdgeReport::default() }
     };
     control.report(report(2_500)).await?;

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
-use crier_broker::log::{DEFAULT_MAX_LEN, MemoryLog};
 use crier_edge::EdgeConfig;
 use crier_proto::partition::DEFAULT_PARTITIONS;
+use crier_store::log::{DEFAULT_MAX_LEN, MemoryLog};
 use crier_tests::{Browser, Servers, mint_token, within};
 use serde_json::{Value, json};
 

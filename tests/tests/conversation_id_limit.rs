@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use anyhow::{Result, ensure};
-use crier_broker::log::MemoryLog;
+use crier_store::log::MemoryLog;
 use crier_tests::{Servers, ServersConfig};
 use serde_json::json;
 

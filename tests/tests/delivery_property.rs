@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use anyhow::{Result, bail, ensure};
-use crier_broker::log::{MemoryLog, PartitionedLog};
 use crier_proto::Position;
+use crier_store::log::{MemoryLog, PartitionedLog};
 use crier_tests::{PublishClient, RedisServer, Servers, WsClient};
 use proptest::prelude::*;
 use serde_json::json;

@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
-use crier_broker::log::MemoryLog;
 use crier_edge::EdgeConfig;
 use crier_proto::keys::PartitionKeys;
 use crier_proto::partition;
+use crier_store::log::MemoryLog;
 use crier_tests::{RedisMonitor, RedisServer, Servers, ServersConfig, WsClient, within};
 use serde_json::json;
 

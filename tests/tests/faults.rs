@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use anyhow::{Result, bail, ensure};
 use crier_broker::BrokerConfig;
-use crier_broker::log::MemoryLog;
-use crier_broker::log::{RedisTopology, Retention};
 use crier_edge::EdgeConfig;
 use crier_proto::keys::PartitionKeys;
 use crier_proto::v1::PublishRequest;
 use crier_proto::{node_of, partition};
+use crier_store::log::MemoryLog;
+use crier_store::log::{RedisTopology, Retention};
 use crier_tests::redis_server::redis_log;
 use crier_tests::{
     PublishClient, RedisCluster, RedisServer, Servers, ServersConfig, WsClient, within, within_for,

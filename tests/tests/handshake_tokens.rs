@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
-use crier_broker::log::MemoryLog;
 use crier_edge::EdgeConfig;
+use crier_store::log::MemoryLog;
 use crier_tests::{Servers, ServersConfig, WsClient, mint_claims, mint_token, unix_now};
 use serde_json::json;
 

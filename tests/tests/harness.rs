@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
-use crier_broker::log::MemoryLog;
 use crier_edge::EdgeConfig;
+use crier_store::log::MemoryLog;
 use crier_tests::{RedisServer, Servers, ServersConfig, WsClient, mint_token, within};
 use serde_json::json;
 

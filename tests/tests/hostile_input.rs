@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Result, bail, ensure};
-use crier_broker::log::MemoryLog;
 use crier_edge::{EdgeConfig, Limits, OriginPolicy};
+use crier_store::log::MemoryLog;
 use crier_tests::tungstenite::protocol::frame::Frame;
 use crier_tests::tungstenite::protocol::frame::coding::{Data, OpCode};
 use crier_tests::tungstenite::{Error as WsError, Message};

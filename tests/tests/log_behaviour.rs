@@ -12,11 +12,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Result, ensure};
 use bytes::Bytes;
-use crier_broker::log::{
-    Appended, Dedupe, LogError, MemoryLog, PartitionedLog, Range, RedisTopology, Retention,
-};
 use crier_proto::StreamId;
 use crier_proto::keys::dedupe_token;
+use crier_store::log::{
+    Appended, Dedupe, LogError, MemoryLog, PartitionedLog, Range, RedisTopology, Retention,
+};
 use crier_tests::redis_server::{LOG_COMMAND_TIMEOUT, redis_log};
 use crier_tests::{RedisCluster, RedisServer, STEP, within, within_for};
 
@@ -162,7 +162,7 @@ async fn append_n(log: &dyn PartitionedLog, partition: u32, n: usize) -> Result<
 }
 
 /// Everything in `partition`, oldest first (reads after `0-0` without blocking).
-async fn read_all(log: &dyn PartitionedLog, partition: u32) -> Result<Vec<crier_broker::log::Entry>> {
+async fn read_all(log: &dyn PartitionedLog, partition: u32) -> Result<Vec<crier_store::log::Entry>> {
     let mut reader = within("reader", log.reader(partition)).await??;
     Ok(within("read", reader.read_after(StreamId::ZERO, usize::MAX / 2, Duration::ZERO)).await??)
 }

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use bytes::Bytes;
-use crier_broker::log::{Head, LogError, PartitionedLog, RedisLog, RedisTopology, Retention};
 use crier_proto::StreamId;
 use crier_proto::keys::PartitionKeys;
+use crier_store::log::{Head, LogError, PartitionedLog, RedisLog, RedisTopology, Retention};
 use crier_tests::redis_server::{LOG_COMMAND_TIMEOUT, redis_log};
 use crier_tests::{RedisCluster, RedisServer, STEP, within, within_for};
 

@@ -6,13 +6,13 @@ use std::sync::Arc;
 use anyhow::{Result, ensure};
 use async_trait::async_trait;
 use bytes::Bytes;
-use crier_broker::access::MemoryAccessStore;
-use crier_broker::log::{
+use crier_broker::{BrokerConfig, Publisher, Services};
+use crier_proto::StreamId;
+use crier_store::access::MemoryAccessStore;
+use crier_store::log::{
     Appended, Dedupe, Head, LogError, MemoryLog, PartitionReader, PartitionedLog, Range, RedisTopology,
     Retention,
 };
-use crier_broker::{BrokerConfig, Publisher, Services};
-use crier_proto::StreamId;
 use crier_tests::redis_server::redis_log;
 use crier_tests::{PublishClient, RedisServer, Servers, within};
 use serde_json::json;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use anyhow::{Result, bail, ensure};
-use crier_broker::log::{MemoryLog, PartitionedLog};
+use crier_store::log::{MemoryLog, PartitionedLog};
 use crier_tests::{PublishClient, RedisServer, Servers, WsClient, within};
 use serde_json::{Value, json};
 

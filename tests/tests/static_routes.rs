@@ -5,9 +5,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, ensure};
-use crier_broker::log::{DEFAULT_MAX_LEN, MemoryLog};
 use crier_edge::EdgeConfig;
 use crier_proto::partition::DEFAULT_PARTITIONS;
+use crier_store::log::{DEFAULT_MAX_LEN, MemoryLog};
 use crier_tests::{Servers, within};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use crier_broker::telemetry::{self, OtlpConfig};
 use crier_proto::v1::PublishRequest;
+use crier_store::telemetry::{self, OtlpConfig};
 use crier_tests::{Servers, within};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,

@@ -26,8 +26,8 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crier_broker::access::AccessStore;
-use crier_broker::log::PartitionedLog;
+use crier_store::access::AccessStore;
+use crier_store::log::PartitionedLog;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::net::TcpStream;
 use tokio::time::Instant;

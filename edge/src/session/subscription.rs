@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crier_broker::log::Head;
 use crier_proto::conversation_id::validate_conversation_id;
 use crier_proto::{Position, StreamId};
+use crier_store::log::Head;
 
 use super::Session;
 use crate::hub::Subscriber;
