@@ -46,7 +46,14 @@ pub enum TelemetryError {
     },
 }
 
+/// How often the recorder's histograms are folded into their buckets, scraped or not.
+pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
 /// The process's Prometheus recorder, installed as the global `metrics` recorder on first call.
+///
+/// Bound: histogram samples are kept raw until upkeep folds them into fixed buckets, so upkeep runs every
+/// [`UPKEEP_INTERVAL`] on a thread of its own. Left to scrapes, a process nobody scraped kept every sample
+/// (~1 GB an hour at 19,000 deliveries/s).
 pub fn prometheus() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
@@ -62,8 +69,23 @@ pub fn prometheus() -> &'static PrometheusHandle {
         if metrics::set_global_recorder(recorder).is_err() {
             tracing::warn!("another metrics recorder is installed; /metrics will stay empty");
         }
+        spawn_upkeep(handle.clone());
         handle
     })
+}
+
+/// Runs the recorder's upkeep every [`UPKEEP_INTERVAL`] for the life of the process: a plain thread, so it
+/// needs no runtime and no slow task can delay it.
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let started = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || {
+        loop {
+            std::thread::sleep(UPKEEP_INTERVAL);
+            handle.run_upkeep();
+        }
+    });
+    if let Err(err) = started {
+        tracing::error!(%err, "cannot start the metrics upkeep thread; histograms grow until scraped");
+    }
 }
 
 fn bytes_metrics() -> metrics_exporter_prometheus::Matcher {
@@ -162,6 +184,27 @@ mod tests {
     fn nothing_is_injected_when_tracing_is_off() {
         let span = tracing::info_span!("publish");
         assert!(inject(&span).is_empty());
+    }
+
+    /// Installing the recorder starts its upkeep thread, so histograms are folded whether or not anyone
+    /// scrapes (Linux: threads are listed in /proc).
+    #[test]
+    fn installing_the_recorder_starts_upkeep() {
+        let _ = prometheus();
+        // The thread names itself once it runs: wait for that, up to 5 s.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !thread_names().iter().any(|n| n == "metrics-upkeep") {
+            assert!(std::time::Instant::now() < deadline, "no upkeep thread: {:?}", thread_names());
+            std::thread::yield_now();
+        }
+    }
+
+    fn thread_names() -> Vec<String> {
+        let threads = std::fs::read_dir("/proc/self/task").unwrap();
+        threads
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .map(|name| name.trim().to_owned())
+            .collect()
     }
 
     /// A `traceparent` in a map round-trips through the extractor.
