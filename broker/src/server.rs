@@ -77,15 +77,19 @@ pub async fn serve(
         AccessServiceServer::with_interceptor(AccessServiceImpl::new(services.access, max_id), token.clone());
     let admin =
         control.map(|c| AdminServiceServer::with_interceptor(AdminServiceImpl::new(c, log, max_id), token));
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    // v1alpha too: Python's reflection client, older grpcurl and Postman speak only that one.
+    let (reflection, reflection_v1alpha) = (reflection().build_v1()?, reflection().build_v1alpha()?);
     let addr = listener.local_addr().ok();
     tracing::info!(?addr, "broker listening for gRPC");
     Server::builder()
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(publish)
         .add_service(access)
         .add_optional_service(admin)

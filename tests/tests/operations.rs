@@ -104,6 +104,38 @@ async fn readyz_with_several_nodes_needs_any_of_them() -> Result<()> {
     servers.shutdown().await
 }
 
+/// Server reflection answers in both dialects: `v1`, and `v1alpha` for the tools that speak only that one
+/// (Python's reflection client, older grpcurl, Postman); each lists crier's services.
+#[tokio::test]
+async fn reflection_lists_services_in_v1_and_v1alpha() -> Result<()> {
+    use tonic_reflection::pb::{v1, v1alpha};
+    let servers = Servers::dev(0).await?;
+    let channel = tonic::transport::Endpoint::from_shared(servers.broker_url())?.connect().await?;
+    let request = v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
+    };
+    let mut client = v1alpha::server_reflection_client::ServerReflectionClient::new(channel.clone());
+    let mut answers =
+        within("v1alpha reflection", client.server_reflection_info(futures_util::stream::iter([request])))
+            .await??;
+    let answer = within("v1alpha answer", answers.get_mut().message()).await??;
+    ensure!(format!("{answer:?}").contains("crier.v1.PublishService"), "v1alpha: {answer:?}");
+    let request = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(String::new())),
+    };
+    let mut client = v1::server_reflection_client::ServerReflectionClient::new(channel);
+    let mut answers =
+        within("v1 reflection", client.server_reflection_info(futures_util::stream::iter([request])))
+            .await??;
+    let answer = within("v1 answer", answers.get_mut().message()).await??;
+    ensure!(format!("{answer:?}").contains("crier.v1.PublishService"), "v1: {answer:?}");
+    servers.shutdown().await
+}
+
 /// `grpc.health.v1` reports `""` SERVING, then NOT_SERVING as soon as the broker starts shutting down.
 #[tokio::test]
 async fn broker_health_turns_not_serving_on_shutdown() -> Result<()> {
