@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use crier_proto::conversation_id::validate_conversation_id;
 use crier_proto::v1::access_service_server::AccessService;
 use crier_proto::v1::{
     CheckRequest, CheckResponse, GrantRequest, GrantResponse, ListGrantsRequest, ListGrantsResponse,
@@ -10,7 +9,7 @@ use crier_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::error::BrokerError;
+use crate::error::{BrokerError, check_conversation_id, check_user_id};
 use crier_store::access::AccessStore;
 
 /// The gRPC face of an [`AccessStore`].
@@ -28,16 +27,10 @@ impl AccessServiceImpl {
     }
 
     fn validate(&self, conversation: &str, user: Option<&str>) -> Result<(), Status> {
-        validate_conversation_id(conversation, self.max_conversation_id_bytes)
-            .map_err(BrokerError::InvalidConversationId)?;
-        user.map_or(Ok(()), validate_user_id)?;
+        check_conversation_id(conversation, self.max_conversation_id_bytes)?;
+        user.map_or(Ok(()), check_user_id)?;
         Ok(())
     }
-}
-
-/// The user-id rule shared with the edge.
-fn validate_user_id(id: &str) -> Result<(), BrokerError> {
-    crier_proto::user_id::validate_user_id(id).map_err(|reason| BrokerError::InvalidUserId(reason.into()))
 }
 
 fn failed(op: &str, conversation: &str, err: BrokerError) -> Status {

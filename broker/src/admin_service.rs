@@ -1,11 +1,10 @@
 //! `crier.v1.AdminService` over a [`ControlPlane`]: presence and stats from the edges' heartbeat reports,
-//! `DisconnectUser` broadcast to every edge.
+//! `DisconnectUser` broadcast to every edge. Every error maps to the wire through [`BrokerError`].
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crier_proto::Position;
-use crier_proto::conversation_id::validate_conversation_id;
 use crier_proto::v1::admin_service_server::AdminService;
 use crier_proto::v1::{
     DisconnectUserRequest, DisconnectUserResponse, EdgeStats, HistoryEntry, HistoryRequest, HistoryResponse,
@@ -13,9 +12,9 @@ use crier_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::error::BrokerError;
+use crate::error::{BrokerError, check_conversation_id, check_user_id};
 use crate::history::{MAX_LIMIT, history};
-use crier_store::control::{ControlError, ControlMessage, ControlPlane};
+use crier_store::control::{ControlMessage, ControlPlane};
 use crier_store::log::PartitionedLog;
 
 /// Longest close reason kept: a close frame carries at most 123 bytes of reason.
@@ -42,14 +41,9 @@ impl AdminServiceImpl {
         Self { control, log, max_conversation_id_bytes }
     }
 
-    fn check_conversation(&self, conversation: &str) -> Result<(), Status> {
-        validate_conversation_id(conversation, self.max_conversation_id_bytes)
-            .map_err(|reason| Status::invalid_argument(format!("invalid conversation_id: {reason}")))
+    fn check_conversation(&self, conversation: &str) -> Result<(), BrokerError> {
+        check_conversation_id(conversation, self.max_conversation_id_bytes)
     }
-}
-
-fn unavailable(err: &ControlError) -> Status {
-    Status::unavailable(err.to_string())
 }
 
 #[tonic::async_trait]
@@ -60,7 +54,7 @@ impl AdminService for AdminServiceImpl {
     ) -> Result<Response<PresenceResponse>, Status> {
         let conversation = request.into_inner().conversation_id;
         self.check_conversation(&conversation)?;
-        let users = self.control.presence(&conversation).await.map_err(|e| unavailable(&e))?;
+        let users = self.control.presence(&conversation).await.map_err(BrokerError::from)?;
         let connections = users.values().sum();
         let users =
             users.into_iter().map(|(user_id, connections)| UserPresence { user_id, connections }).collect();
@@ -72,15 +66,15 @@ impl AdminService for AdminServiceImpl {
         self.check_conversation(&request.conversation_id)?;
         let since = match request.since.as_str() {
             "" => None,
-            since => Some(since.parse::<Position>().map_err(|e| Status::invalid_argument(e.to_string()))?),
+            since => {
+                Some(since.parse::<Position>().map_err(|e| BrokerError::InvalidPosition(e.to_string()))?)
+            }
         };
         let limit = match request.limit as usize {
             0 => MAX_LIMIT,
             n => n.min(MAX_LIMIT),
         };
-        let (entries, complete) = history(self.log.as_ref(), &request.conversation_id, since, limit)
-            .await
-            .map_err(|e: BrokerError| Status::from(e))?;
+        let (entries, complete) = history(self.log.as_ref(), &request.conversation_id, since, limit).await?;
         let entries = entries
             .into_iter()
             .map(|(position, payload)| HistoryEntry { position: position.to_string(), payload })
@@ -89,7 +83,7 @@ impl AdminService for AdminServiceImpl {
     }
 
     async fn stats(&self, _request: Request<StatsRequest>) -> Result<Response<StatsResponse>, Status> {
-        let reports = self.control.stats().await.map_err(|e| unavailable(&e))?;
+        let reports = self.control.stats().await.map_err(BrokerError::from)?;
         let partitions: BTreeSet<u32> =
             reports.iter().flat_map(|r| r.partitions_read.iter().copied()).collect();
         let response = StatsResponse {
@@ -116,9 +110,7 @@ impl AdminService for AdminServiceImpl {
         request: Request<DisconnectUserRequest>,
     ) -> Result<Response<DisconnectUserResponse>, Status> {
         let DisconnectUserRequest { user_id, mut reason } = request.into_inner();
-        if user_id.is_empty() {
-            return Err(Status::invalid_argument("user_id must not be empty"));
-        }
+        check_user_id(&user_id)?;
         if reason.len() > MAX_REASON_BYTES {
             let mut end = MAX_REASON_BYTES;
             while !reason.is_char_boundary(end) {
@@ -128,7 +120,7 @@ impl AdminService for AdminServiceImpl {
         }
         tracing::info!(user_id = %user_id, reason = %reason, "operator disconnects user");
         let message = ControlMessage::DisconnectUser { user_id, reason };
-        let edges_notified = self.control.send(&message).await.map_err(|e| unavailable(&e))?;
+        let edges_notified = self.control.send(&message).await.map_err(BrokerError::from)?;
         Ok(Response::new(DisconnectUserResponse { edges_notified }))
     }
 }

@@ -96,6 +96,10 @@ async fn presence_and_stats_cover_every_edge() -> Result<()> {
     ensure!(empty.users.is_empty() && empty.connections == 0);
     let bad = admin.presence(PresenceRequest { conversation_id: String::new() }).await;
     ensure!(bad.map_err(|s| s.code()).err() == Some(tonic::Code::InvalidArgument));
+    // User ids follow the rule the edge and AccessService use: control characters are refused.
+    let request = DisconnectUserRequest { user_id: "al\u{7}ice".into(), reason: String::new() };
+    let bad = admin.disconnect_user(request).await;
+    ensure!(bad.map_err(|s| s.code()).err() == Some(tonic::Code::InvalidArgument));
     servers.shutdown().await
 }
 
