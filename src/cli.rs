@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use crier_broker::BrokerConfig;
+use crier_edge::config::{
+    DEFAULT_AUTH_TIMEOUT, DEFAULT_DRAIN_WINDOW, DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_QUEUE_BYTES,
+};
 use crier_edge::{AuthMode, EdgeConfig};
 use crier_proto::partition::DEFAULT_PARTITIONS;
 use crier_store::log::{DEFAULT_MAX_LEN, RedisTopology, Retention};
@@ -176,22 +179,26 @@ pub struct EdgeArgs {
     #[command(flatten)]
     pub limits: LimitArgs,
     /// Close connections that have not authenticated within this time (code 4001).
-    #[arg(long, env = "CRIER_AUTH_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
-    pub auth_timeout: Duration,
+    #[arg(long, env = "CRIER_AUTH_TIMEOUT", default_value_t = DEFAULT_AUTH_TIMEOUT.into())]
+    pub auth_timeout: humantime::Duration,
     #[command(flatten)]
     pub ids: ConversationIdArgs,
     /// Largest accepted client message, in bytes (larger: close 1009).
-    #[arg(long, env = "CRIER_MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
+    #[arg(long, env = "CRIER_MAX_FRAME_BYTES", default_value_t = DEFAULT_MAX_FRAME_BYTES)]
     pub max_frame_bytes: usize,
     /// Per-connection outbound queue bound, in bytes (overflow: close 4008).
-    #[arg(long, env = "CRIER_MAX_QUEUE_BYTES", default_value_t = 1024 * 1024)]
+    #[arg(long, env = "CRIER_MAX_QUEUE_BYTES", default_value_t = DEFAULT_MAX_QUEUE_BYTES)]
     pub max_queue_bytes: usize,
     /// This edge's id in `AdminService.Stats` (default: random). The chart sets the pod name.
     #[arg(long, env = "CRIER_EDGE_ID")]
     pub edge_id: Option<String>,
-    /// On SIGTERM, close sessions (1001) spread over this many seconds, jittered; then exit.
-    #[arg(long, env = "CRIER_DRAIN_SECONDS", default_value_t = crier_edge::config::DEFAULT_DRAIN_WINDOW.as_secs())]
-    pub drain_seconds: u64,
+    /// On SIGTERM, close sessions (1001) spread over this window, jittered; then exit. A plain number is
+    /// seconds (the flag's former unit).
+    #[arg(long, env = "CRIER_DRAIN_WINDOW", visible_alias = "drain-seconds", default_value_t = DEFAULT_DRAIN_WINDOW.into(), value_parser = parse_seconds_or_duration)]
+    pub drain_window: humantime::Duration,
+    /// The drain window's former variable, refused with a pointer to its new name rather than ignored.
+    #[arg(long = "retired-drain-seconds", env = "CRIER_DRAIN_SECONDS", hide = true)]
+    pub retired_drain_seconds: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -295,6 +302,9 @@ impl EdgeArgs {
         let mut problems = self.log.problems();
         problems.extend(redis_problems(&self.redis));
         problems.extend(self.admin.problems(&[self.listen]));
+        if self.retired_drain_seconds.is_some() {
+            problems.push("CRIER_DRAIN_SECONDS is now CRIER_DRAIN_WINDOW (a duration, e.g. 5s)".to_owned());
+        }
         let auth = match self.auth_mode {
             AuthModeArg::Jwt => {
                 self.jwt.config(&mut problems).map_or(AuthMode::None, |jwt| AuthMode::Jwt(Box::new(jwt)))
@@ -308,11 +318,11 @@ impl EdgeArgs {
             acl: self.access.acl(),
             origins: self.access.origins(),
             limits: self.limits.limits(),
-            auth_timeout: self.auth_timeout,
+            auth_timeout: self.auth_timeout.into(),
             max_frame_bytes: self.max_frame_bytes,
             max_conversation_id_bytes: self.ids.max_conversation_id_bytes,
             max_queue_bytes: self.max_queue_bytes,
-            drain_window: Duration::from_secs(self.drain_seconds),
+            drain_window: self.drain_window.into(),
             edge_id: self.edge_id.clone().unwrap_or_else(EdgeConfig::random_id),
             ..EdgeConfig::dev()
         };
@@ -393,6 +403,14 @@ fn dedup_or<T>(mut problems: Vec<String>, value: T) -> Result<T, Vec<String>> {
     let mut seen = std::collections::HashSet::new();
     problems.retain(|p| seen.insert(p.clone()));
     if problems.is_empty() { Ok(value) } else { Err(problems) }
+}
+
+/// A duration (`5s`, `2m`), or a plain number of seconds as `--drain-seconds` took it.
+fn parse_seconds_or_duration(text: &str) -> Result<humantime::Duration, String> {
+    match text.parse::<u64>() {
+        Ok(seconds) => Ok(Duration::from_secs(seconds).into()),
+        Err(_) => text.parse::<humantime::Duration>().map_err(|e| e.to_string()),
+    }
 }
 
 #[cfg(test)]

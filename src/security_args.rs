@@ -9,6 +9,11 @@ use clap::{Args, ValueEnum};
 use crier_edge::{AclMode, JwtConfig, KeySource, Limits, OriginPolicy};
 use crier_proto::conversation_id::DEFAULT_MAX_CONVERSATION_ID_BYTES;
 
+/// Every limit's default, from the edge that applies it.
+const LIMITS: Limits = Limits::DEFAULT;
+/// The JWT leeway's default, from the edge's verifier.
+const DEFAULT_LEEWAY: Duration = JwtConfig::DEFAULT_LEEWAY;
+
 #[derive(Debug, Args)]
 pub struct JwtArgs {
     /// Accepted JWT algorithms, comma-separated, one family: HS256/384/512, RS*, PS*, ES256/384, EdDSA.
@@ -35,8 +40,8 @@ pub struct JwtArgs {
     #[arg(long, env = "CRIER_JWT_JWKS_MIN_REFRESH", default_value = "30s", value_parser = humantime::parse_duration)]
     pub jwt_jwks_min_refresh: Duration,
     /// Clock skew tolerated on `exp` and `nbf`.
-    #[arg(long, env = "CRIER_JWT_LEEWAY", default_value = "5s", value_parser = humantime::parse_duration)]
-    pub jwt_leeway: Duration,
+    #[arg(long, env = "CRIER_JWT_LEEWAY", default_value_t = DEFAULT_LEEWAY.into())]
+    pub jwt_leeway: humantime::Duration,
     /// Required `iss` claim.
     #[arg(long, env = "CRIER_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
@@ -81,29 +86,29 @@ pub struct ConversationIdArgs {
 #[derive(Debug, Args)]
 pub struct LimitArgs {
     /// Open WebSockets per edge (more: HTTP 503).
-    #[arg(long, env = "CRIER_MAX_CONNECTIONS", default_value_t = 20_000)]
+    #[arg(long, env = "CRIER_MAX_CONNECTIONS", default_value_t = LIMITS.max_connections)]
     pub max_connections: usize,
     /// Open WebSockets per user per edge (more: close 4029).
-    #[arg(long, env = "CRIER_MAX_CONNECTIONS_PER_USER", default_value_t = 50)]
+    #[arg(long, env = "CRIER_MAX_CONNECTIONS_PER_USER", default_value_t = LIMITS.max_connections_per_user)]
     pub max_connections_per_user: usize,
     /// Subscriptions per connection (more: error frame).
-    #[arg(long, env = "CRIER_MAX_SUBSCRIPTIONS", default_value_t = 128)]
+    #[arg(long, env = "CRIER_MAX_SUBSCRIPTIONS", default_value_t = LIMITS.max_subscriptions)]
     pub max_subscriptions: usize,
     /// Sustained client messages per second per connection (beyond the burst: close 4029).
-    #[arg(long, env = "CRIER_MESSAGES_PER_SECOND", default_value_t = 20)]
+    #[arg(long, env = "CRIER_MESSAGES_PER_SECOND", default_value_t = LIMITS.messages_per_second)]
     pub messages_per_second: u32,
     /// Client messages a connection may send at once.
-    #[arg(long, env = "CRIER_MESSAGE_BURST", default_value_t = 50)]
+    #[arg(long, env = "CRIER_MESSAGE_BURST", default_value_t = LIMITS.message_burst)]
     pub message_burst: u32,
     /// Time to complete the HTTP upgrade request (slowloris bound).
-    #[arg(long, env = "CRIER_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
-    pub handshake_timeout: Duration,
+    #[arg(long, env = "CRIER_HANDSHAKE_TIMEOUT", default_value_t = LIMITS.handshake_timeout.into())]
+    pub handshake_timeout: humantime::Duration,
     /// Server WebSocket ping period.
-    #[arg(long, env = "CRIER_PING_INTERVAL", default_value = "25s", value_parser = humantime::parse_duration)]
-    pub ping_interval: Duration,
+    #[arg(long, env = "CRIER_PING_INTERVAL", default_value_t = LIMITS.ping_interval.into())]
+    pub ping_interval: humantime::Duration,
     /// Close a connection silent this long after a ping.
-    #[arg(long, env = "CRIER_PONG_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
-    pub pong_timeout: Duration,
+    #[arg(long, env = "CRIER_PONG_TIMEOUT", default_value_t = LIMITS.pong_timeout.into())]
+    pub pong_timeout: humantime::Duration,
 }
 
 impl JwtArgs {
@@ -120,7 +125,7 @@ impl JwtArgs {
         Some(JwtConfig {
             algorithms,
             keys,
-            leeway: self.jwt_leeway,
+            leeway: self.jwt_leeway.into(),
             issuer: self.jwt_issuer.clone(),
             audience: self.jwt_audience.clone(),
             user_claim: self.jwt_user_claim.clone(),
@@ -192,9 +197,9 @@ impl LimitArgs {
             max_subscriptions: self.max_subscriptions,
             messages_per_second: self.messages_per_second,
             message_burst: self.message_burst,
-            handshake_timeout: self.handshake_timeout,
-            ping_interval: self.ping_interval,
-            pong_timeout: self.pong_timeout,
+            handshake_timeout: self.handshake_timeout.into(),
+            ping_interval: self.ping_interval.into(),
+            pong_timeout: self.pong_timeout.into(),
         }
     }
 }

@@ -11,6 +11,12 @@ pub use crate::auth::{JwtConfig, KeySource};
 /// Default drain window of `crier edge`: long enough to spread reconnects, well inside Kubernetes' default
 /// 30 s termination grace period.
 pub const DEFAULT_DRAIN_WINDOW: Duration = Duration::from_secs(5);
+/// Default time a connection has to authenticate (close 4001 after it), as in the replaced system.
+pub const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default largest client message, in bytes (close 1009 beyond it).
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 64 * 1024;
+/// Default per-connection outbound queue bound, in bytes (close 4008 beyond it).
+pub const DEFAULT_MAX_QUEUE_BYTES: usize = 1024 * 1024;
 
 /// How sessions prove who they are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,20 +70,23 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self {
-            max_connections: 20_000,
-            max_connections_per_user: 50,
-            max_subscriptions: 128,
-            messages_per_second: 20,
-            message_burst: 50,
-            handshake_timeout: Duration::from_secs(10),
-            ping_interval: Duration::from_secs(25),
-            pong_timeout: Duration::from_secs(10),
-        }
+        Self::DEFAULT
     }
 }
 
 impl Limits {
+    /// The defaults, defined once: the CLI's flags take theirs from here.
+    pub const DEFAULT: Self = Self {
+        max_connections: 20_000,
+        max_connections_per_user: 50,
+        max_subscriptions: 128,
+        messages_per_second: 20,
+        message_burst: 50,
+        handshake_timeout: Duration::from_secs(10),
+        ping_interval: Duration::from_secs(25),
+        pong_timeout: Duration::from_secs(10),
+    };
+
     fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         let positive = [
@@ -153,10 +162,10 @@ impl EdgeConfig {
             acl: AclMode::Open,
             origins: OriginPolicy::Any,
             limits: Limits::default(),
-            auth_timeout: Duration::from_secs(10),
-            max_frame_bytes: 64 * 1024,
+            auth_timeout: DEFAULT_AUTH_TIMEOUT,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_conversation_id_bytes: DEFAULT_MAX_CONVERSATION_ID_BYTES,
-            max_queue_bytes: 1024 * 1024,
+            max_queue_bytes: DEFAULT_MAX_QUEUE_BYTES,
             read_batch: 256,
             read_block: Duration::from_secs(5),
             // Dev and tests stop at once; `crier edge` defaults to DEFAULT_DRAIN_WINDOW.
@@ -226,7 +235,7 @@ impl EdgeConfig {
             problems.push(format!("heartbeat interval must be positive and below {HEARTBEAT_TTL:?}"));
         }
         if self.read_batch == 0 {
-            problems.push("--read-batch must be positive".to_owned());
+            problems.push("read_batch must be positive".to_owned());
         }
         problems
     }

@@ -3,7 +3,7 @@
 //! frames answered through the session's outbox.
 //!
 //! Why not fastwebsockets' reader: it keeps an 8 KiB buffer per connection for the connection's whole life,
-//! four times issue 8's budget for an idle subscribed connection, and its fragment collector has no cap on a
+//! four times the 2 KiB budget for an idle subscribed connection, and its fragment collector has no cap on a
 //! fragmented message's total size. fastwebsockets still does the HTTP upgrade and unmasking here.
 //! A frame's declared length is checked against the cap before any of it is buffered.
 

@@ -43,6 +43,27 @@ fn bad_config_exits_64_with_a_line_per_problem_before_binding() -> Result<()> {
     Ok(())
 }
 
+/// The drain window is a duration like every other (a plain number is seconds), and the variable it
+/// replaced is refused with its new name instead of being ignored.
+#[test]
+fn drain_window_takes_durations_and_the_old_variable_is_refused() -> Result<()> {
+    let bad = Command::new(crier()?)
+        .args(["edge", "--auth-mode", "none", "--acl", "open", "--redis-url", "redis://127.0.0.1:1"])
+        .env_clear()
+        .env("CRIER_DRAIN_SECONDS", "5")
+        .output()?;
+    ensure!(bad.status.code() == Some(64), "exit {:?}", bad.status.code());
+    let stderr = String::from_utf8(bad.stderr)?;
+    ensure!(stderr.contains("CRIER_DRAIN_WINDOW"), "{stderr}");
+    for good in ["--drain-window=1m30s", "--drain-seconds=7"] {
+        let output = run(&["edge", "--auth-mode", "none", "--acl", "open", good, "--help"])?;
+        ensure!(output.status.success(), "{good}: {output:?}");
+    }
+    let output = run(&["edge", "--drain-window=soon", "--help"])?;
+    ensure!(output.status.code() == Some(64), "a bad duration: exit {:?}", output.status.code());
+    Ok(())
+}
+
 /// Unknown flags are usage errors too (64), not clap's default 2.
 #[test]
 fn unknown_flag_exits_64() -> Result<()> {

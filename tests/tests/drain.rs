@@ -10,7 +10,7 @@ use serde_json::json;
 
 /// Sessions of the drained edge.
 const CLIENTS: usize = 12;
-/// `--drain-seconds` of the edge under test.
+/// `--drain-window` of the edge under test, in seconds.
 const DRAIN_SECONDS: u64 = 2;
 /// Notifications queued for each client before the signal, none read yet.
 const QUEUED: usize = 20;
@@ -28,7 +28,7 @@ async fn sigterm_drains_edge_with_jittered_1001_and_exits_zero() -> Result<()> {
         &[
             ("CRIER_REDIS_URL", &redis.url()),
             ("CRIER_ADMIN_LISTEN", &format!("127.0.0.1:{admin_port}")),
-            ("CRIER_DRAIN_SECONDS", &DRAIN_SECONDS.to_string()),
+            ("CRIER_DRAIN_WINDOW", &format!("{DRAIN_SECONDS}s")),
         ],
     )?;
     let admin = AdminClient::new(format!("127.0.0.1:{admin_port}").parse()?);

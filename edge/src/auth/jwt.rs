@@ -76,13 +76,16 @@ pub struct JwtConfig {
 }
 
 impl JwtConfig {
-    /// HS256 with `secret`, `sub` as the user, 5 s leeway, no `iss`/`aud`.
+    /// Clock skew allowed on `exp` and `nbf` unless configured.
+    pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(5);
+
+    /// HS256 with `secret`, `sub` as the user, [`Self::DEFAULT_LEEWAY`], no `iss`/`aud`.
     #[must_use]
     pub fn hs256(secret: impl Into<String>) -> Self {
         Self {
             algorithms: vec![Algorithm::HS256],
             keys: KeySource::Secret(secret.into()),
-            leeway: Duration::from_secs(5),
+            leeway: Self::DEFAULT_LEEWAY,
             issuer: None,
             audience: None,
             user_claim: "sub".to_owned(),

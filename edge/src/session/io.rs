@@ -1,6 +1,6 @@
 //! The session's loop. Between messages a session waits in one hand-written poll over its outbox's waker,
 //! its socket's readiness and one timer, so an idle session holds no buffers and no wait-list nodes: its
-//! task is the [`Session`] and one `Sleep` (issue 8's memory budget).
+//! task is the [`Session`] and one `Sleep` (the 2 KiB per idle connection budget).
 //!
 //! Frames stay in the (bounded) outbox while a batch is being written; a client that stops reading overflows
 //! it and is closed with 4008 after the frame being written, if any.

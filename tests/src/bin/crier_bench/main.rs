@@ -1,4 +1,4 @@
-//! `crier-bench`: measures a crier deployment against the targets of DESIGN.md §8 / issue 8.
+//! `crier-bench`: measures a crier deployment against the targets of DESIGN.md §8.
 //!
 //! ```text
 //!  crier-bench ──spawns──▶ crier dev | redis-server + crier broker + crier edge   (or --ws/--grpc/--pid)

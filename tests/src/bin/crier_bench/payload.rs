@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-/// The payload size of issue 8's reference runs.
+/// The payload size of DESIGN.md §8's reference runs.
 pub const PAYLOAD_BYTES: usize = 204;
 
 const PREFIX: &[u8] = br#"{"t":""#;

@@ -1,4 +1,4 @@
-//! [`Report`]: a scenario's figures, each with issue 8's target when there is one, printed as a table and
+//! [`Report`]: a scenario's figures, each with DESIGN.md §8's target when there is one, printed as a table and
 //! written as JSON (`--json FILE`).
 
 use std::path::Path;
@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::machine::Machine;
 
-/// A target from issue 8 / DESIGN.md §8.
+/// A target from DESIGN.md §8.
 #[derive(Debug, Clone, Copy, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Target {
