@@ -1,21 +1,19 @@
 //! A conversation's retained notifications after a position, read from its partition stream: the backend's
-//! counterpart of a browser's recovery with `since`, with the same completeness rule.
+//! counterpart of a browser's recovery with `since`, with the same completeness rule (one scan,
+//! [`crier_store::log::scan`], serves both).
 
 use bytes::Bytes;
-use crier_proto::v1::{STREAM_ENTRY_VERSION, StreamEntry};
 use crier_proto::{Position, StreamId, partition};
-use prost::Message;
+use crier_store::log::{PartitionedLog, Scan, scan};
 
 use crate::error::BrokerError;
-use crier_store::log::PartitionedLog;
 
 /// Most entries one call returns.
 pub const MAX_LIMIT: usize = 1000;
-/// Entries scanned per `range` call.
-const PAGE: usize = 512;
 
 /// Up to `limit` notifications of `conversation` after `since` (or from the oldest retained), and whether
-/// nothing after `since` can be missing.
+/// nothing after `since` can be missing. When something is missing, what is still retained after `since` is
+/// returned all the same.
 pub async fn history(
     log: &dyn PartitionedLog,
     conversation: &str,
@@ -26,29 +24,19 @@ pub async fn history(
     if since.is_some_and(|p| p.partition != partition) {
         return Err(BrokerError::InvalidRequest("since is a position of another partition".into()));
     }
-    let mut after = since.map_or(StreamId::ZERO, |p| p.id);
+    let after = since.map_or(StreamId::ZERO, |p| p.id);
     let mut entries = Vec::new();
-    let mut complete = true;
-    loop {
-        let range = log.range(partition, after, PAGE).await?;
-        if let Some(since) = since
-            && (range.epoch != since.epoch || range.max_deleted > after)
-        {
-            complete = false;
-        }
-        let full_page = range.entries.len() == PAGE;
-        for entry in range.entries {
-            after = entry.id;
-            let Ok(decoded) = StreamEntry::decode(entry.data) else { continue };
-            if decoded.version == STREAM_ENTRY_VERSION && decoded.conversation_id == conversation {
-                entries.push((Position { partition, epoch: range.epoch, id: entry.id }, decoded.payload));
-                if entries.len() == limit {
-                    return Ok((entries, complete));
-                }
-            }
-        }
-        if !full_page {
-            return Ok((entries, complete));
-        }
+    let mut wanted = Scan { conversation, partition, after, epoch: since.map(|p| p.epoch), until: None };
+    let mut visit = |position, payload| {
+        entries.push((position, payload));
+        entries.len() < limit
+    };
+    let scanned = scan(log, wanted, &mut visit).await?;
+    if scanned.gap.is_some() {
+        // Go on from where the gap was found, reading what survives without the check.
+        wanted.after = scanned.last_read;
+        wanted.epoch = None;
+        scan(log, wanted, &mut visit).await?;
     }
+    Ok((entries, scanned.gap.is_none()))
 }

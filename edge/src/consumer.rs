@@ -10,11 +10,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use crier_proto::v1::{STREAM_ENTRY_VERSION, StreamEntry};
+use crier_proto::v1::StreamEntry;
 use crier_proto::{Position, StreamId};
-use crier_store::log::{Entry, Head, LogError, PartitionReader, PartitionedLog};
+use crier_store::log::{Entry, Head, LogError, PartitionReader, PartitionedLog, decode_entry};
 use crier_store::telemetry;
-use prost::Message;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -273,21 +272,6 @@ impl Reader {
                 () = tokio::time::sleep(backoff) => {}
             }
             backoff = (backoff * 2).min(BACKOFF_MAX);
-        }
-    }
-}
-
-/// The `StreamEntry` in `entry`, or `None` (logged) for entries of unknown versions or garbage.
-pub fn decode_entry(partition: u32, entry: &Entry) -> Option<StreamEntry> {
-    match StreamEntry::decode(entry.data.clone()) {
-        Ok(e) if e.version == STREAM_ENTRY_VERSION => Some(e),
-        Ok(e) => {
-            tracing::warn!(partition, id = %entry.id, version = e.version, "skipping entry of unknown version");
-            None
-        }
-        Err(err) => {
-            tracing::warn!(partition, id = %entry.id, error = %err, "skipping undecodable entry");
-            None
         }
     }
 }

@@ -6,13 +6,9 @@
 
 use bytes::Bytes;
 use crier_proto::{Position, StreamId};
-use crier_store::log::{LogError, PartitionedLog};
+use crier_store::log::{Gap, LogError, PartitionedLog, Scan, scan};
 
-use crate::consumer::decode_entry;
 use crate::{frame, protocol};
-
-/// Entries fetched per `range` call.
-const PAGE: usize = 512;
 
 /// Why the missed notifications cannot be replayed.
 #[derive(Debug, thiserror::Error)]
@@ -38,32 +34,25 @@ pub async fn missed(
     positions: bool,
 ) -> Result<Vec<Bytes>, RecoveryError> {
     let mut frames = Vec::new();
-    let mut after = since.id;
-    while after < until {
-        let range = log.range(since.partition, after, PAGE).await?;
-        if range.epoch != since.epoch {
-            return Err(RecoveryError::EpochChanged);
-        }
-        if range.max_deleted > after {
-            return Err(RecoveryError::Trimmed);
-        }
-        let full_page = range.entries.len() == PAGE;
-        for entry in range.entries.into_iter().take_while(|e| e.id <= until) {
-            after = entry.id;
-            let Some(decoded) = decode_entry(since.partition, &entry) else { continue };
-            if decoded.conversation_id != conversation {
-                continue;
-            }
-            frames.push(if positions {
-                let position = Position { id: entry.id, ..since };
-                protocol::notification(conversation, &position, &decoded.payload)
-            } else {
-                frame::text(&decoded.payload)
-            });
-        }
-        if !full_page {
-            break;
-        }
+    let wanted = Scan {
+        conversation,
+        partition: since.partition,
+        after: since.id,
+        epoch: Some(since.epoch),
+        until: Some(until),
+    };
+    let scanned = scan(log, wanted, |position, payload| {
+        frames.push(if positions {
+            protocol::notification(conversation, &position, &payload)
+        } else {
+            frame::text(&payload)
+        });
+        true
+    })
+    .await?;
+    match scanned.gap {
+        None => Ok(frames),
+        Some(Gap::EpochChanged) => Err(RecoveryError::EpochChanged),
+        Some(Gap::Trimmed) => Err(RecoveryError::Trimmed),
     }
-    Ok(frames)
 }
