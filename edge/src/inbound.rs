@@ -5,8 +5,11 @@
 //! Why not fastwebsockets' reader: it keeps an 8 KiB buffer per connection for the connection's whole life,
 //! four times the 2 KiB budget for an idle subscribed connection, and its fragment collector has no cap on a
 //! fragmented message's total size. fastwebsockets still does the HTTP upgrade and unmasking here.
-//! A frame's declared length is checked against the cap before any of it is buffered.
+//! A frame's declared length is checked against the cap before any of it is buffered, and the cap covers the
+//! partial message and the frame being buffered together: a connection holds at most the cap, a frame header
+//! and one read chunk, however it fragments. Buffers are sized exactly and given back after each message.
 
+use bytes::Bytes;
 use fastwebsockets::OpCode;
 use tokio::net::TcpStream;
 
@@ -24,8 +27,12 @@ pub enum Inbound {
     Text(Vec<u8>),
     /// A binary message (crier's protocol has none).
     Binary,
-    /// The client closed; the echo is already queued.
-    Close,
+    /// A WebSocket ping, already answered: no message, but it costs the sender like one.
+    Ping,
+    /// A non-final fragment, kept for the message being assembled: it costs the sender like a message.
+    Fragment,
+    /// The client closed; this is the echo to send back (RFC 6455 §5.5.1), its code and reason.
+    Close(Bytes),
 }
 
 /// Why reading stopped.
@@ -66,8 +73,8 @@ struct Header {
     len: usize,
 }
 
-/// Parses the header at the start of `buf`: `Ok(None)` until it is complete. Payloads over `max` are
-/// refused from the header alone.
+/// Parses the header at the start of `buf`: `Ok(None)` until it is complete. Data payloads over `max` are
+/// refused from the header alone (control frames have their own 125-byte limit).
 fn parse_header(buf: &[u8], max: usize) -> Result<Option<Header>, InboundError> {
     let [first, second, ..] = *buf else { return Ok(None) };
     if first & 0x70 != 0 {
@@ -88,7 +95,7 @@ fn parse_header(buf: &[u8], max: usize) -> Result<Option<Header>, InboundError> 
     if control && (!fin || len > 125) {
         return Err(InboundError::Protocol("fragmented or oversized control frame"));
     }
-    let len = usize::try_from(len).ok().filter(|&len| len <= max).ok_or(InboundError::TooBig)?;
+    let len = usize::try_from(len).ok().filter(|&len| control || len <= max).ok_or(InboundError::TooBig)?;
     let Some(mask) = buf.get(at..at + 4) else { return Ok(None) };
     let mask = [mask[0], mask[1], mask[2], mask[3]];
     Ok(Some(Header { fin, opcode, mask, start: at + 4, len }))
@@ -113,12 +120,18 @@ impl MessageReader {
         Self { buf: early.to_vec(), partial: None, max_bytes, heard: false }
     }
 
-    /// Reads what the socket has (after it reported readable): `Ok(false)` when it had nothing after all.
+    /// Reads up to a chunk of what the socket has (after it reported readable): `Ok(false)` when it had
+    /// nothing after all. Grows the buffer only by what arrived (a frame's full size is reserved once its
+    /// header is known), never by doubling.
     pub fn fill(&mut self, stream: &TcpStream) -> Result<bool, InboundError> {
-        self.buf.reserve(READ_CHUNK);
-        match stream.try_read_buf(&mut self.buf) {
+        let mut chunk = [0; READ_CHUNK];
+        match stream.try_read(&mut chunk) {
             Ok(0) => Err(InboundError::Gone),
-            Ok(_) => Ok(true),
+            Ok(read) => {
+                self.buf.reserve_exact(read);
+                self.buf.extend_from_slice(&chunk[..read]);
+                Ok(true)
+            }
             Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => Ok(false),
             Err(_) => Err(InboundError::Gone),
         }
@@ -128,16 +141,28 @@ impl MessageReader {
     /// `outbox`.
     pub fn next(&mut self, outbox: &Outbox) -> Result<Option<Inbound>, InboundError> {
         let mut used = 0;
+        let mut incomplete = 0;
         let result = loop {
-            let Some(header) = parse_header(&self.buf[used..], self.max_bytes)? else { break Ok(None) };
+            let room = self.max_bytes.saturating_sub(self.partial.as_ref().map_or(0, |p| p.1.len()));
+            let header = match parse_header(&self.buf[used..], room) {
+                Ok(Some(header)) => header,
+                Ok(None) => break Ok(None),
+                Err(err) => break Err(err),
+            };
             let end = used + header.start + header.len;
-            let Some(payload) = self.buf.get_mut(used + header.start..end) else { break Ok(None) };
+            let Some(payload) = self.buf.get_mut(used + header.start..end) else {
+                incomplete = end - used;
+                break Ok(None);
+            };
             fastwebsockets::unmask(payload, header.mask);
             used = end;
             self.heard = true;
             let message = match header.opcode {
-                OpCode::Ping => control_reply(outbox, OpCode::Pong, payload),
-                OpCode::Close => close_echo(outbox, payload),
+                OpCode::Ping => {
+                    let _ = outbox.push(frame::encode(OpCode::Pong, payload));
+                    Ok(Some(Inbound::Ping))
+                }
+                OpCode::Close => close_echo(payload),
                 _ => accumulate(&mut self.partial, self.max_bytes, header.opcode, header.fin, payload),
             };
             match message {
@@ -146,34 +171,56 @@ impl MessageReader {
             }
         };
         self.consume(used);
+        // The frame being received gets its room once, exactly.
+        self.buf.reserve_exact(incomplete.saturating_sub(self.buf.len()));
         result
     }
 
-    /// Drops `used` parsed bytes; frees the buffer once nothing is left in it.
+    /// Reads and drops whatever the socket has, without parsing: for a closing connection whose framing can
+    /// no longer be followed. `Err(Gone)` once the peer has hung up.
+    pub fn discard(&mut self, stream: &TcpStream) -> Result<(), InboundError> {
+        self.buf = Vec::new();
+        self.partial = None;
+        let mut sink = [0; READ_CHUNK];
+        loop {
+            match stream.try_read(&mut sink) {
+                Ok(0) => return Err(InboundError::Gone),
+                Ok(_) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(_) => return Err(InboundError::Gone),
+            }
+        }
+    }
+
+    /// Drops `used` parsed bytes; frees the buffer once nothing is left in it, and shrinks it to what is left
+    /// (the start of the next frame) after a big message.
     fn consume(&mut self, used: usize) {
         if used == self.buf.len() {
             self.buf = Vec::new();
-        } else {
+        } else if used > 0 {
             self.buf.drain(..used);
+            if self.buf.capacity() > READ_CHUNK.max(2 * self.buf.len()) {
+                self.buf.shrink_to_fit();
+            }
         }
+    }
+
+    /// Bytes this reader holds on to: read buffer and partial message.
+    #[cfg(test)]
+    fn retained(&self) -> usize {
+        self.buf.capacity() + self.partial.as_ref().map_or(0, |p| p.1.capacity())
     }
 }
 
-fn control_reply(outbox: &Outbox, opcode: OpCode, payload: &[u8]) -> Result<Option<Inbound>, InboundError> {
-    let _ = outbox.push(frame::encode(opcode, payload));
-    Ok(None)
-}
-
 /// Echoes a well-formed close (RFC 6455 §5.5.1); a malformed one is a protocol error.
-fn close_echo(outbox: &Outbox, payload: &[u8]) -> Result<Option<Inbound>, InboundError> {
+fn close_echo(payload: &[u8]) -> Result<Option<Inbound>, InboundError> {
     if payload.len() == 1 {
         return Err(InboundError::Protocol("close frame with a one-byte payload"));
     }
     if payload.len() > 2 && std::str::from_utf8(&payload[2..]).is_err() {
         return Err(InboundError::InvalidUtf8);
     }
-    control_reply(outbox, OpCode::Close, payload)?;
-    Ok(Some(Inbound::Close))
+    Ok(Some(Inbound::Close(frame::encode(OpCode::Close, payload))))
 }
 
 /// Adds one frame to the message being assembled in `partial`; returns the message once complete.
@@ -185,13 +232,14 @@ fn accumulate(
     payload: &[u8],
 ) -> Result<Option<Inbound>, InboundError> {
     let (opcode, data) = match (opcode, partial.take()) {
-        (OpCode::Close, _) => return Ok(Some(Inbound::Close)),
+        (OpCode::Close, _) => return Err(InboundError::Protocol("close frame in the data path")),
         (OpCode::Ping | OpCode::Pong, kept) => {
             *partial = kept;
             return Ok(None);
         }
         (OpCode::Continuation, Some(kept)) => {
             let (opcode, mut data) = *kept;
+            data.reserve_exact(payload.len());
             data.extend_from_slice(payload);
             (opcode, data)
         }
@@ -203,7 +251,7 @@ fn accumulate(
     }
     if !fin {
         *partial = Some(Box::new((opcode, data)));
-        return Ok(None);
+        return Ok(Some(Inbound::Fragment));
     }
     match opcode {
         OpCode::Text if std::str::from_utf8(&data).is_err() => Err(InboundError::InvalidUtf8),
@@ -240,13 +288,13 @@ mod tests {
     #[test]
     fn fragmented_messages_are_capped_as_a_whole() {
         let mut r = reader(8);
-        assert_eq!(r.accumulate(OpCode::Text, false, b"abcd"), Ok(None));
+        assert_eq!(r.accumulate(OpCode::Text, false, b"abcd"), Ok(Some(Inbound::Fragment)));
         assert_eq!(r.accumulate(OpCode::Ping, true, b""), Ok(None));
         assert_eq!(
             r.accumulate(OpCode::Continuation, true, b"ef"),
             Ok(Some(Inbound::Text(b"abcdef".to_vec())))
         );
-        assert_eq!(r.accumulate(OpCode::Text, false, b"abcde"), Ok(None));
+        assert_eq!(r.accumulate(OpCode::Text, false, b"abcde"), Ok(Some(Inbound::Fragment)));
         assert_eq!(r.accumulate(OpCode::Continuation, false, b"fghi"), Err(InboundError::TooBig));
     }
 
@@ -255,7 +303,7 @@ mod tests {
     fn utf8_is_checked_on_the_whole_message() {
         let mut r = reader(64);
         let e_acute = "é".as_bytes();
-        assert_eq!(r.accumulate(OpCode::Text, false, &e_acute[..1]), Ok(None));
+        assert_eq!(r.accumulate(OpCode::Text, false, &e_acute[..1]), Ok(Some(Inbound::Fragment)));
         assert_eq!(
             r.accumulate(OpCode::Continuation, true, &e_acute[1..]),
             Ok(Some(Inbound::Text(e_acute.to_vec())))
@@ -297,7 +345,7 @@ mod tests {
     }
 
     /// Frames of every length form unmask to their payload; several in one read come out one by one, and
-    /// a ping in between is answered with a pong carrying its payload.
+    /// a ping in between is answered with a pong carrying its payload (and reported, to be charged).
     #[test]
     fn parses_masked_frames_of_every_length_form() {
         let long = "x".repeat(70_000);
@@ -307,9 +355,10 @@ mod tests {
         bytes.extend(client_frame(0x81, long.as_bytes()));
         let (messages, error, outbox) = read_all(100_000, &bytes);
         assert_eq!(error, None);
-        assert_eq!(messages.len(), 3);
+        assert_eq!(messages.len(), 4);
         assert_eq!(messages[0], Inbound::Text(b"{\"a\":1}".to_vec()));
-        assert_eq!(messages[2], Inbound::Text(long.into_bytes()));
+        assert_eq!(messages[1], Inbound::Ping);
+        assert_eq!(messages[3], Inbound::Text(long.into_bytes()));
         let mut replies = std::collections::VecDeque::new();
         outbox.drain_into(&mut replies).unwrap();
         assert_eq!(replies, [crate::frame::encode(OpCode::Pong, b"hi")]);
@@ -340,15 +389,52 @@ mod tests {
         assert_eq!(read_all(1024, header_only).1, Some(InboundError::TooBig));
     }
 
-    /// A close is echoed and ends reading; a close with a one-byte payload is a protocol error.
+    /// A close ends reading and carries its echo; a close with a one-byte payload is a protocol error.
     #[test]
     fn close_is_echoed() {
-        let (messages, error, outbox) = read_all(64, &client_frame(0x88, &[0x03, 0xe8, b'o', b'k']));
-        assert_eq!((messages, error), (vec![Inbound::Close], None));
-        let mut replies = std::collections::VecDeque::new();
-        outbox.drain_into(&mut replies).unwrap();
-        assert_eq!(replies, [crate::frame::encode(OpCode::Close, &[0x03, 0xe8, b'o', b'k'])]);
+        let (messages, error, _) = read_all(64, &client_frame(0x88, &[0x03, 0xe8, b'o', b'k']));
+        let echo = crate::frame::encode(OpCode::Close, &[0x03, 0xe8, b'o', b'k']);
+        assert_eq!((messages, error), (vec![Inbound::Close(echo)], None));
         assert!(matches!(read_all(64, &client_frame(0x88, &[3])).1, Some(InboundError::Protocol(_))));
+    }
+
+    /// The partial message and the frame being buffered share the cap: a continuation that could not fit is
+    /// refused from its header, before any of its payload is buffered; a ping in between still passes.
+    #[test]
+    fn partial_and_buffered_bytes_share_the_cap() {
+        let mut bytes = client_frame(0x01, &[b'a'; 1_000]);
+        bytes.extend(client_frame(0x89, &[b'p'; 100]));
+        bytes.extend(&client_frame(0x80, &[b'b'; 100])[..6]);
+        let (messages, error, _) = read_all(1_024, &bytes);
+        assert_eq!(messages, [Inbound::Fragment, Inbound::Ping]);
+        assert_eq!(error, Some(InboundError::TooBig));
+    }
+
+    /// A big message's memory is given back once it is read: what stays is the start of the next frame. While
+    /// it arrives, the reader holds the frame, its header and at most one read chunk more.
+    #[tokio::test]
+    async fn a_big_message_gives_its_memory_back() {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let mut bytes = client_frame(0x81, &[b'x'; 60_000]);
+        bytes.extend(&client_frame(0x81, b"next")[..3]);
+        client.write_all(&bytes).await.unwrap();
+        let outbox = Outbox::new(1 << 20);
+        let mut reader = MessageReader::new(64 * 1024, &[]);
+        let mut peak = 0;
+        let message = loop {
+            if let Some(message) = reader.next(&outbox).unwrap() {
+                break message;
+            }
+            server.readable().await.unwrap();
+            reader.fill(&server).unwrap();
+            peak = peak.max(reader.retained());
+        };
+        assert_eq!(message, Inbound::Text(vec![b'x'; 60_000]));
+        assert!(peak <= 60_000 + 14 + READ_CHUNK, "peak {peak}");
+        assert!(reader.retained() < 64, "kept {} bytes", reader.retained());
     }
 
     /// A continuation without a start is a protocol error.

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::subscription::Replay;
 use super::{Ending, Session};
 use crate::auth::unix_now;
 use crate::error::CloseCode;
@@ -26,8 +27,12 @@ impl Session {
             ClientFrame::Ping => self.send(&ServerFrame::Pong),
             _ if self.principal.is_none() => self.send(&ServerFrame::error("Not authenticated")),
             ClientFrame::Refresh { token } => return self.refresh(&token).await,
-            ClientFrame::Subscribe { conversation_id, since, token } => {
-                self.subscribe(&conversation_id, since.as_deref(), token.as_deref()).await;
+            ClientFrame::Subscribe { conversation_id, since, token, last } => {
+                let replay = match since {
+                    Some(since) => Replay::Since(since),
+                    None => last.map_or(Replay::None, Replay::Last),
+                };
+                self.subscribe(&conversation_id, replay, token.as_deref()).await;
             }
             ClientFrame::Unsubscribe { conversation_id } => self.unsubscribe(&conversation_id),
         }
@@ -131,7 +136,27 @@ impl Session {
     }
 }
 
-/// The instant a token with `exp` (Unix seconds) stops being valid.
+/// Stands for "never" when a token's `exp` lies beyond what an `Instant` can hold.
+const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// The instant a token with `exp` (Unix seconds) stops being valid; saturates instead of overflowing.
 fn expiry_instant(exp: u64) -> Instant {
-    Instant::now() + Duration::from_secs(exp.saturating_sub(unix_now()))
+    let now = Instant::now();
+    now.checked_add(Duration::from_secs(exp.saturating_sub(unix_now()))).unwrap_or(now + FAR_FUTURE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An `exp` near `u64::MAX` is "far in the future", not a panic (which would leak the user's
+    /// connection count).
+    #[test]
+    fn huge_exp_saturates() {
+        let now = Instant::now();
+        for exp in [u64::MAX, u64::MAX / 2, u64::MAX - 1] {
+            assert!(expiry_instant(exp) > now + Duration::from_secs(365 * 24 * 3600));
+        }
+        assert!(expiry_instant(0) <= Instant::now());
+    }
 }

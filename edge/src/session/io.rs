@@ -6,18 +6,16 @@
 //! it and is closed with 4008 after the frame being written, if any.
 
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
 
 use super::{Ending, Session, drain};
 use crate::error::CloseCode;
-use crate::frame;
 use crate::inbound::InboundError;
 use crate::protocol::ServerFrame;
 
-/// How long the last frames and the close may take to write; a client that reads nothing is cut off after it.
-const CLOSING_WRITE_GRACE: Duration = Duration::from_secs(2);
+/// Error message and close reason of a session closed by `--idle-timeout`.
+const IDLE_TIMEOUT: &str = "Session timeout";
 
 /// What ended a wait: every source that was ready, so that none starves another (a session whose outbox
 /// refills all the time still reads, and its timers still fire).
@@ -105,14 +103,19 @@ impl Session {
     /// The earliest moment a timer needs attention.
     fn next_deadline(&self) -> Instant {
         let ping = self.liveness.deadline();
-        [self.deadline, self.drain_at].into_iter().flatten().fold(ping, Instant::min)
+        [self.deadline, self.drain_at, self.idle_at].into_iter().flatten().fold(ping, Instant::min)
     }
 
-    /// Whatever is due now: the drain moment, the auth timeout, token expiry, the ping timer.
+    /// Whatever is due now: the drain moment, the idle timeout, the auth timeout, token expiry, the ping timer.
     fn on_deadline(&mut self) -> Option<Ending> {
         let now = Instant::now();
         if self.drain_at.is_some_and(|at| at <= now) {
             return Some(Ending::Close(CloseCode::GoingAway, "server shutting down"));
+        }
+        if self.idle_at.is_some_and(|at| at <= now) {
+            tracing::debug!(session = self.id, "no client message within the idle timeout");
+            self.send(&ServerFrame::error(IDLE_TIMEOUT));
+            return Some(Ending::Close(CloseCode::Normal, IDLE_TIMEOUT));
         }
         if self.deadline.is_some_and(|at| at <= now) {
             if self.principal.is_none() {
@@ -174,22 +177,6 @@ impl Session {
                 return None;
             }
         }
-    }
-
-    /// Queues the close frame (if any) after whatever is queued and writes it all, within a grace period: the
-    /// peer may already be gone, or read nothing.
-    pub(super) async fn close(&mut self, ending: &Ending) {
-        let _ = self.outbox.drain_into(self.pending.frames());
-        let close = match ending {
-            Ending::Close(code, reason) => {
-                tracing::debug!(session = self.id, code = code.code(), reason, "closing session");
-                frame::close(code.code(), reason)
-            }
-            Ending::Kicked(reason) => frame::close(CloseCode::Disconnected.code(), reason),
-            Ending::Peer => return,
-        };
-        self.pending.frames().push_back(close);
-        let _ = tokio::time::timeout(CLOSING_WRITE_GRACE, self.pending.write_all(&self.stream)).await;
     }
 }
 

@@ -6,16 +6,19 @@
 //! - `subscribed` is queued before the hub registration and written only after the partition reader holds a
 //!   position taken after it: everything appended after the client sees `subscribed` is delivered.
 //! - A session's failure ends that session only; it unsubscribes everything on the way out.
-//! - Every client message costs a token of the connection's bucket before it is even parsed.
+//! - Every client message, WebSocket ping and unfinished fragment costs a token of the connection's bucket
+//!   before it is even parsed.
 //! - On shutdown a session keeps serving (deliveries included) until its own moment within the drain window,
 //!   chosen at random so that clients reconnecting elsewhere do not arrive all at once; then it closes 1001.
 //!
 //! - [`handlers`]: what each client frame does (auth, refresh, unsubscribe), access checks, revocations.
 //! - [`subscription`]: `subscribe`, with recovery from `since`.
 //! - [`liveness`]: WebSocket ping/pong dead-peer detection.
-//! - [`io`]: the session's loop: waiting on socket, outbox and timers; reading, writing, closing.
+//! - [`io`]: the session's loop: waiting on socket, outbox and timers; reading and writing.
+//! - [`closing`]: the lingering close: last frames and the close frame out, the peer's rest read and dropped.
 //! - [`drain`]: when a draining session closes, and the accounting of a session's end.
 
+mod closing;
 mod drain;
 mod handlers;
 mod io;
@@ -26,6 +29,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bytes::Bytes;
 use crier_store::access::AccessStore;
 use crier_store::log::PartitionedLog;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -100,8 +104,10 @@ pub struct Handshake {
 
 /// How a session ends.
 enum Ending {
-    /// The peer closed (echo queued) or vanished.
+    /// The peer vanished: nothing more can be written.
     Peer,
+    /// The peer sent a close frame; this is the echo to send back.
+    PeerClosed(Bytes),
     /// The server closes with this code and reason.
     Close(CloseCode, &'static str),
     /// An operator disconnected the user (4030) with this reason.
@@ -136,6 +142,8 @@ struct Session {
     deadline: Option<Instant>,
     /// When a draining session closes; `None` until the edge drains.
     drain_at: Option<Instant>,
+    /// When the session closes for want of client messages (`--idle-timeout`); `None` when off.
+    idle_at: Option<Instant>,
     /// This connection's place under `--max-connections`.
     _slot: ConnectionSlot,
     subscriptions: Subscriptions,
@@ -163,6 +171,7 @@ impl Session {
         let burst = NonZeroU32::new(limits.message_burst).unwrap_or(NonZeroU32::MIN);
         let limiter = RateLimiter::direct(Quota::per_second(rate).allow_burst(burst));
         let liveness = Liveness::new(limits.ping_interval);
+        let idle_at = limits.idle_timeout.map(|timeout| Instant::now() + timeout);
         ctx.registry.register(id, Arc::clone(&outbox));
         ctx.meters.connections.increment(1.0);
         Self {
@@ -175,6 +184,7 @@ impl Session {
             pending: Pending::default(),
             principal: None,
             drain_at: None,
+            idle_at,
             _slot: slot,
             subscriptions: Subscriptions::default(),
             limiter,
@@ -220,13 +230,15 @@ impl Session {
     }
 
     async fn handle(&mut self, message: Inbound) -> Option<Ending> {
-        if matches!(message, Inbound::Text(_) | Inbound::Binary) && self.limiter.check().is_err() {
+        let charged = !matches!(message, Inbound::Close(_));
+        if charged && self.limiter.check().is_err() {
             tracing::debug!(session = self.id, "rate limit exceeded");
             self.send(&ServerFrame::error("Rate limit exceeded"));
             return Some(Ending::Close(CloseCode::RateLimited, "rate limit exceeded"));
         }
         let text = match message {
-            Inbound::Close => return Some(Ending::Peer),
+            Inbound::Close(echo) => return Some(Ending::PeerClosed(echo)),
+            Inbound::Ping | Inbound::Fragment => return None,
             Inbound::Binary => {
                 tracing::debug!(session = self.id, reason = "binary frame", "ws_invalid_message");
                 self.send(&ServerFrame::error("Binary frames are not supported"));
@@ -234,6 +246,8 @@ impl Session {
             }
             Inbound::Text(text) => text,
         };
+        // Only messages count as activity: pings and pongs come from browsers on their own.
+        self.idle_at = self.ctx.config.limits.idle_timeout.map(|timeout| Instant::now() + timeout);
         match protocol::decode(&text) {
             Ok(frame) => self.handle_frame(frame).await,
             Err(err) => {
