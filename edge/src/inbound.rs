@@ -7,6 +7,7 @@
 //! fragmented message's total size. fastwebsockets still does the HTTP upgrade and unmasking here.
 //! A frame's declared length is checked against the cap before any of it is buffered.
 
+use bytes::Bytes;
 use fastwebsockets::OpCode;
 use tokio::net::TcpStream;
 
@@ -24,8 +25,8 @@ pub enum Inbound {
     Text(Vec<u8>),
     /// A binary message (crier's protocol has none).
     Binary,
-    /// The client closed; the echo is already queued.
-    Close,
+    /// The client closed; this is the echo to send back (RFC 6455 §5.5.1), its code and reason.
+    Close(Bytes),
 }
 
 /// Why reading stopped.
@@ -129,7 +130,11 @@ impl MessageReader {
     pub fn next(&mut self, outbox: &Outbox) -> Result<Option<Inbound>, InboundError> {
         let mut used = 0;
         let result = loop {
-            let Some(header) = parse_header(&self.buf[used..], self.max_bytes)? else { break Ok(None) };
+            let header = match parse_header(&self.buf[used..], self.max_bytes) {
+                Ok(Some(header)) => header,
+                Ok(None) => break Ok(None),
+                Err(err) => break Err(err),
+            };
             let end = used + header.start + header.len;
             let Some(payload) = self.buf.get_mut(used + header.start..end) else { break Ok(None) };
             fastwebsockets::unmask(payload, header.mask);
@@ -137,7 +142,7 @@ impl MessageReader {
             self.heard = true;
             let message = match header.opcode {
                 OpCode::Ping => control_reply(outbox, OpCode::Pong, payload),
-                OpCode::Close => close_echo(outbox, payload),
+                OpCode::Close => close_echo(payload),
                 _ => accumulate(&mut self.partial, self.max_bytes, header.opcode, header.fin, payload),
             };
             match message {
@@ -147,6 +152,22 @@ impl MessageReader {
         };
         self.consume(used);
         result
+    }
+
+    /// Reads and drops whatever the socket has, without parsing: for a closing connection whose framing can
+    /// no longer be followed. `Err(Gone)` once the peer has hung up.
+    pub fn discard(&mut self, stream: &TcpStream) -> Result<(), InboundError> {
+        self.buf = Vec::new();
+        self.partial = None;
+        let mut sink = [0; READ_CHUNK];
+        loop {
+            match stream.try_read(&mut sink) {
+                Ok(0) => return Err(InboundError::Gone),
+                Ok(_) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(_) => return Err(InboundError::Gone),
+            }
+        }
     }
 
     /// Drops `used` parsed bytes; frees the buffer once nothing is left in it.
@@ -165,15 +186,14 @@ fn control_reply(outbox: &Outbox, opcode: OpCode, payload: &[u8]) -> Result<Opti
 }
 
 /// Echoes a well-formed close (RFC 6455 §5.5.1); a malformed one is a protocol error.
-fn close_echo(outbox: &Outbox, payload: &[u8]) -> Result<Option<Inbound>, InboundError> {
+fn close_echo(payload: &[u8]) -> Result<Option<Inbound>, InboundError> {
     if payload.len() == 1 {
         return Err(InboundError::Protocol("close frame with a one-byte payload"));
     }
     if payload.len() > 2 && std::str::from_utf8(&payload[2..]).is_err() {
         return Err(InboundError::InvalidUtf8);
     }
-    control_reply(outbox, OpCode::Close, payload)?;
-    Ok(Some(Inbound::Close))
+    Ok(Some(Inbound::Close(frame::encode(OpCode::Close, payload))))
 }
 
 /// Adds one frame to the message being assembled in `partial`; returns the message once complete.
@@ -185,7 +205,7 @@ fn accumulate(
     payload: &[u8],
 ) -> Result<Option<Inbound>, InboundError> {
     let (opcode, data) = match (opcode, partial.take()) {
-        (OpCode::Close, _) => return Ok(Some(Inbound::Close)),
+        (OpCode::Close, _) => return Err(InboundError::Protocol("close frame in the data path")),
         (OpCode::Ping | OpCode::Pong, kept) => {
             *partial = kept;
             return Ok(None);
@@ -340,14 +360,12 @@ mod tests {
         assert_eq!(read_all(1024, header_only).1, Some(InboundError::TooBig));
     }
 
-    /// A close is echoed and ends reading; a close with a one-byte payload is a protocol error.
+    /// A close ends reading and carries its echo; a close with a one-byte payload is a protocol error.
     #[test]
     fn close_is_echoed() {
-        let (messages, error, outbox) = read_all(64, &client_frame(0x88, &[0x03, 0xe8, b'o', b'k']));
-        assert_eq!((messages, error), (vec![Inbound::Close], None));
-        let mut replies = std::collections::VecDeque::new();
-        outbox.drain_into(&mut replies).unwrap();
-        assert_eq!(replies, [crate::frame::encode(OpCode::Close, &[0x03, 0xe8, b'o', b'k'])]);
+        let (messages, error, _) = read_all(64, &client_frame(0x88, &[0x03, 0xe8, b'o', b'k']));
+        let echo = crate::frame::encode(OpCode::Close, &[0x03, 0xe8, b'o', b'k']);
+        assert_eq!((messages, error), (vec![Inbound::Close(echo)], None));
         assert!(matches!(read_all(64, &client_frame(0x88, &[3])).1, Some(InboundError::Protocol(_))));
     }
 

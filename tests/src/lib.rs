@@ -21,6 +21,7 @@
 //! - [`jwks_server`]: `JwksServer`: a JWKS document over HTTP or HTTPS (a CA of its own), swappable,
 //!   counting fetches and refused TLS handshakes.
 //! - [`publish_client`]: `PublishClient`: the gRPC publisher backends use.
+//! - [`raw_ws`]: `RawWs`: a WebSocket client on a bare socket, for floods, raw fragments and resets.
 //! - [`servers`]: `Servers`: a broker and N edges in-process on port 0, on one log.
 //! - [`ws_client`]: `WsClient`: a browser stand-in speaking crier's WebSocket protocol.
 //! - [`tokens`]: `mint_token`: HS256 JWTs for the edge's auth.
@@ -33,6 +34,7 @@ pub mod crier_process;
 pub mod deadline;
 pub mod jwks_server;
 pub mod publish_client;
+pub mod raw_ws;
 pub mod redis_cluster;
 pub mod redis_monitor;
 pub mod redis_server;
@@ -48,6 +50,7 @@ pub use crier_process::{CrierProcess, crier_binary};
 pub use deadline::{STEP, within, within_for};
 pub use jwks_server::{JwksServer, rsa_jwk};
 pub use publish_client::PublishClient;
+pub use raw_ws::RawWs;
 pub use redis_cluster::RedisCluster;
 pub use redis_monitor::{MonitoredCommand, RedisMonitor};
 pub use redis_server::{RedisServer, free_port};

@@ -27,7 +27,7 @@ impl Session {
             meters.authenticated.decrement(1.0);
         }
         meters.closed(match ending {
-            Ending::Peer => None,
+            Ending::Peer | Ending::PeerClosed(_) => None,
             Ending::Close(code, _) => Some(*code),
             Ending::Kicked(_) => Some(CloseCode::Disconnected),
         });

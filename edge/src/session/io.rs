@@ -6,18 +6,13 @@
 //! it and is closed with 4008 after the frame being written, if any.
 
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
 
 use super::{Ending, Session, drain};
 use crate::error::CloseCode;
-use crate::frame;
 use crate::inbound::InboundError;
 use crate::protocol::ServerFrame;
-
-/// How long the last frames and the close may take to write; a client that reads nothing is cut off after it.
-const CLOSING_WRITE_GRACE: Duration = Duration::from_secs(2);
 
 /// What ended a wait: every source that was ready, so that none starves another (a session whose outbox
 /// refills all the time still reads, and its timers still fire).
@@ -174,22 +169,6 @@ impl Session {
                 return None;
             }
         }
-    }
-
-    /// Queues the close frame (if any) after whatever is queued and writes it all, within a grace period: the
-    /// peer may already be gone, or read nothing.
-    pub(super) async fn close(&mut self, ending: &Ending) {
-        let _ = self.outbox.drain_into(self.pending.frames());
-        let close = match ending {
-            Ending::Close(code, reason) => {
-                tracing::debug!(session = self.id, code = code.code(), reason, "closing session");
-                frame::close(code.code(), reason)
-            }
-            Ending::Kicked(reason) => frame::close(CloseCode::Disconnected.code(), reason),
-            Ending::Peer => return,
-        };
-        self.pending.frames().push_back(close);
-        let _ = tokio::time::timeout(CLOSING_WRITE_GRACE, self.pending.write_all(&self.stream)).await;
     }
 }
 

@@ -13,9 +13,11 @@
 //! - [`handlers`]: what each client frame does (auth, refresh, unsubscribe), access checks, revocations.
 //! - [`subscription`]: `subscribe`, with recovery from `since`.
 //! - [`liveness`]: WebSocket ping/pong dead-peer detection.
-//! - [`io`]: the session's loop: waiting on socket, outbox and timers; reading, writing, closing.
+//! - [`io`]: the session's loop: waiting on socket, outbox and timers; reading and writing.
+//! - [`closing`]: the lingering close: last frames and the close frame out, the peer's rest read and dropped.
 //! - [`drain`]: when a draining session closes, and the accounting of a session's end.
 
+mod closing;
 mod drain;
 mod handlers;
 mod io;
@@ -26,6 +28,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bytes::Bytes;
 use crier_store::access::AccessStore;
 use crier_store::log::PartitionedLog;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -100,8 +103,10 @@ pub struct Handshake {
 
 /// How a session ends.
 enum Ending {
-    /// The peer closed (echo queued) or vanished.
+    /// The peer vanished: nothing more can be written.
     Peer,
+    /// The peer sent a close frame; this is the echo to send back.
+    PeerClosed(Bytes),
     /// The server closes with this code and reason.
     Close(CloseCode, &'static str),
     /// An operator disconnected the user (4030) with this reason.
@@ -226,7 +231,7 @@ impl Session {
             return Some(Ending::Close(CloseCode::RateLimited, "rate limit exceeded"));
         }
         let text = match message {
-            Inbound::Close => return Some(Ending::Peer),
+            Inbound::Close(echo) => return Some(Ending::PeerClosed(echo)),
             Inbound::Binary => {
                 tracing::debug!(session = self.id, reason = "binary frame", "ws_invalid_message");
                 self.send(&ServerFrame::error("Binary frames are not supported"));

@@ -1,0 +1,99 @@
+//! The lingering close. Once a session has decided to end it acts on no client frame again: it writes what
+//! was queued and its close frame (or the echo of the client's), shuts its write side down, and keeps reading
+//! and dropping until the client's close frame or EOF, then closes the socket.
+//!
+//! Why linger: closing a socket whose receive buffer still holds unread client bytes makes the kernel send
+//! RST, and the client then discards what was in flight to it, the close frame included: a flooding client
+//! would see 1006 instead of 4029 and reconnect at once. The whole close takes at most [`CLOSING_GRACE`]; a
+//! client that neither reads nor hangs up is cut off after it.
+
+use std::task::Poll;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+
+use super::{Ending, Session};
+use crate::frame;
+use crate::inbound::{Inbound, InboundError};
+
+/// How long the last frames, the close frame and the wait for the client's close may take together.
+const CLOSING_GRACE: Duration = Duration::from_secs(2);
+
+/// How the client's remaining bytes are treated while lingering.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// Parsed as frames, to notice the client's close frame.
+    Frames,
+    /// Dropped unparsed: the framing broke (oversized or malformed frame), so only EOF ends the wait.
+    Raw,
+}
+
+impl Session {
+    /// Queues the close frame for `ending` after whatever is queued (a client's close is echoed after the
+    /// frame being written, if any, and nothing else), then lingers.
+    pub(super) async fn close(&mut self, ending: &Ending) {
+        let close = match ending {
+            Ending::Close(code, reason) => {
+                tracing::debug!(session = self.id, code = code.code(), reason, "closing session");
+                let _ = self.outbox.drain_into(self.pending.frames());
+                frame::close(code.code(), reason)
+            }
+            Ending::Kicked(reason) => {
+                let _ = self.outbox.drain_into(self.pending.frames());
+                frame::close(crate::error::CloseCode::Disconnected.code(), reason)
+            }
+            Ending::PeerClosed(echo) => {
+                self.pending.discard_unstarted();
+                echo.clone()
+            }
+            Ending::Peer => return,
+        };
+        self.pending.frames().push_back(close);
+        let _ = tokio::time::timeout(CLOSING_GRACE, self.linger()).await;
+    }
+
+    /// Writes what is pending while reading and dropping client bytes, shuts the write side down once all is
+    /// written, and returns at the client's close frame, EOF, or any socket error.
+    async fn linger(&mut self) {
+        let mut reading = Reading::Frames;
+        let mut shut = false;
+        loop {
+            if !shut && self.pending.is_empty() {
+                // Sends FIN after the close frame: the client sees the end of the stream, not a reset.
+                let _ = self.stream.shutdown().await;
+                shut = true;
+            }
+            let (writable, readable) = std::future::poll_fn(|cx| {
+                let writable = !self.pending.is_empty() && self.stream.poll_write_ready(cx).is_ready();
+                let readable = self.stream.poll_read_ready(cx).is_ready();
+                if writable || readable { Poll::Ready((writable, readable)) } else { Poll::Pending }
+            })
+            .await;
+            if writable && self.pending.try_write(&self.stream).is_err() {
+                return;
+            }
+            if readable {
+                match self.read_while_closing(reading) {
+                    Some(next) => reading = next,
+                    None => return,
+                }
+            }
+        }
+    }
+
+    /// Reads once and drops what arrived; `None` once the client closed or hung up.
+    fn read_while_closing(&mut self, reading: Reading) -> Option<Reading> {
+        if reading == Reading::Raw {
+            return self.reader.discard(&self.stream).ok().map(|()| Reading::Raw);
+        }
+        self.reader.fill(&self.stream).ok()?;
+        loop {
+            match self.reader.next(&self.outbox) {
+                Ok(Some(Inbound::Close(_))) | Err(InboundError::Gone) => return None,
+                Ok(Some(_)) => {}
+                Ok(None) => return Some(Reading::Frames),
+                Err(_) => return Some(Reading::Raw),
+            }
+        }
+    }
+}
