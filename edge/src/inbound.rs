@@ -25,6 +25,10 @@ pub enum Inbound {
     Text(Vec<u8>),
     /// A binary message (crier's protocol has none).
     Binary,
+    /// A WebSocket ping, already answered: no message, but it costs the sender like one.
+    Ping,
+    /// A non-final fragment, kept for the message being assembled: it costs the sender like a message.
+    Fragment,
     /// The client closed; this is the echo to send back (RFC 6455 §5.5.1), its code and reason.
     Close(Bytes),
 }
@@ -141,7 +145,10 @@ impl MessageReader {
             used = end;
             self.heard = true;
             let message = match header.opcode {
-                OpCode::Ping => control_reply(outbox, OpCode::Pong, payload),
+                OpCode::Ping => {
+                    let _ = outbox.push(frame::encode(OpCode::Pong, payload));
+                    Ok(Some(Inbound::Ping))
+                }
                 OpCode::Close => close_echo(payload),
                 _ => accumulate(&mut self.partial, self.max_bytes, header.opcode, header.fin, payload),
             };
@@ -178,11 +185,6 @@ impl MessageReader {
             self.buf.drain(..used);
         }
     }
-}
-
-fn control_reply(outbox: &Outbox, opcode: OpCode, payload: &[u8]) -> Result<Option<Inbound>, InboundError> {
-    let _ = outbox.push(frame::encode(opcode, payload));
-    Ok(None)
 }
 
 /// Echoes a well-formed close (RFC 6455 §5.5.1); a malformed one is a protocol error.
@@ -223,7 +225,7 @@ fn accumulate(
     }
     if !fin {
         *partial = Some(Box::new((opcode, data)));
-        return Ok(None);
+        return Ok(Some(Inbound::Fragment));
     }
     match opcode {
         OpCode::Text if std::str::from_utf8(&data).is_err() => Err(InboundError::InvalidUtf8),
@@ -260,13 +262,13 @@ mod tests {
     #[test]
     fn fragmented_messages_are_capped_as_a_whole() {
         let mut r = reader(8);
-        assert_eq!(r.accumulate(OpCode::Text, false, b"abcd"), Ok(None));
+        assert_eq!(r.accumulate(OpCode::Text, false, b"abcd"), Ok(Some(Inbound::Fragment)));
         assert_eq!(r.accumulate(OpCode::Ping, true, b""), Ok(None));
         assert_eq!(
             r.accumulate(OpCode::Continuation, true, b"ef"),
             Ok(Some(Inbound::Text(b"abcdef".to_vec())))
         );
-        assert_eq!(r.accumulate(OpCode::Text, false, b"abcde"), Ok(None));
+        assert_eq!(r.accumulate(OpCode::Text, false, b"abcde"), Ok(Some(Inbound::Fragment)));
         assert_eq!(r.accumulate(OpCode::Continuation, false, b"fghi"), Err(InboundError::TooBig));
     }
 
@@ -275,7 +277,7 @@ mod tests {
     fn utf8_is_checked_on_the_whole_message() {
         let mut r = reader(64);
         let e_acute = "é".as_bytes();
-        assert_eq!(r.accumulate(OpCode::Text, false, &e_acute[..1]), Ok(None));
+        assert_eq!(r.accumulate(OpCode::Text, false, &e_acute[..1]), Ok(Some(Inbound::Fragment)));
         assert_eq!(
             r.accumulate(OpCode::Continuation, true, &e_acute[1..]),
             Ok(Some(Inbound::Text(e_acute.to_vec())))
@@ -317,7 +319,7 @@ mod tests {
     }
 
     /// Frames of every length form unmask to their payload; several in one read come out one by one, and
-    /// a ping in between is answered with a pong carrying its payload.
+    /// a ping in between is answered with a pong carrying its payload (and reported, to be charged).
     #[test]
     fn parses_masked_frames_of_every_length_form() {
         let long = "x".repeat(70_000);
@@ -327,9 +329,10 @@ mod tests {
         bytes.extend(client_frame(0x81, long.as_bytes()));
         let (messages, error, outbox) = read_all(100_000, &bytes);
         assert_eq!(error, None);
-        assert_eq!(messages.len(), 3);
+        assert_eq!(messages.len(), 4);
         assert_eq!(messages[0], Inbound::Text(b"{\"a\":1}".to_vec()));
-        assert_eq!(messages[2], Inbound::Text(long.into_bytes()));
+        assert_eq!(messages[1], Inbound::Ping);
+        assert_eq!(messages[3], Inbound::Text(long.into_bytes()));
         let mut replies = std::collections::VecDeque::new();
         outbox.drain_into(&mut replies).unwrap();
         assert_eq!(replies, [crate::frame::encode(OpCode::Pong, b"hi")]);

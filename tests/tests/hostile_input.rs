@@ -10,7 +10,8 @@ use crier_store::log::MemoryLog;
 use crier_tests::tungstenite::protocol::frame::Frame;
 use crier_tests::tungstenite::protocol::frame::coding::{Data, OpCode};
 use crier_tests::tungstenite::{Error as WsError, Message};
-use crier_tests::{Bystander, Servers, ServersConfig, WsClient, within_for};
+use crier_tests::raw_ws::{OP_CONTINUATION, OP_TEXT, ServerFrame, client_frame, text_frame};
+use crier_tests::{Bystander, RawWs, Servers, ServersConfig, WsClient, within_for};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -150,6 +151,41 @@ async fn message_flood_closes_with_4029() -> Result<()> {
     // The burst of 50 covers the auth frame too.
     ensure!((45..200).contains(&pongs), "{pongs} pongs before the limit");
     ensure!(ws.expect_close().await? == Some(4029));
+    bystander.check().await?;
+    servers.shutdown().await
+}
+
+/// WebSocket pings are charged like messages: 200 of them beyond the burst close the connection with 4029.
+#[tokio::test]
+async fn ping_frame_flood_closes_with_4029() -> Result<()> {
+    let (servers, mut bystander) = servers_with(EdgeConfig::dev()).await?;
+    let mut ws = servers.ws_client(0).await?;
+    ws.auth_dev("pinger").await?;
+    for _ in 0..200 {
+        if ws.send_raw(Message::Ping(vec![1].into())).await.is_err() {
+            break;
+        }
+    }
+    ensure!(ws.expect_close().await? == Some(4029));
+    bystander.check().await?;
+    servers.shutdown().await
+}
+
+/// Non-final fragments are charged like messages: a message sent as 200 unfinished fragments closes the
+/// connection with 4029 long before it is complete.
+#[tokio::test]
+async fn fragment_flood_closes_with_4029() -> Result<()> {
+    let (servers, mut bystander) = servers_with(EdgeConfig::dev()).await?;
+    let mut raw = RawWs::connect(servers.edge_addr(0), "/api/ws").await?;
+    let mut bytes = text_frame(r#"{"action":"auth","userId":"fragmenter"}"#);
+    bytes.extend(client_frame(OP_TEXT, false, b"{"));
+    for _ in 0..199 {
+        bytes.extend(client_frame(OP_CONTINUATION, false, b" "));
+    }
+    raw.write(&bytes).await?;
+    let frames = raw.frames_until_close().await?;
+    let close = frames.last().and_then(ServerFrame::close_code);
+    ensure!(close == Some(4029), "last frame {:?}", frames.last());
     bystander.check().await?;
     servers.shutdown().await
 }

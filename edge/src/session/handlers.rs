@@ -131,7 +131,27 @@ impl Session {
     }
 }
 
-/// The instant a token with `exp` (Unix seconds) stops being valid.
+/// Stands for "never" when a token's `exp` lies beyond what an `Instant` can hold.
+const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// The instant a token with `exp` (Unix seconds) stops being valid; saturates instead of overflowing.
 fn expiry_instant(exp: u64) -> Instant {
-    Instant::now() + Duration::from_secs(exp.saturating_sub(unix_now()))
+    let now = Instant::now();
+    now.checked_add(Duration::from_secs(exp.saturating_sub(unix_now()))).unwrap_or(now + FAR_FUTURE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An `exp` near `u64::MAX` is "far in the future", not a panic (which would leak the user's
+    /// connection count).
+    #[test]
+    fn huge_exp_saturates() {
+        let now = Instant::now();
+        for exp in [u64::MAX, u64::MAX / 2, u64::MAX - 1] {
+            assert!(expiry_instant(exp) > now + Duration::from_secs(365 * 24 * 3600));
+        }
+        assert!(expiry_instant(0) <= Instant::now());
+    }
 }

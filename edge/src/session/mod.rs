@@ -6,7 +6,8 @@
 //! - `subscribed` is queued before the hub registration and written only after the partition reader holds a
 //!   position taken after it: everything appended after the client sees `subscribed` is delivered.
 //! - A session's failure ends that session only; it unsubscribes everything on the way out.
-//! - Every client message costs a token of the connection's bucket before it is even parsed.
+//! - Every client message, WebSocket ping and unfinished fragment costs a token of the connection's bucket
+//!   before it is even parsed.
 //! - On shutdown a session keeps serving (deliveries included) until its own moment within the drain window,
 //!   chosen at random so that clients reconnecting elsewhere do not arrive all at once; then it closes 1001.
 //!
@@ -225,13 +226,15 @@ impl Session {
     }
 
     async fn handle(&mut self, message: Inbound) -> Option<Ending> {
-        if matches!(message, Inbound::Text(_) | Inbound::Binary) && self.limiter.check().is_err() {
+        let charged = !matches!(message, Inbound::Close(_));
+        if charged && self.limiter.check().is_err() {
             tracing::debug!(session = self.id, "rate limit exceeded");
             self.send(&ServerFrame::error("Rate limit exceeded"));
             return Some(Ending::Close(CloseCode::RateLimited, "rate limit exceeded"));
         }
         let text = match message {
             Inbound::Close(echo) => return Some(Ending::PeerClosed(echo)),
+            Inbound::Ping | Inbound::Fragment => return None,
             Inbound::Binary => {
                 tracing::debug!(session = self.id, reason = "binary frame", "ws_invalid_message");
                 self.send(&ServerFrame::error("Binary frames are not supported"));
