@@ -109,6 +109,9 @@ pub struct LimitArgs {
     /// Close a connection silent this long after a ping.
     #[arg(long, env = "CRIER_PONG_TIMEOUT", default_value_t = LIMITS.pong_timeout.into())]
     pub pong_timeout: humantime::Duration,
+    /// Close a session after this long without a client message (1000 "Session timeout"); 0 is off.
+    #[arg(long, env = "CRIER_IDLE_TIMEOUT", default_value = "0")]
+    pub idle_timeout: humantime::Duration,
 }
 
 impl JwtArgs {
@@ -200,6 +203,7 @@ impl LimitArgs {
             handshake_timeout: self.handshake_timeout.into(),
             ping_interval: self.ping_interval.into(),
             pong_timeout: self.pong_timeout.into(),
+            idle_timeout: Some(Duration::from(self.idle_timeout)).filter(|idle| !idle.is_zero()),
         }
     }
 }

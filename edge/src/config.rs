@@ -66,6 +66,9 @@ pub struct Limits {
     pub ping_interval: Duration,
     /// A connection that sends nothing (not even a pong) this long after a ping is dead.
     pub pong_timeout: Duration,
+    /// A session without a client message (WebSocket pongs do not count) for this long is closed with
+    /// 1000 `Session timeout`; `None` (the default) never.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Default for Limits {
@@ -85,6 +88,7 @@ impl Limits {
         handshake_timeout: Duration::from_secs(10),
         ping_interval: Duration::from_secs(25),
         pong_timeout: Duration::from_secs(10),
+        idle_timeout: None,
     };
 
     fn problems(&self) -> Vec<String> {

@@ -5,7 +5,7 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u16)]
 pub enum CloseCode {
-    /// Normal close.
+    /// Normal close; also after `--idle-timeout` without a client message (reason `Session timeout`).
     Normal = 1000,
     /// The edge is shutting down; reconnect with jitter.
     GoingAway = 1001,

@@ -74,6 +74,11 @@ export interface CrierOptions {
   pongTimeoutMs?: number;
   /** Refresh the token this long before it expires (needs `getToken`), ms. Default 60000. */
   refreshMarginMs?: number;
+  /**
+   * Reconnect after the edge closed an idle session (1000 "Session timeout", `--idle-timeout`). Default
+   * false: the client stays closed until `connect()`.
+   */
+  reconnectAfterIdleTimeout?: boolean;
   /** Every state change. */
   onStateChange?: (state: ConnectionState, info: StateInfo) => void;
   /** Error frames not tied to a subscription with its own `onError`, and client-side problems. */
@@ -87,6 +92,11 @@ export interface CrierOptions {
 export interface SubscribeOptions {
   /** Resume after this position (normally tracked for you). */
   since?: string;
+  /**
+   * On the first subscribe only, also deliver the newest `last` (1..=100) retained notifications of the
+   * conversation, oldest first, before live ones: the current state on page load. Reconnects use `since`.
+   */
+  last?: number;
   /** Subscription JWT for this conversation. */
   token?: string;
   /**

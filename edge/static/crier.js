@@ -6,8 +6,8 @@
 //
 // What it does for you: auth on `ready`, resubscribe after every reconnect (with `since`, the last position
 // seen, when positions are on, so nothing is missed), reconnect with exponential backoff and jitter (never
-// after 4001/1008/1009/4030; promptly after 1001), application pings to notice dead connections, and token
-// refresh before the token expires.
+// after 4001/1008/1009/4030, nor after the edge's idle timeout unless `reconnectAfterIdleTimeout`; promptly
+// after 1001), application pings to notice dead connections, and token refresh before the token expires.
 
 /** Close codes of the edge (DESIGN.md §2). */
 export const CloseCode = Object.freeze({
@@ -25,6 +25,9 @@ export const CloseCode = Object.freeze({
 // Reconnecting would fail the same way (bad credentials, policy, a too-large frame) or defy an operator.
 const TERMINAL = new Set([CloseCode.POLICY, CloseCode.TOO_BIG, CloseCode.AUTH_FAILED, CloseCode.DISCONNECTED]);
 
+// The reason of the edge's 1000 close after `--idle-timeout` without client messages.
+const IDLE_TIMEOUT_REASON = "Session timeout";
+
 // Our own close code when the client gives up on a connection: pings unanswered, or no token to send
 // (4000-4999 are free for applications; the edge never sends 4000).
 const CLIENT_GAVE_UP = 4000;
@@ -38,6 +41,7 @@ const DEFAULTS = Object.freeze({
   pingIntervalMs: 25_000,
   pongTimeoutMs: 10_000,
   refreshMarginMs: 60_000,
+  reconnectAfterIdleTimeout: false,
 });
 
 /** One connection to a crier edge, kept alive and resubscribed across reconnects. */
@@ -203,6 +207,8 @@ export class CrierClient {
   #sendSubscribe(conversationId, sub) {
     const frame = { action: "subscribe", conversationId };
     if (this.#opts.positions && sub.since) frame.since = sub.since;
+    // `last` only until the edge confirmed once: after that, reconnects resume with `since`.
+    else if (sub.options.last && !sub.confirmed) frame.last = sub.options.last;
     if (sub.options.token) frame.token = sub.options.token;
     this.#send(frame);
   }
@@ -215,6 +221,7 @@ export class CrierClient {
   #onSubscribed(msg) {
     const sub = this.#subs.get(msg.conversationId);
     if (!sub) return;
+    sub.confirmed = true;
     // With positions the edge says where to resume if we drop before the next notification arrives.
     if (this.#opts.positions && msg.position) sub.since = msg.position;
     sub.options.onSubscribed?.(msg);
@@ -255,7 +262,8 @@ export class CrierClient {
     this.#clearTimers();
     this.#detach();
     this.#settleRefresh(new Error("crier: connection closed"));
-    if (TERMINAL.has(code)) {
+    const idledOut = code === CloseCode.NORMAL && reason === IDLE_TIMEOUT_REASON;
+    if (TERMINAL.has(code) || (idledOut && !this.#opts.reconnectAfterIdleTimeout)) {
       return this.#setState("closed", { code, reason, willReconnect: false });
     }
     const delayMs = this.#reconnectDelay(code);

@@ -14,6 +14,9 @@ use crate::error::CloseCode;
 use crate::inbound::InboundError;
 use crate::protocol::ServerFrame;
 
+/// Error message and close reason of a session closed by `--idle-timeout`.
+const IDLE_TIMEOUT: &str = "Session timeout";
+
 /// What ended a wait: every source that was ready, so that none starves another (a session whose outbox
 /// refills all the time still reads, and its timers still fire).
 #[derive(Default)]
@@ -100,14 +103,19 @@ impl Session {
     /// The earliest moment a timer needs attention.
     fn next_deadline(&self) -> Instant {
         let ping = self.liveness.deadline();
-        [self.deadline, self.drain_at].into_iter().flatten().fold(ping, Instant::min)
+        [self.deadline, self.drain_at, self.idle_at].into_iter().flatten().fold(ping, Instant::min)
     }
 
-    /// Whatever is due now: the drain moment, the auth timeout, token expiry, the ping timer.
+    /// Whatever is due now: the drain moment, the idle timeout, the auth timeout, token expiry, the ping timer.
     fn on_deadline(&mut self) -> Option<Ending> {
         let now = Instant::now();
         if self.drain_at.is_some_and(|at| at <= now) {
             return Some(Ending::Close(CloseCode::GoingAway, "server shutting down"));
+        }
+        if self.idle_at.is_some_and(|at| at <= now) {
+            tracing::debug!(session = self.id, "no client message within the idle timeout");
+            self.send(&ServerFrame::error(IDLE_TIMEOUT));
+            return Some(Ending::Close(CloseCode::Normal, IDLE_TIMEOUT));
         }
         if self.deadline.is_some_and(|at| at <= now) {
             if self.principal.is_none() {

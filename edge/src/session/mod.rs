@@ -142,6 +142,8 @@ struct Session {
     deadline: Option<Instant>,
     /// When a draining session closes; `None` until the edge drains.
     drain_at: Option<Instant>,
+    /// When the session closes for want of client messages (`--idle-timeout`); `None` when off.
+    idle_at: Option<Instant>,
     /// This connection's place under `--max-connections`.
     _slot: ConnectionSlot,
     subscriptions: Subscriptions,
@@ -169,6 +171,7 @@ impl Session {
         let burst = NonZeroU32::new(limits.message_burst).unwrap_or(NonZeroU32::MIN);
         let limiter = RateLimiter::direct(Quota::per_second(rate).allow_burst(burst));
         let liveness = Liveness::new(limits.ping_interval);
+        let idle_at = limits.idle_timeout.map(|timeout| Instant::now() + timeout);
         ctx.registry.register(id, Arc::clone(&outbox));
         ctx.meters.connections.increment(1.0);
         Self {
@@ -181,6 +184,7 @@ impl Session {
             pending: Pending::default(),
             principal: None,
             drain_at: None,
+            idle_at,
             _slot: slot,
             subscriptions: Subscriptions::default(),
             limiter,
@@ -242,6 +246,8 @@ impl Session {
             }
             Inbound::Text(text) => text,
         };
+        // Only messages count as activity: pings and pongs come from browsers on their own.
+        self.idle_at = self.ctx.config.limits.idle_timeout.map(|timeout| Instant::now() + timeout);
         match protocol::decode(&text) {
             Ok(frame) => self.handle_frame(frame).await,
             Err(err) => {
