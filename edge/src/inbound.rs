@@ -5,7 +5,9 @@
 //! Why not fastwebsockets' reader: it keeps an 8 KiB buffer per connection for the connection's whole life,
 //! four times the 2 KiB budget for an idle subscribed connection, and its fragment collector has no cap on a
 //! fragmented message's total size. fastwebsockets still does the HTTP upgrade and unmasking here.
-//! A frame's declared length is checked against the cap before any of it is buffered.
+//! A frame's declared length is checked against the cap before any of it is buffered, and the cap covers the
+//! partial message and the frame being buffered together: a connection holds at most the cap, a frame header
+//! and one read chunk, however it fragments. Buffers are sized exactly and given back after each message.
 
 use bytes::Bytes;
 use fastwebsockets::OpCode;
@@ -71,8 +73,8 @@ struct Header {
     len: usize,
 }
 
-/// Parses the header at the start of `buf`: `Ok(None)` until it is complete. Payloads over `max` are
-/// refused from the header alone.
+/// Parses the header at the start of `buf`: `Ok(None)` until it is complete. Data payloads over `max` are
+/// refused from the header alone (control frames have their own 125-byte limit).
 fn parse_header(buf: &[u8], max: usize) -> Result<Option<Header>, InboundError> {
     let [first, second, ..] = *buf else { return Ok(None) };
     if first & 0x70 != 0 {
@@ -93,7 +95,7 @@ fn parse_header(buf: &[u8], max: usize) -> Result<Option<Header>, InboundError> 
     if control && (!fin || len > 125) {
         return Err(InboundError::Protocol("fragmented or oversized control frame"));
     }
-    let len = usize::try_from(len).ok().filter(|&len| len <= max).ok_or(InboundError::TooBig)?;
+    let len = usize::try_from(len).ok().filter(|&len| control || len <= max).ok_or(InboundError::TooBig)?;
     let Some(mask) = buf.get(at..at + 4) else { return Ok(None) };
     let mask = [mask[0], mask[1], mask[2], mask[3]];
     Ok(Some(Header { fin, opcode, mask, start: at + 4, len }))
@@ -118,12 +120,18 @@ impl MessageReader {
         Self { buf: early.to_vec(), partial: None, max_bytes, heard: false }
     }
 
-    /// Reads what the socket has (after it reported readable): `Ok(false)` when it had nothing after all.
+    /// Reads up to a chunk of what the socket has (after it reported readable): `Ok(false)` when it had
+    /// nothing after all. Grows the buffer only by what arrived (a frame's full size is reserved once its
+    /// header is known), never by doubling.
     pub fn fill(&mut self, stream: &TcpStream) -> Result<bool, InboundError> {
-        self.buf.reserve(READ_CHUNK);
-        match stream.try_read_buf(&mut self.buf) {
+        let mut chunk = [0; READ_CHUNK];
+        match stream.try_read(&mut chunk) {
             Ok(0) => Err(InboundError::Gone),
-            Ok(_) => Ok(true),
+            Ok(read) => {
+                self.buf.reserve_exact(read);
+                self.buf.extend_from_slice(&chunk[..read]);
+                Ok(true)
+            }
             Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => Ok(false),
             Err(_) => Err(InboundError::Gone),
         }
@@ -133,14 +141,19 @@ impl MessageReader {
     /// `outbox`.
     pub fn next(&mut self, outbox: &Outbox) -> Result<Option<Inbound>, InboundError> {
         let mut used = 0;
+        let mut incomplete = 0;
         let result = loop {
-            let header = match parse_header(&self.buf[used..], self.max_bytes) {
+            let room = self.max_bytes - self.partial.as_ref().map_or(0, |p| p.1.len());
+            let header = match parse_header(&self.buf[used..], room) {
                 Ok(Some(header)) => header,
                 Ok(None) => break Ok(None),
                 Err(err) => break Err(err),
             };
             let end = used + header.start + header.len;
-            let Some(payload) = self.buf.get_mut(used + header.start..end) else { break Ok(None) };
+            let Some(payload) = self.buf.get_mut(used + header.start..end) else {
+                incomplete = end - used;
+                break Ok(None);
+            };
             fastwebsockets::unmask(payload, header.mask);
             used = end;
             self.heard = true;
@@ -158,6 +171,8 @@ impl MessageReader {
             }
         };
         self.consume(used);
+        // The frame being received gets its room once, exactly.
+        self.buf.reserve_exact(incomplete.saturating_sub(self.buf.len()));
         result
     }
 
@@ -177,13 +192,23 @@ impl MessageReader {
         }
     }
 
-    /// Drops `used` parsed bytes; frees the buffer once nothing is left in it.
+    /// Drops `used` parsed bytes; frees the buffer once nothing is left in it, and shrinks it to what is left
+    /// (the start of the next frame) after a big message.
     fn consume(&mut self, used: usize) {
         if used == self.buf.len() {
             self.buf = Vec::new();
-        } else {
+        } else if used > 0 {
             self.buf.drain(..used);
+            if self.buf.capacity() > READ_CHUNK.max(2 * self.buf.len()) {
+                self.buf.shrink_to_fit();
+            }
         }
+    }
+
+    /// Bytes this reader holds on to: read buffer and partial message.
+    #[cfg(test)]
+    fn retained(&self) -> usize {
+        self.buf.capacity() + self.partial.as_ref().map_or(0, |p| p.1.capacity())
     }
 }
 
@@ -214,6 +239,7 @@ fn accumulate(
         }
         (OpCode::Continuation, Some(kept)) => {
             let (opcode, mut data) = *kept;
+            data.reserve_exact(payload.len());
             data.extend_from_slice(payload);
             (opcode, data)
         }
@@ -370,6 +396,45 @@ mod tests {
         let echo = crate::frame::encode(OpCode::Close, &[0x03, 0xe8, b'o', b'k']);
         assert_eq!((messages, error), (vec![Inbound::Close(echo)], None));
         assert!(matches!(read_all(64, &client_frame(0x88, &[3])).1, Some(InboundError::Protocol(_))));
+    }
+
+    /// The partial message and the frame being buffered share the cap: a continuation that could not fit is
+    /// refused from its header, before any of its payload is buffered; a ping in between still passes.
+    #[test]
+    fn partial_and_buffered_bytes_share_the_cap() {
+        let mut bytes = client_frame(0x01, &[b'a'; 1_000]);
+        bytes.extend(client_frame(0x89, &[b'p'; 100]));
+        bytes.extend(&client_frame(0x80, &[b'b'; 100])[..6]);
+        let (messages, error, _) = read_all(1_024, &bytes);
+        assert_eq!(messages, [Inbound::Fragment, Inbound::Ping]);
+        assert_eq!(error, Some(InboundError::TooBig));
+    }
+
+    /// A big message's memory is given back once it is read: what stays is the start of the next frame. While
+    /// it arrives, the reader holds the frame, its header and at most one read chunk more.
+    #[tokio::test]
+    async fn a_big_message_gives_its_memory_back() {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let mut bytes = client_frame(0x81, &[b'x'; 60_000]);
+        bytes.extend(&client_frame(0x81, b"next")[..3]);
+        client.write_all(&bytes).await.unwrap();
+        let outbox = Outbox::new(1 << 20);
+        let mut reader = MessageReader::new(64 * 1024, &[]);
+        let mut peak = 0;
+        let message = loop {
+            if let Some(message) = reader.next(&outbox).unwrap() {
+                break message;
+            }
+            server.readable().await.unwrap();
+            reader.fill(&server).unwrap();
+            peak = peak.max(reader.retained());
+        };
+        assert_eq!(message, Inbound::Text(vec![b'x'; 60_000]));
+        assert!(peak <= 60_000 + 14 + READ_CHUNK, "peak {peak}");
+        assert!(reader.retained() < 64, "kept {} bytes", reader.retained());
     }
 
     /// A continuation without a start is a protocol error.
