@@ -36,6 +36,8 @@ pub enum ClientFrame {
         since: Option<String>,
         /// A subscription token for this user and conversation (DESIGN.md §3).
         token: Option<String>,
+        /// Also deliver the newest `last` (1..=100) retained notifications first; `since` wins.
+        last: Option<i64>,
     },
     /// Stop receiving a conversation's notifications.
     Unsubscribe {
@@ -231,7 +233,7 @@ mod tests {
         );
         assert_eq!(
             decode(br#"{"action":"subscribe","conversationId":"c1","extra":1}"#),
-            Ok(ClientFrame::Subscribe { conversation_id: "c1".into(), since: None, token: None })
+            Ok(ClientFrame::Subscribe { conversation_id: "c1".into(), since: None, token: None, last: None })
         );
         assert_eq!(decode(br#"{"action":"ping"}"#), Ok(ClientFrame::Ping));
     }

@@ -1,14 +1,21 @@
 //! Recovery for `subscribe` with `since`: the notifications of one conversation between the client's last
-//! position and the point where live delivery took over, read from the partition stream.
+//! position and the point where live delivery took over, read from the partition stream. And, for `last`,
+//! the newest few notifications of a conversation up to that point.
 //!
 //! It never guesses: if the stream's epoch differs from the position's, or entries after the position were
 //! trimmed, the answer is "not recoverable" and the client hears `recovered:false`.
 
 use bytes::Bytes;
 use crier_proto::{Position, StreamId};
-use crier_store::log::{Gap, LogError, PartitionedLog, Scan, scan};
+use crier_store::log::{Gap, Head, LogError, PartitionedLog, Scan, decode_entry, scan};
 
 use crate::{frame, protocol};
+
+/// Entries fetched per `newest` call.
+const PAGE: usize = 512;
+/// Entries a `last` subscribe looks at, newest first, at most: the work is bounded however rare the
+/// conversation is in its partition (what is older is not shown).
+const NEWEST_SCAN: usize = 4 * PAGE;
 
 /// Why the missed notifications cannot be replayed.
 #[derive(Debug, thiserror::Error)]
@@ -55,4 +62,41 @@ pub async fn missed(
         Some(Gap::EpochChanged) => Err(RecoveryError::EpochChanged),
         Some(Gap::Trimmed) => Err(RecoveryError::Trimmed),
     }
+}
+
+/// Frames of `conversation`'s newest `count` entries up to and including `live.last`, oldest first (the
+/// live subscription delivers what comes after). Looks at most [`NEWEST_SCAN`] entries of the partition;
+/// nothing when the stream's epoch is no longer `live`'s.
+pub async fn newest(
+    log: &dyn PartitionedLog,
+    conversation: &str,
+    partition: u32,
+    live: Head,
+    count: usize,
+    positions: bool,
+) -> Result<Vec<Bytes>, LogError> {
+    let mut frames = Vec::new();
+    let (mut until, mut scanned) = (live.last, 0);
+    while frames.len() < count && scanned < NEWEST_SCAN && until != StreamId::ZERO {
+        let page = log.newest(partition, until, PAGE.min(NEWEST_SCAN - scanned)).await?;
+        if page.epoch != live.epoch {
+            return Ok(Vec::new());
+        }
+        scanned += page.entries.len();
+        let Some(oldest) = page.entries.last() else { break };
+        until = oldest.id.prev();
+        for entry in &page.entries {
+            let Some(decoded) = decode_entry(partition, entry) else { continue };
+            if decoded.conversation_id == conversation && frames.len() < count {
+                let position = Position { partition, epoch: live.epoch, id: entry.id };
+                frames.push(if positions {
+                    protocol::notification(conversation, &position, &decoded.payload)
+                } else {
+                    frame::text(&decoded.payload)
+                });
+            }
+        }
+    }
+    frames.reverse();
+    Ok(frames)
 }

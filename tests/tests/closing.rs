@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use anyhow::{Result, ensure};
-use crier_store::log::MemoryLog;
 use crier_edge::EdgeConfig;
+use crier_store::log::MemoryLog;
 use crier_tests::raw_ws::{OP_CLOSE, OP_TEXT, ServerFrame, client_frame, text_frame};
 use crier_tests::tungstenite::Message;
 use crier_tests::tungstenite::protocol::CloseFrame;

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Result, bail, ensure};
-use crier_store::log::MemoryLog;
 use crier_edge::EdgeConfig;
+use crier_store::log::MemoryLog;
 use crier_tests::tungstenite::Message;
 use crier_tests::{Servers, ServersConfig, WsClient, within_for};
 use serde_json::json;

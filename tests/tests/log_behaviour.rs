@@ -425,6 +425,24 @@ async fn range_after_an_id_returns_later_entries_in_order_with_last(s: &Subject)
     Ok(())
 }
 
+every_log!(newest_returns_entries_up_to_an_id_newest_first);
+/// `newest(until, count)` returns up to `count` entries with ids at most `until` (inclusive), newest first
+/// with their bytes, and the stream's epoch; before the first entry, nothing.
+async fn newest_returns_entries_up_to_an_id_newest_first(s: &Subject) -> Result<()> {
+    let ids = append_n(&*s.log, 1, 5).await?;
+    let epoch = within("head", s.log.head(1)).await??.epoch;
+    let page = within("newest", s.log.newest(1, ids[3], 2)).await??;
+    let got: Vec<(StreamId, Bytes)> = page.entries.iter().map(|e| (e.id, e.data.clone())).collect();
+    ensure!(got == [(ids[3], payload(3)), (ids[2], payload(2))], "until {}: {got:?}", ids[3]);
+    ensure!(page.epoch == epoch, "epoch {:x}, head says {epoch:x}", page.epoch);
+    let all = within("newest", s.log.newest(1, ids[4], 100)).await??;
+    let all_ids: Vec<StreamId> = all.entries.iter().map(|e| e.id).collect();
+    ensure!(all_ids.iter().rev().eq(ids.iter()), "everything newest first: {all_ids:?}");
+    let before = within("newest", s.log.newest(1, ids[0].prev(), 10)).await??;
+    ensure!(before.entries.is_empty(), "before the first entry: {before:?}");
+    Ok(())
+}
+
 every_log!(max_deleted_is_zero_until_trimming_then_covers_every_trimmed_id, TRIM);
 /// `max_deleted` is `0-0` while nothing was trimmed, and after trimming it is at least every trimmed id
 /// (and before the oldest kept one): recovery from a trimmed position can tell it has a gap.

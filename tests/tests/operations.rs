@@ -10,8 +10,8 @@ use crier_broker::{BrokerConfig, Publisher, Services};
 use crier_proto::StreamId;
 use crier_store::access::MemoryAccessStore;
 use crier_store::log::{
-    Appended, Dedupe, Head, LogError, MemoryLog, PartitionReader, PartitionedLog, Range, RedisTopology,
-    Retention,
+    Appended, Dedupe, Head, LogError, MemoryLog, Newest, PartitionReader, PartitionedLog, Range,
+    RedisTopology, Retention,
 };
 use crier_tests::redis_server::redis_log;
 use crier_tests::{PublishClient, RedisServer, Servers, within};
@@ -220,6 +220,10 @@ impl PartitionedLog for GatedLog {
 
     async fn range(&self, partition: u32, after: StreamId, count: usize) -> Result<Range, LogError> {
         self.inner.range(partition, after, count).await
+    }
+
+    async fn newest(&self, partition: u32, until: StreamId, count: usize) -> Result<Newest, LogError> {
+        self.inner.newest(partition, until, count).await
     }
 
     async fn reader(&self, partition: u32) -> Result<Box<dyn PartitionReader>, LogError> {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::subscription::Replay;
 use super::{Ending, Session};
 use crate::auth::unix_now;
 use crate::error::CloseCode;
@@ -26,8 +27,12 @@ impl Session {
             ClientFrame::Ping => self.send(&ServerFrame::Pong),
             _ if self.principal.is_none() => self.send(&ServerFrame::error("Not authenticated")),
             ClientFrame::Refresh { token } => return self.refresh(&token).await,
-            ClientFrame::Subscribe { conversation_id, since, token } => {
-                self.subscribe(&conversation_id, since.as_deref(), token.as_deref()).await;
+            ClientFrame::Subscribe { conversation_id, since, token, last } => {
+                let replay = match since {
+                    Some(since) => Replay::Since(since),
+                    None => last.map_or(Replay::None, Replay::Last),
+                };
+                self.subscribe(&conversation_id, replay, token.as_deref()).await;
             }
             ClientFrame::Unsubscribe { conversation_id } => self.unsubscribe(&conversation_id),
         }

@@ -1,9 +1,11 @@
 //! `subscribe`: shape, limit and access checks first (each refusal an error frame naming the
-//! conversation), then registration with the hub and, with `since`, replay of what the client missed.
+//! conversation), then registration with the hub and, with `since`, replay of what the client missed, or,
+//! with `last`, of the conversation's newest retained notifications.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use crier_proto::conversation_id::validate_conversation_id;
 use crier_proto::{Position, StreamId};
 use crier_store::log::Head;
@@ -15,14 +17,37 @@ use crate::recovery;
 
 /// How long a subscribe waits for its partition reader to take a position.
 const SUBSCRIBE_READY_TIMEOUT: Duration = Duration::from_secs(5);
+/// The largest `last` a client may ask for.
+const MAX_LAST: i64 = 100;
+
+/// What a subscribe replays before live delivery.
+pub(super) enum Replay {
+    /// Nothing: live from now.
+    None,
+    /// What the client missed after this position (`since`).
+    Since(String),
+    /// The newest N retained notifications (`last`, checked to be 1..=100 here).
+    Last(i64),
+}
 
 impl Session {
-    /// Subscribes; with `since`, replays what the client missed first. The `subscribed` frame (and any
-    /// replayed frames) go in at the outbox position taken before registering, ahead of every live frame.
-    pub(super) async fn subscribe(&mut self, conversation: &str, since: Option<&str>, token: Option<&str>) {
+    /// Subscribes; with `since`, replays what the client missed first, with `last` the newest notifications.
+    /// The `subscribed` frame (and any replayed frames) go in at the outbox position taken before
+    /// registering, ahead of every live frame.
+    pub(super) async fn subscribe(&mut self, conversation: &str, replay: Replay, token: Option<&str>) {
         if !self.may_subscribe(conversation, token).await {
             return;
         }
+        let (since, last) = match &replay {
+            Replay::None => (None, None),
+            Replay::Since(since) => (Some(since.as_str()), None),
+            Replay::Last(n) if (1..=MAX_LAST).contains(n) => (None, usize::try_from(*n).ok()),
+            Replay::Last(_) => {
+                let conversation_id = Some(conversation);
+                self.send(&ServerFrame::Error { message: "Invalid last", conversation_id });
+                return;
+            }
+        };
         let asked = since.is_some();
         if self.subscriptions.contains(conversation) {
             let recovered = asked.then_some(false);
@@ -42,14 +67,7 @@ impl Session {
             self.send(&ServerFrame::Unsubscribed { conversation_id: conversation, reason });
             return;
         };
-        let missed = match since {
-            Some(since) => {
-                recovery::missed(self.ctx.log.as_ref(), conversation, since, live.last, self.positions)
-                    .await
-                    .ok()
-            }
-            None => None,
-        };
+        let missed = self.replayed(conversation, live, since, last).await;
         let recovered = asked.then_some(missed.is_some());
         // Replayed frames carry their own positions; without replay, the client has everything up to `live`.
         let resume = match (&missed, since) {
@@ -64,6 +82,27 @@ impl Session {
         self.subscriptions.insert(key);
         self.ctx.meters.subscriptions.increment(1.0);
         tracing::info!(session = self.id, conversation_id = conversation, ?recovered, "ws_client_subscribed");
+    }
+
+    /// The frames to replay after `subscribed`: what was missed after `since` (`None`: not recoverable), or
+    /// the newest `last` up to `live.last`, which are exactly the entries live delivery skips (no gap, no
+    /// duplicate; a failed read shows nothing).
+    async fn replayed(
+        &self,
+        conversation: &str,
+        live: Head,
+        since: Option<Position>,
+        last: Option<usize>,
+    ) -> Option<Vec<Bytes>> {
+        let (log, positions) = (self.ctx.log.as_ref(), self.positions);
+        match (since, last) {
+            (Some(since), _) => recovery::missed(log, conversation, since, live.last, positions).await.ok(),
+            (None, Some(n)) => {
+                let partition = self.ctx.hub.partition_of(conversation);
+                recovery::newest(log, conversation, partition, live, n, positions).await.ok()
+            }
+            (None, None) => None,
+        }
     }
 
     /// Shape, per-connection limit and access; each refusal is answered here.

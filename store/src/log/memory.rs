@@ -13,7 +13,7 @@ use crier_proto::StreamId;
 use tokio::sync::watch;
 
 use super::{
-    Appended, Dedupe, Entry, Head, LogError, PartitionReader, PartitionedLog, Range, Retention,
+    Appended, Dedupe, Entry, Head, LogError, Newest, PartitionReader, PartitionedLog, Range, Retention,
     check_partition, new_epoch,
 };
 
@@ -147,6 +147,14 @@ impl PartitionedLog for MemoryLog {
             last: *p.last.borrow(),
             entries: entries_after(&state.entries, after, count),
         })
+    }
+
+    async fn newest(&self, partition: u32, until: StreamId, count: usize) -> Result<Newest, LogError> {
+        let p = self.partition(partition)?;
+        let state = p.lock();
+        let end = state.entries.partition_point(|e| e.id <= until);
+        let entries = state.entries.range(..end).rev().take(count).cloned().collect();
+        Ok(Newest { epoch: state.epoch, entries })
     }
 
     async fn reader(&self, partition: u32) -> Result<Box<dyn PartitionReader>, LogError> {

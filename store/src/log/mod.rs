@@ -106,6 +106,15 @@ pub struct Range {
     pub entries: Vec<Entry>,
 }
 
+/// The newest entries of a partition up to some id, newest first, with the epoch they belong to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Newest {
+    /// The stream's epoch.
+    pub epoch: u64,
+    /// Up to `count` entries with ids at most `until`, newest first.
+    pub entries: Vec<Entry>,
+}
+
 /// Idempotency of one append: a fixed-length token (`crier_proto::keys::dedupe_token`) remembered for
 /// `window`.
 #[derive(Debug, Clone, Copy)]
@@ -143,6 +152,10 @@ pub trait PartitionedLog: Send + Sync + 'static {
 
     /// Up to `count` entries after `after`, with the epoch and trimming state (for recovery and history).
     async fn range(&self, partition: u32, after: StreamId, count: usize) -> Result<Range, LogError>;
+
+    /// Up to `count` entries with ids at most `until`, newest first (`XREVRANGE`), with the epoch: the
+    /// retained state a `last` subscribe shows.
+    async fn newest(&self, partition: u32, until: StreamId, count: usize) -> Result<Newest, LogError>;
 
     /// A reader of `partition` for one consumer loop. Readers may hold a connection of their own, since
     /// their reads block.

@@ -16,13 +16,14 @@ use redis::{Cmd, ErrorKind, RedisError, Script, ServerErrorKind, Value};
 use super::reply::{self, protocol};
 use super::topology::{Conn, Connector, ReaderConn, RedisTopology};
 use super::{
-    Appended, Dedupe, Entry, Head, LogError, PartitionReader, PartitionedLog, Range, Retention,
+    Appended, Dedupe, Entry, Head, LogError, Newest, PartitionReader, PartitionedLog, Range, Retention,
     check_partition, new_epoch,
 };
 
 const APPEND: &str = concat!(include_str!("lua/epoch.lua"), include_str!("lua/append.lua"));
 const HEAD: &str = concat!(include_str!("lua/epoch.lua"), include_str!("lua/head.lua"));
 const RANGE: &str = concat!(include_str!("lua/epoch.lua"), include_str!("lua/range.lua"));
+const NEWEST: &str = concat!(include_str!("lua/epoch.lua"), include_str!("lua/newest.lua"));
 
 /// A partition script, sent by SHA1 (`EVALSHA`); its text goes over the wire only when a node does not know
 /// it yet (first use, or after a restart or `SCRIPT FLUSH`).
@@ -41,10 +42,15 @@ struct Scripts {
     append: Lua,
     head: Lua,
     range: Lua,
+    newest: Lua,
 }
 
-static SCRIPTS: LazyLock<Scripts> =
-    LazyLock::new(|| Scripts { append: Lua::new(APPEND), head: Lua::new(HEAD), range: Lua::new(RANGE) });
+static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+    append: Lua::new(APPEND),
+    head: Lua::new(HEAD),
+    range: Lua::new(RANGE),
+    newest: Lua::new(NEWEST),
+});
 
 /// How to reach Redis and how to bound each partition.
 #[derive(Debug, Clone)]
@@ -213,6 +219,18 @@ impl PartitionedLog for RedisLog {
             deleted
         };
         Ok(Range { epoch: reply::epoch(partition, &reply[0])?, last, max_deleted, entries })
+    }
+
+    async fn newest(&self, partition: u32, until: StreamId, count: usize) -> Result<Newest, LogError> {
+        let (end, count) = (until.to_string(), count.max(1).to_string());
+        let reply = self.script(partition, &SCRIPTS.newest, &[], &[end.as_bytes(), count.as_bytes()]).await?;
+        match <[Value; 2]>::try_from(reply::array(partition, reply)?) {
+            Ok([epoch, entries]) => Ok(Newest {
+                epoch: reply::epoch(partition, &epoch)?,
+                entries: reply::entries(partition, entries)?,
+            }),
+            Err(reply) => Err(protocol(partition, &reply)),
+        }
     }
 
     async fn reader(&self, partition: u32) -> Result<Box<dyn PartitionReader>, LogError> {
