@@ -143,7 +143,7 @@ impl MessageReader {
         let mut used = 0;
         let mut incomplete = 0;
         let result = loop {
-            let room = self.max_bytes - self.partial.as_ref().map_or(0, |p| p.1.len());
+            let room = self.max_bytes.saturating_sub(self.partial.as_ref().map_or(0, |p| p.1.len()));
             let header = match parse_header(&self.buf[used..], room) {
                 Ok(Some(header)) => header,
                 Ok(None) => break Ok(None),

@@ -12,7 +12,7 @@ use crier_tests::{Servers, ServersConfig, WsClient, within_for};
 use serde_json::json;
 use tokio::time::Instant;
 
-const IDLE: Duration = Duration::from_millis(400);
+const IDLE: Duration = Duration::from_millis(600);
 const SESSION_TIMEOUT: &str = r#"{"type":"error","message":"Session timeout"}"#;
 
 async fn servers() -> Result<Servers> {
@@ -48,7 +48,7 @@ async fn idle_session_is_closed_with_session_timeout() -> Result<()> {
     servers.shutdown().await
 }
 
-/// `{"action":"ping"}` every 150 ms keeps a session open well past the 400 ms timeout; a session sending
+/// `{"action":"ping"}` every 150 ms keeps a session open for twice the 600 ms timeout; a session sending
 /// only WebSocket pongs meanwhile is closed; once the pinging stops, that session is closed too.
 #[tokio::test]
 async fn pings_are_activity_and_pongs_are_not() -> Result<()> {
@@ -58,7 +58,7 @@ async fn pings_are_activity_and_pongs_are_not() -> Result<()> {
     let mut ponger = servers.ws_client(0).await?;
     ponger.auth_dev("ponger").await?;
     let pinging = async {
-        for _ in 0..6 {
+        for _ in 0..8 {
             // Pacing, not synchronisation: the point is time passing between messages.
             tokio::time::sleep(Duration::from_millis(150)).await;
             pinger.send_json(&json!({"action": "ping"})).await?;

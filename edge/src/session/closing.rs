@@ -15,6 +15,7 @@ use tokio::io::AsyncWriteExt;
 use super::{Ending, Session};
 use crate::frame;
 use crate::inbound::{Inbound, InboundError};
+use crate::outbox::Outbox;
 
 /// How long the last frames, the close frame and the wait for the client's close may take together.
 const CLOSING_GRACE: Duration = Duration::from_secs(2);
@@ -55,6 +56,8 @@ impl Session {
     /// Writes what is pending while reading and dropping client bytes, shuts the write side down once all is
     /// written, and returns at the client's close frame, EOF, or any socket error.
     async fn linger(&mut self) {
+        // Nothing is written after the close frame: pongs for pings read meanwhile go nowhere.
+        let nowhere = Outbox::new(0);
         let mut reading = Reading::Frames;
         let mut shut = false;
         loop {
@@ -73,7 +76,7 @@ impl Session {
                 return;
             }
             if readable {
-                match self.read_while_closing(reading) {
+                match self.read_while_closing(reading, &nowhere) {
                     Some(next) => reading = next,
                     None => return,
                 }
@@ -82,13 +85,13 @@ impl Session {
     }
 
     /// Reads once and drops what arrived; `None` once the client closed or hung up.
-    fn read_while_closing(&mut self, reading: Reading) -> Option<Reading> {
+    fn read_while_closing(&mut self, reading: Reading, nowhere: &Outbox) -> Option<Reading> {
         if reading == Reading::Raw {
             return self.reader.discard(&self.stream).ok().map(|()| Reading::Raw);
         }
         self.reader.fill(&self.stream).ok()?;
         loop {
-            match self.reader.next(&self.outbox) {
+            match self.reader.next(nowhere) {
                 Ok(Some(Inbound::Close(_))) | Err(InboundError::Gone) => return None,
                 Ok(Some(_)) => {}
                 Ok(None) => return Some(Reading::Frames),
