@@ -183,10 +183,48 @@ async fn client_does_not_reconnect_after_4001() -> Result<()> {
         .wait_for("the 4001 close", "window.clients?.bad?.states.includes('closed')", "window.clients")
         .await?;
     // Absence of a reconnect can only be watched for a while: 50 times the configured first delay.
-    let bad =
-        within("the watch for a reconnect", browser.client().execute_async(WATCH_BAD, Vec::new())).await??;
+    let watch = browser.client().execute_async(WATCH_CLIENT, vec![json!("bad")]);
+    let bad = within("the watch for a reconnect", watch).await??;
     ensure!(bad["sockets"] == 1, "reconnected after 4001: {bad}");
     ensure!(bad["codes"] == json!([4001]) && bad["state"] == "closed", "{bad}");
+    browser.close().await?;
+    servers.shutdown().await
+}
+
+/// After the edge's idle timeout (1000 `Session timeout`) the client stays closed: no second socket.
+#[tokio::test]
+async fn client_does_not_reconnect_after_the_idle_timeout() -> Result<()> {
+    let log = Arc::new(MemoryLog::new(DEFAULT_PARTITIONS, DEFAULT_MAX_LEN));
+    let mut servers = Servers::start(log, 0).await?;
+    let mut edge = EdgeConfig::with_jwt_secret(SECRET);
+    edge.limits.idle_timeout = Some(Duration::from_millis(300));
+    servers.add_edge(edge).await?;
+    let browser = Browser::start().await?;
+    browser.goto(&format!("{}/crier.js", servers.edge_http_url(0))).await?;
+    let token = mint_token(SECRET, "u1", Duration::from_secs(300))?;
+    let url = json!(servers.edge_ws_url(0));
+    browser.eval(START_CLIENT, vec![json!("idle"), url, json!(token)]).await?;
+    browser
+        .wait_for("the idle close", "window.clients?.idle?.states.includes('closed')", "window.clients")
+        .await?;
+    let watch = browser.client().execute_async(WATCH_CLIENT, vec![json!("idle")]);
+    let idle = within("the watch for a reconnect", watch).await??;
+    ensure!(idle["sockets"] == 1, "reconnected after the idle timeout: {idle}");
+    ensure!(idle["codes"] == json!([1000]) && idle["state"] == "closed", "{idle}");
+    browser.close().await?;
+    servers.shutdown().await
+}
+
+/// A page loading mid-job shows the job's current status at once: the demo page subscribes with `last: 1`.
+#[tokio::test]
+async fn demo_page_shows_a_jobs_status_on_load() -> Result<()> {
+    let servers = dev_servers().await?;
+    let job =
+        json!({"type": "job-status", "jobId": "job-7", "status": "running", "conversationId": "launch-7"});
+    servers.publish_client().await?.publish("launch-7", &job).await?;
+    let browser = Browser::start().await?;
+    browser.goto(&format!("{}/?user=bob&conversation=launch-7&connect=1", servers.edge_http_url(0))).await?;
+    wait_css(&browser, r#"li[data-type="job-status"] .badge[data-status="running"]"#).await?;
     browser.close().await?;
     servers.shutdown().await
 }
@@ -360,11 +398,12 @@ const START_CLIENT: &str = r#"
     });
 "#;
 
-const WATCH_BAD: &str = r#"
-    const done = arguments[arguments.length - 1];
+/// After 500 ms, what client `arguments[0]` did: sockets opened, close codes, state.
+const WATCH_CLIENT: &str = r#"
+    const [name, done] = [arguments[0], arguments[arguments.length - 1]];
     setTimeout(() => {
-      const bad = window.clients.bad;
-      done({ sockets: bad.sockets, codes: bad.codes, state: bad.client.state });
+      const watched = window.clients[name];
+      done({ sockets: watched.sockets, codes: watched.codes, state: watched.client.state });
     }, 500);
 "#;
 

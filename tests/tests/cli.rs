@@ -64,6 +64,18 @@ fn drain_window_takes_durations_and_the_old_variable_is_refused() -> Result<()> 
     Ok(())
 }
 
+/// `--idle-timeout` takes a duration (`0` is off); a number without a unit is a usage error.
+#[test]
+fn idle_timeout_takes_a_duration() -> Result<()> {
+    for good in ["--idle-timeout=30m", "--idle-timeout=0"] {
+        let output = run(&["edge", "--auth-mode", "none", "--acl", "open", good, "--help"])?;
+        ensure!(output.status.success(), "{good}: {output:?}");
+    }
+    let output = run(&["edge", "--idle-timeout=30", "--help"])?;
+    ensure!(output.status.code() == Some(64), "a duration without unit: exit {:?}", output.status.code());
+    Ok(())
+}
+
 /// Unknown flags are usage errors too (64), not clap's default 2.
 #[test]
 fn unknown_flag_exits_64() -> Result<()> {

@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 use super::{Ending, Session};
+use crate::error::CloseCode;
 use crate::frame;
 use crate::inbound::{Inbound, InboundError};
 use crate::outbox::Outbox;
@@ -41,7 +42,7 @@ impl Session {
             }
             Ending::Kicked(reason) => {
                 let _ = self.outbox.drain_into(self.pending.frames());
-                frame::close(crate::error::CloseCode::Disconnected.code(), reason)
+                frame::close(CloseCode::Disconnected.code(), reason)
             }
             Ending::PeerClosed(echo) => {
                 self.pending.discard_unstarted();
@@ -50,7 +51,16 @@ impl Session {
             Ending::Peer => return,
         };
         self.pending.frames().push_back(close);
-        let _ = tokio::time::timeout(CLOSING_GRACE, self.linger()).await;
+        let _ = tokio::time::timeout(self.closing_grace(ending), self.linger()).await;
+    }
+
+    /// How long this close may linger: [`CLOSING_GRACE`], but a drain lingers no longer than the drain
+    /// window (none in `crier dev` and tests, whose clients mostly stop reading before the edge stops).
+    fn closing_grace(&self, ending: &Ending) -> Duration {
+        match ending {
+            Ending::Close(CloseCode::GoingAway, _) => CLOSING_GRACE.min(self.ctx.config.drain_window),
+            _ => CLOSING_GRACE,
+        }
     }
 
     /// Writes what is pending while reading and dropping client bytes, shuts the write side down once all is
