@@ -41,8 +41,9 @@ async fn idle_session_is_closed_with_session_timeout() -> Result<()> {
     let servers = servers().await?;
     let mut ws = servers.ws_client(0).await?;
     ws.auth_dev("idle").await?;
-    ws.subscribe("c1").await?;
+    // Taken before the last message is sent: the edge's clock starts when it arrives, later.
     let last_message = Instant::now();
+    ws.subscribe("c1").await?;
     expect_session_timeout(&mut ws).await?;
     ensure!(last_message.elapsed() >= IDLE, "closed after {:?}", last_message.elapsed());
     servers.shutdown().await

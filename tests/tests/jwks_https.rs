@@ -40,7 +40,7 @@ async fn start_edge(redis: &RedisServer, jwks_url: &str, ca_file: Option<&Path>)
     let envs = [
         ("CRIER_REDIS_URL", redis_url.as_str()),
         ("CRIER_ADMIN_LISTEN", &admin_listen),
-        ("CRIER_DRAIN_SECONDS", "0"),
+        ("CRIER_DRAIN_WINDOW", "0s"),
         ("RUST_LOG", "info"),
     ];
     let process = CrierProcess::spawn(&args, &envs)?;

@@ -34,7 +34,7 @@ async fn json_logs_carry_event_names_and_never_the_token() -> Result<()> {
             ("CRIER_REDIS_URL", &redis.url()),
             ("CRIER_JWT_SECRET", SECRET),
             ("CRIER_ADMIN_LISTEN", &format!("127.0.0.1:{admin_port}")),
-            ("CRIER_DRAIN_SECONDS", "0"),
+            ("CRIER_DRAIN_WINDOW", "0s"),
             ("RUST_LOG", "info,crier_edge=debug"),
         ],
     )?;
