@@ -80,6 +80,7 @@ impl Publisher {
     /// connection pipelines them). One result per item, in input order.
     pub async fn publish_many(&self, items: &[Item]) -> Vec<Result<Published, BrokerError>> {
         let mut results: Vec<Option<Result<Published, BrokerError>>> = items.iter().map(|_| None).collect();
+        // Bound: this one batch (≤ MAX_BATCH_ITEMS items), dropped with the call.
         let mut by_partition: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
         for (index, item) in items.iter().enumerate() {
             match self.validate(item) {

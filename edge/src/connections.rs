@@ -19,6 +19,8 @@ pub struct Connections {
     open: AtomicUsize,
     max: usize,
     max_per_user: usize,
+    // Bound: one entry per user with an open session, ≤ --max-connections-per-user sessions each and
+    // ≤ --max-connections in all; a user is removed with their last session.
     users: Mutex<UserSessions>,
 }
 

@@ -32,6 +32,7 @@ pub struct Consumer {
     log: Arc<dyn PartitionedLog>,
     batch: usize,
     block: Duration,
+    // Bound: one reader task per partition with subscribers (the hub keeps ≤ 1 per partition).
     tracker: TaskTracker,
     shutdown: CancellationToken,
     meters: EdgeMeters,

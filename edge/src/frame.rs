@@ -57,6 +57,7 @@ pub fn close(code: u16, reason: &str) -> Bytes {
 /// from the shared frames: many frames per syscall, no copy. Nothing here waits while a write is possible.
 #[derive(Default)]
 pub struct Pending {
+    // Bound: frames taken from the outbox in one drain, so ≤ its `max_bytes`.
     frames: VecDeque<Bytes>,
     /// Bytes of the front frame already written by an earlier partial write.
     offset: usize,

@@ -40,6 +40,7 @@ pub struct Gate {
     mode: AclMode,
     store: Arc<dyn AccessStore>,
     auth: Authenticator,
+    // Bound: MAX_CACHED entries (the cache starts over when full), each trusted for GRANT_TTL at most.
     granted: Mutex<GrantCache>,
 }
 

@@ -61,8 +61,11 @@ pub struct Hub {
 #[derive(Default)]
 struct Shard {
     /// Copy-on-write lists: dispatch clones the `Arc`, (un)subscribe replaces it.
+    // Bound: one entry per conversation with a subscriber on this edge (removed with its last one); the
+    // lists hold ≤ --max-subscriptions per open connection in all.
     conversations: HashMap<Arc<str>, Arc<[Subscriber]>>,
     subscriptions: usize,
+    // Bound: one reader per partition with subscribers (≤ --partitions readers per edge).
     reader: Option<ReaderHandle>,
     /// The reader's epoch and the last id it looked subscribers up for; `None` until it has started.
     /// Updated under this lock, which makes "registered before entry X was looked up" exact.

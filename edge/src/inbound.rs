@@ -104,9 +104,12 @@ fn parse_header(buf: &[u8], max: usize) -> Result<Option<Header>, InboundError> 
 /// Reads client messages from a connection's socket.
 pub struct MessageReader {
     /// Received bytes not yet parsed; no allocation while nothing is waiting.
+    // Bound: one message (≤ `max_bytes`, --max-frame-bytes, else 1009) plus one READ_CHUNK: `fill` reads
+    // only after `next` has consumed every complete frame.
     buf: Vec<u8>,
     /// A fragmented message being reassembled: its opcode and the bytes so far. Boxed: rare, and the
     /// reader is part of every idle connection.
+    // Bound: `max_bytes`; a longer fragmented message is refused with 1009.
     partial: Option<Box<(OpCode, Vec<u8>)>>,
     max_bytes: usize,
     /// Set on every frame (pongs included); the dead-peer check reads and clears it.

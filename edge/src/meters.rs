@@ -62,6 +62,8 @@ pub struct EdgeMeters {
     deliveries: Counter,
     slow_consumer_drops: Counter,
     delivery_latency: Histogram,
+    // Bound: one counter per close code (a fixed list); every metric label here is a constant, never a
+    // user or conversation id, so the recorder holds a fixed set of series (drained by its upkeep thread).
     closes: Vec<(CloseCode, Counter)>,
     peer_closes: Counter,
 }

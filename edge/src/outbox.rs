@@ -32,14 +32,18 @@ pub struct Outbox {
 
 #[derive(Default)]
 struct State {
+    // Bound: `max_bytes` (--max-queue-bytes); beyond it the queue is dropped and the session closed 4008.
     frames: VecDeque<Bytes>,
     bytes: usize,
     overflowed: bool,
     /// Frames ever drained, so a [`Mark`] (frames ever pushed) can be turned into a queue index.
     drained: u64,
     /// Conversations whose access was revoked, not yet handled by the session.
+    // Bound: emptied on the session's next wake-up (each revocation wakes it, its loop never blocks on the
+    // socket), so it holds the revocations of one turn; the feed's rate is an operator's, not traffic's.
     revoked: Vec<Box<str>>,
     /// Set to the close reason when an operator disconnects the session's user.
+    // Bound: one reason (the last operator disconnect replaces an earlier one).
     kicked: Option<Arc<str>>,
     /// The edge is draining: the session picks its moment to close.
     draining: bool,

@@ -40,6 +40,9 @@ pub async fn missed(
     until: StreamId,
     positions: bool,
 ) -> Result<Vec<Bytes>, RecoveryError> {
+    // Bound: the conversation's entries still in the partition (retention: --retention-max-len entries of
+    // ≤ --max-payload-bytes each), NOT the outbox's max_bytes: a large backlog is held whole before the
+    // outbox refuses it (see the soak report).
     let mut frames = Vec::new();
     let wanted = Scan {
         conversation,

@@ -37,6 +37,7 @@ pub struct Snapshot {
 /// The sessions of one edge.
 #[derive(Default)]
 pub struct Registry {
+    // Bound: one entry per open connection (≤ --max-connections), removed when its session ends.
     sessions: Mutex<HashMap<u64, Entry>>,
     /// Set (under the `sessions` lock) once the edge drains: sessions registering later drain at once.
     draining: AtomicBool,

@@ -27,6 +27,8 @@ pub struct Jwks {
     fetcher: Fetcher,
     refresh: Duration,
     min_refresh: Duration,
+    // Bound: replaced whole by each fetch, whose body is capped at MAX_JWKS_BYTES (1 MiB); unknown `kid`s
+    // are not remembered: such a token waits ≤ UNKNOWN_KID_WAIT for one refresh (≤ 1 per min_refresh).
     keys: RwLock<Arc<JwkSet>>,
     /// Asks the refresher for an early fetch.
     wanted: Notify,

@@ -289,6 +289,7 @@ impl Drop for Session {
 /// A session's conversations: a few per connection (`--max-subscriptions`), so a vector, which costs an idle
 /// connection one small allocation where a hash set cost a table. The ids are the hub's own (shared).
 #[derive(Default)]
+// Bound: --max-subscriptions (more are refused with an error frame).
 struct Subscriptions(Vec<Arc<str>>);
 
 impl Subscriptions {

@@ -16,7 +16,9 @@ const FEED_WAIT: Duration = Duration::from_secs(5);
 
 /// An [`AccessStore`] in process memory.
 pub struct MemoryAccessStore {
+    // Bound: the grants operators made and did not revoke (operator data, not traffic).
     grants: Mutex<HashMap<String, BTreeSet<String>>>,
+    // Bound: FEED_CAPACITY revocations; a lagging feed is told so (edges then forget cached grants).
     revoked: broadcast::Sender<Revocation>,
 }
 

@@ -16,7 +16,9 @@ const CHANNEL_CAPACITY: usize = 64;
 /// A [`ControlPlane`] inside one process.
 pub struct MemoryControl {
     /// Edge id → its last report and when it expires.
+    // Bound: one entry per edge id (one per process in `crier dev`); expired ones dropped on every read.
     edges: Mutex<HashMap<String, (EdgeReport, Instant)>>,
+    // Bound: CHANNEL_CAPACITY commands; a slower listener skips ahead.
     commands: broadcast::Sender<ControlMessage>,
 }
 

@@ -31,10 +31,13 @@ struct Partition {
 }
 
 struct State {
+    // Bound: the retention (`max_len` entries, `max_age`), trimmed on every append.
     entries: VecDeque<Entry>,
     epoch: u64,
     max_deleted: StreamId,
     /// Idempotency token → first append and when it is forgotten.
+    // Bound: the keys of one dedupe window (--dedupe-window × keyed publishes/s); expired keys are dropped
+    // on every append.
     dedupe: HashMap<String, (Appended, Instant)>,
 }
 

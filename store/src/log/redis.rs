@@ -2,6 +2,10 @@
 //! appended, trimmed and deduplicated by one Lua script per call (all keys of a partition share a hash tag,
 //! so this holds in Redis Cluster too) and read with `XREAD BLOCK` on the reader's own connection.
 //!
+//! Bound (in Redis): each stream is trimmed on every append to `MAXLEN ~ --retention-max-len` and `MINID ~`
+//! (now − --retention-max-age); each idempotency key expires (`PX`) after the dedupe window; one epoch key
+//! per partition. Nothing here grows with time at a steady publish rate.
+//!
 //! Requires Redis 7.0+ (`XINFO STREAM` reports `max-deleted-entry-id`, which recovery relies on).
 
 use std::sync::{Arc, LazyLock};

@@ -83,8 +83,9 @@ impl Deployment {
         Ok(deployment)
     }
 
-    /// `redis-server` + `crier broker` + `crier edge --auth-mode none`, or the running deployment of `target`.
-    pub async fn redis(target: &TargetArgs) -> anyhow::Result<Self> {
+    /// `redis-server` + `crier broker <broker_args>` + `crier edge --auth-mode none`, or the running
+    /// deployment of `target`.
+    pub async fn redis(target: &TargetArgs, broker_args: &[String]) -> anyhow::Result<Self> {
         if let Some(deployment) = Self::given(target) {
             return Ok(deployment);
         }
@@ -100,7 +101,9 @@ impl Deployment {
         deployment.children.push(redis_server);
         deployment.wait_listening(&[redis]).await?;
         let url = format!("redis://{redis}");
-        let broker = ["broker", "--grpc-listen", &grpc.to_string(), "--redis-url", &url];
+        let grpc_listen = grpc.to_string();
+        let mut broker = vec!["broker", "--grpc-listen", &grpc_listen, "--redis-url", &url];
+        broker.extend(broker_args.iter().map(String::as_str));
         deployment.children.push(spawn("crier broker", &crier, &broker, Path::new(&dir))?);
         // Dev auth and open access, as `crier dev`: the bench measures delivery, not access checks.
         let edge = [

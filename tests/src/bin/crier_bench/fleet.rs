@@ -30,6 +30,28 @@ pub struct Tally {
     pub failed: AtomicU64,
     /// Connections the server closed (or that broke) while the bench still wanted them.
     pub closed: AtomicU64,
+    /// Notification frames per conversation index (empty: not counted per conversation).
+    pub by_conversation: Vec<AtomicU64>,
+}
+
+impl Tally {
+    /// A tally that also counts frames per conversation, for `conversations` conversations.
+    pub fn per_conversation(conversations: usize) -> Self {
+        Self { by_conversation: (0..conversations).map(|_| AtomicU64::new(0)).collect(), ..Self::default() }
+    }
+
+    /// Counts `frames` notifications received on a connection to conversation index `conversation`.
+    pub fn add(&self, conversation: usize, frames: u64) {
+        self.frames.fetch_add(frames, Ordering::Relaxed);
+        if let Some(counter) = self.by_conversation.get(conversation) {
+            counter.fetch_add(frames, Ordering::Relaxed);
+        }
+    }
+
+    /// The per-conversation counts so far.
+    pub fn conversation_counts(&self) -> Vec<u64> {
+        self.by_conversation.iter().map(|c| c.load(Ordering::Relaxed)).collect()
+    }
 }
 
 /// Which connections a fleet opens, and where.
@@ -51,7 +73,12 @@ pub struct FleetSpec {
 impl FleetSpec {
     /// The conversation connection `index` subscribes to.
     pub fn conversation(&self, index: usize) -> String {
-        format!("{}-{}", self.prefix, index % self.conversations.max(1))
+        format!("{}-{}", self.prefix, self.conversation_index(index))
+    }
+
+    /// The index (0..conversations) of the conversation connection `index` subscribes to.
+    pub fn conversation_index(&self, index: usize) -> usize {
+        index % self.conversations.max(1)
     }
 
     /// This spec's connections shared as evenly as possible among `workers` processes; worker `w` connects
@@ -81,8 +108,17 @@ pub struct Fleet {
 
 impl Fleet {
     pub fn new() -> Self {
+        Self::with_tally(Tally::default())
+    }
+
+    /// A fleet that also counts frames per conversation (see [`Tally::per_conversation`]).
+    pub fn counting(conversations: usize) -> Self {
+        Self::with_tally(Tally::per_conversation(conversations))
+    }
+
+    fn with_tally(tally: Tally) -> Self {
         Self {
-            tally: Arc::default(),
+            tally: Arc::new(tally),
             stop: CancellationToken::new(),
             tracker: TaskTracker::new(),
             first_error: Arc::default(),
@@ -132,6 +168,7 @@ impl Fleet {
         let source = spec.source_ips[index % spec.source_ips.len()];
         let user = format!("u{index}");
         let conversation = spec.conversation(index);
+        let slot = spec.conversation_index(index);
         let open = RawWs::open(source, spec.server, &spec.path, &user, &conversation);
         let ws = match tokio::time::timeout(OPEN_TIMEOUT, open).await {
             Ok(Ok(ws)) => ws,
@@ -142,7 +179,7 @@ impl Fleet {
         let tally = Arc::clone(&self.tally);
         let stop = self.stop.clone();
         self.tracker.spawn(async move {
-            let ending = ws.receive(&tally, recorder.as_deref(), &stop).await;
+            let ending = ws.receive(&tally, slot, recorder.as_deref(), &stop).await;
             if !matches!(ending, Ok(Ending::Stopped)) {
                 tally.closed.fetch_add(1, Ordering::Relaxed);
             }

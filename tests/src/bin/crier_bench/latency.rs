@@ -84,7 +84,7 @@ pub async fn run_dev(target: &TargetArgs, args: &LatencyArgs) -> anyhow::Result<
 }
 
 pub async fn run_redis(target: &TargetArgs, args: &RedisArgs) -> anyhow::Result<Report> {
-    let deployment = Deployment::redis(target).await?;
+    let deployment = Deployment::redis(target, &[]).await?;
     let plan = Plan {
         conversations: args.conversations,
         per_conversation: args.per_conversation,

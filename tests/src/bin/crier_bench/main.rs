@@ -9,7 +9,8 @@
 //! Each scenario is bounded in time, kills what it spawned (also on Ctrl-C, error and panic), shows
 //! progress on stderr, and prints a table (and `--json FILE`) at the end.
 //!
-//! - `idle`, `fanout`, `latency` (+ `redis`), `connect`: the scenarios.
+//! - `idle`, `fanout`, `latency` (+ `redis`), `connect`, `soak`: the scenarios; `rss_series` and
+//!   `soak_verdict`: the soak's memory samples and its checks.
 //! - `deployment`: the servers under test, spawned or given.
 //! - `fleet`: many subscribed connections of one process; `raw_ws`: one connection; `ws_frame`: framing.
 //! - `worker`, `worker_pool`: the worker processes and the bench's side of them.
@@ -31,6 +32,9 @@ mod publisher;
 mod raw_ws;
 mod recorder;
 mod report;
+mod rss_series;
+mod soak;
+mod soak_verdict;
 mod worker;
 mod worker_pool;
 mod ws_frame;
@@ -84,6 +88,14 @@ enum Scenario {
         #[command(flatten)]
         args: latency::RedisArgs,
     },
+    /// Endurance: N connections over C conversations via Redis at R msg/s for a long time → RSS series of
+    /// every spawned process, latency per minute; fails on RSS growth after warm-up or any loss.
+    Soak {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        args: soak::SoakArgs,
+    },
     /// Connection rate: connect + upgrade + auth + subscribe per second.
     Connect {
         #[command(flatten)]
@@ -116,9 +128,12 @@ fn main() -> ExitCode {
     drop(runtime);
     exit_code(report.and_then(|report| {
         print!("{}", report.table());
-        match &cli.json {
-            Some(path) => report.write_json(path),
-            None => Ok(()),
+        if let Some(path) = &cli.json {
+            report.write_json(path)?;
+        }
+        match report.failures.len() {
+            0 => Ok(()),
+            n => Err(anyhow::anyhow!("{n} check(s) failed: {}", report.failures.join("; "))),
         }
     }))
 }
@@ -130,6 +145,7 @@ async fn run(scenario: Scenario) -> anyhow::Result<Report> {
         Scenario::Latency { target, args } => latency::run_dev(&target, &args).await,
         Scenario::Redis { target, args } => latency::run_redis(&target, &args).await,
         Scenario::Connect { target, args } => connect::run(&target, &args).await,
+        Scenario::Soak { target, args } => soak::run(&target, &args).await,
         Scenario::Worker(_) => anyhow::bail!("worker runs without a scenario runtime"),
     }
 }

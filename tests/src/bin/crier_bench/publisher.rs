@@ -35,10 +35,29 @@ pub struct PublishStats {
     pub published: AtomicU64,
     /// Notifications refused or lost in transport.
     pub failed: AtomicU64,
+    /// Accepted notifications per conversation index of [`at_rate`] (empty: not counted).
+    pub by_conversation: Vec<AtomicU64>,
     first_error: Mutex<Option<String>>,
 }
 
 impl PublishStats {
+    /// Counters that also count accepted notifications per conversation, for `conversations` of them.
+    pub fn per_conversation(conversations: usize) -> Self {
+        Self { by_conversation: (0..conversations).map(|_| AtomicU64::new(0)).collect(), ..Self::default() }
+    }
+
+    fn accepted(&self, conversation: usize) {
+        self.published.fetch_add(1, Ordering::Relaxed);
+        if let Some(counter) = self.by_conversation.get(conversation) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Accepted notifications per conversation index so far.
+    pub fn conversation_counts(&self) -> Vec<u64> {
+        self.by_conversation.iter().map(|c| c.load(Ordering::Relaxed)).collect()
+    }
+
     fn fail(&self, count: u64, error: String) {
         self.failed.fetch_add(count, Ordering::Relaxed);
         self.first_error.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(error);
@@ -114,7 +133,8 @@ pub async fn at_rate(
     let total = (duration.as_secs_f64() * rate).round() as u64;
     for n in 0..total {
         tokio::time::sleep_until(start + Duration::from_secs_f64(n as f64 / rate)).await;
-        let conversation = conversations[n as usize % conversations.len()].clone();
+        let index = n as usize % conversations.len();
+        let conversation = conversations[index].clone();
         let mut client = client.clone();
         let stats = Arc::clone(stats);
         tracker.spawn(async move {
@@ -125,7 +145,7 @@ pub async fn at_rate(
                 idempotency_key: String::new(),
             };
             match client.publish(request).await {
-                Ok(_) => drop(stats.published.fetch_add(1, Ordering::Relaxed)),
+                Ok(_) => stats.accepted(index),
                 Err(status) => stats.fail(1, status.to_string()),
             }
         });

@@ -4,7 +4,6 @@
 //! header parse and a counter increment (plus a timestamp scan when measuring latency).
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::Ordering;
 
 use anyhow::{Context, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -117,11 +116,12 @@ impl RawWs {
         }
     }
 
-    /// Counts notifications into `tally` (and their latency into `recorder`) until the server closes the
-    /// connection or `stop` is cancelled. Pings are answered.
+    /// Counts notifications into `tally` (as conversation index `conversation`; their latency into
+    /// `recorder`) until the server closes the connection or `stop` is cancelled. Pings are answered.
     pub async fn receive(
         mut self,
         tally: &Tally,
+        conversation: usize,
         recorder: Option<&Recorder>,
         stop: &CancellationToken,
     ) -> anyhow::Result<Ending> {
@@ -129,7 +129,7 @@ impl RawWs {
         loop {
             let (texts, closed) = self.take_frames(recorder, &mut pong)?;
             if texts > 0 {
-                tally.frames.fetch_add(texts, Ordering::Relaxed);
+                tally.add(conversation, texts);
             }
             if closed {
                 return Ok(Ending::Closed);

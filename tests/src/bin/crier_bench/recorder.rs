@@ -58,7 +58,11 @@ impl Recorder {
 
     /// The percentiles recorded so far.
     pub fn percentiles(&self) -> Percentiles {
-        let histogram = self.lock();
+        Self::percentiles_of(&self.lock())
+    }
+
+    /// The percentiles of `histogram`.
+    pub fn percentiles_of(histogram: &Histogram<u64>) -> Percentiles {
         let ms = |us: u64| us as f64 / 1_000.0;
         Percentiles {
             count: histogram.len(),

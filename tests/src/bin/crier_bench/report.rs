@@ -65,12 +65,21 @@ pub struct Report {
     pub machine: Machine,
     pub figures: Vec<Figure>,
     pub notes: Vec<String>,
+    /// Checks the run failed (lost notifications, memory growth, ...): the bench exits non-zero.
+    pub failures: Vec<String>,
 }
 
 impl Report {
     /// An empty report of `scenario` run with `parameters`.
     pub fn new(scenario: &'static str, parameters: Value) -> Self {
-        Self { scenario, parameters, machine: Machine::this(), figures: Vec::new(), notes: Vec::new() }
+        Self {
+            scenario,
+            parameters,
+            machine: Machine::this(),
+            figures: Vec::new(),
+            notes: Vec::new(),
+            failures: Vec::new(),
+        }
     }
 
     /// Adds a figure.
@@ -88,6 +97,11 @@ impl Report {
     /// Adds a remark (failed connections, lost notifications, ...).
     pub fn note(&mut self, note: impl Into<String>) {
         self.notes.push(note.into());
+    }
+
+    /// Records a failed check: the run fails with this message.
+    pub fn fail(&mut self, failure: impl Into<String>) {
+        self.failures.push(failure.into());
     }
 
     /// The table, for a terminal.
@@ -109,6 +123,9 @@ impl Report {
         }
         for note in &self.notes {
             out += &format!("note: {note}\n");
+        }
+        for failure in &self.failures {
+            out += &format!("FAILED: {failure}\n");
         }
         out
     }

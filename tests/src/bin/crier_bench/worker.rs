@@ -4,7 +4,8 @@
 //! The protocol over the worker's pipes, one line each:
 //! - worker → bench: `hello` once its runtime is up; `count <frames> <open> <failed> <closed>` every
 //!   [`REPORT_EVERY`]; `ready <µs>` when every open attempt has finished (µs since `go`); `error <text>`
-//!   for the first failed attempt.
+//!   for the first failed attempt; `conversations <n0> <n1> ...` (frames per conversation index) on the way
+//!   out, after its connections are closed.
 //! - bench → worker: `go` starts connecting; `stop` or end of input closes everything and exits. A bench
 //!   that dies therefore never leaves workers behind: their stdin closes.
 
@@ -87,7 +88,7 @@ async fn serve(spec: FleetSpec) -> anyhow::Result<()> {
     if input.next_line().await?.as_deref() != Some("go") {
         return Ok(());
     }
-    let fleet = Fleet::new();
+    let fleet = Fleet::counting(spec.conversations);
     let started = Instant::now();
     let mut report = tokio::time::interval(REPORT_EVERY);
     {
@@ -115,6 +116,8 @@ async fn serve(spec: FleetSpec) -> anyhow::Result<()> {
         }
     }
     fleet.shutdown().await;
+    let counts: Vec<String> = fleet.tally.conversation_counts().iter().map(u64::to_string).collect();
+    say(&mut out, &format!("conversations {}", counts.join(" "))).await?;
     Ok(())
 }
 

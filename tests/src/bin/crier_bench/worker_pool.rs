@@ -30,12 +30,16 @@ struct Reports {
     ready_us: AtomicU64,
     exited: AtomicBool,
     error: Mutex<Option<String>>,
+    /// Frames per conversation index, reported on the way out.
+    conversations: Mutex<Vec<u64>>,
 }
 
 struct Worker {
     child: Child,
     stdin: Option<ChildStdin>,
     reports: Arc<Reports>,
+    /// The task reading the worker's reports; it ends at the worker's end of output.
+    reader: tokio::task::JoinHandle<()>,
     /// `go` was sent.
     started: bool,
     /// Connections it opens.
@@ -73,10 +77,10 @@ impl WorkerPool {
                 .with_context(|| format!("starting worker {}", exe.display()))?;
             let reports = Arc::new(Reports::default());
             let stdout = child.stdout.take().context("worker stdout")?;
-            tokio::spawn(read_reports(stdout, Arc::clone(&reports)));
+            let reader = tokio::spawn(read_reports(stdout, Arc::clone(&reports)));
             let stdin = child.stdin.take();
             let connections = spec.connections;
-            self.workers.push(Worker { child, stdin, reports, started: false, connections });
+            self.workers.push(Worker { child, stdin, reports, reader, started: false, connections });
         }
         let deadline = Instant::now() + HELLO_TIMEOUT;
         while !self.workers[before..].iter().all(|w| w.reports.hello.load(Ordering::Relaxed)) {
@@ -159,16 +163,23 @@ impl WorkerPool {
     }
 
     /// Closes every worker's input (they disconnect and exit) and waits for them, killing stragglers.
-    pub async fn stop(mut self) {
+    /// Returns the frames per conversation index the workers reported on the way out, summed.
+    pub async fn stop(mut self) -> Vec<u64> {
         for worker in &mut self.workers {
             worker.stdin = None;
         }
+        let mut sums: Vec<u64> = Vec::new();
         for worker in &mut self.workers {
             let exited = tokio::time::timeout(Duration::from_secs(10), worker.child.wait()).await;
             if exited.is_err() {
                 let _ = worker.child.kill().await;
             }
+            let _ = tokio::time::timeout(Duration::from_secs(2), &mut worker.reader).await;
+            let counts = worker.reports.conversations.lock().unwrap_or_else(PoisonError::into_inner);
+            sums.resize(sums.len().max(counts.len()), 0);
+            sums.iter_mut().zip(counts.iter()).for_each(|(sum, n)| *sum += n);
         }
+        sums
     }
 
     fn check_alive(&self) -> anyhow::Result<()> {
@@ -196,6 +207,10 @@ async fn read_reports(stdout: ChildStdout, reports: Arc<Reports>) {
             Some("ready") => {
                 number();
                 reports.ready_us.store(number().max(1), Ordering::Relaxed);
+            }
+            Some("conversations") => {
+                let counts = line.split(' ').skip(1).map(|w| w.parse().unwrap_or(0)).collect();
+                *reports.conversations.lock().unwrap_or_else(PoisonError::into_inner) = counts;
             }
             Some("error") => {
                 let text = line.trim_start_matches("error ").to_owned();
