@@ -2,6 +2,7 @@
 //! crates' configs. All validation happens here, before any port is bound.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -145,6 +146,13 @@ pub struct BrokerArgs {
     /// Unset: any caller may publish (keep the port private then). Never logged.
     #[arg(long, env = "CRIER_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
+    /// Bearer secret AdminService callers must send instead of the API token (least privilege).
+    /// Unset: AdminService takes the API token. Never logged.
+    #[arg(long, env = "CRIER_ADMIN_TOKEN", hide_env_values = true, conflicts_with = "admin_token_file")]
+    pub admin_token: Option<String>,
+    /// File holding the admin token (one line; a trailing newline is ignored), e.g. a mounted Secret.
+    #[arg(long, env = "CRIER_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -230,6 +238,10 @@ pub struct TokenArgs {
     /// Lifetime, e.g. `1h`, `15m`.
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
     pub ttl: Duration,
+    /// Mint a subscription token for this conversation (`"typ":"crier-subscription"`) instead of a
+    /// connection token (`"typ":"crier-connection"`).
+    #[arg(long)]
+    pub conversation: Option<String>,
 }
 
 impl LogArgs {
@@ -281,18 +293,31 @@ impl DevArgs {
 impl BrokerArgs {
     /// The broker config, or every problem with the flags.
     pub fn config(&self) -> Result<BrokerConfig, Vec<String>> {
+        let mut problems = self.log.problems();
         let config = BrokerConfig {
             partitions: self.log.partitions,
             max_payload_bytes: self.max_payload_bytes,
             max_conversation_id_bytes: self.ids.max_conversation_id_bytes,
             dedupe_window: self.dedupe_window,
             api_token: self.api_token.clone(),
+            admin_token: self.admin_token(&mut problems),
         };
-        let mut problems = self.log.problems();
         problems.extend(config.problems());
         problems.extend(redis_problems(&self.redis));
         problems.extend(self.admin.problems(&[self.grpc_listen]));
         dedup_or(problems, config)
+    }
+
+    /// `--admin-token`, or the contents of `--admin-token-file`.
+    fn admin_token(&self, problems: &mut Vec<String>) -> Option<String> {
+        let Some(path) = &self.admin_token_file else { return self.admin_token.clone() };
+        match std::fs::read_to_string(path) {
+            Ok(text) => Some(text.trim_end_matches(['\r', '\n']).to_owned()),
+            Err(err) => {
+                problems.push(format!("--admin-token-file {}: {err}", path.display()));
+                None
+            }
+        }
     }
 }
 

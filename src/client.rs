@@ -59,7 +59,7 @@ pub fn token(args: &TokenArgs) -> ExitCode {
     if args.secret.len() < 16 {
         return crate::usage_error(&["--secret must be at least 16 bytes".to_owned()]);
     }
-    match crier_edge::auth::mint_hs256(&args.secret, &args.user, args.ttl) {
+    match crier_edge::auth::mint_hs256(&args.secret, &args.user, args.ttl, args.conversation.as_deref()) {
         Ok(token) => {
             println!("{token}");
             ExitCode::SUCCESS

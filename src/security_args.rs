@@ -54,6 +54,9 @@ pub struct JwtArgs {
     /// Array claim listing the conversations the user may subscribe to.
     #[arg(long, env = "CRIER_JWT_CONVERSATIONS_CLAIM", default_value = "conversations")]
     pub jwt_conversations_claim: String,
+    /// Longest token lifetime accepted (`exp` at most this far ahead); revocations are remembered as long.
+    #[arg(long, env = "CRIER_JWT_MAX_LIFETIME", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub jwt_max_lifetime: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -133,6 +136,7 @@ impl JwtArgs {
             audience: self.jwt_audience.clone(),
             user_claim: self.jwt_user_claim.clone(),
             conversations_claim: self.jwt_conversations_claim.clone(),
+            max_lifetime: self.jwt_max_lifetime,
         })
     }
 

@@ -49,7 +49,7 @@ pub async fn dev(args: DevArgs) -> ExitCode {
         demo: Some(Arc::new(DevPublisher(publisher.clone()))),
     };
     let edge = crier_edge::run_with(ws, edge_config, log, deps, shutdown.clone());
-    let services = Services { publisher, access, api_token: None };
+    let services = Services { publisher, access, api_token: None, admin_token: None };
     let broker = crier_broker::server::serve(grpc, services, Some(control), shutdown.clone());
     let (broker, edge) = tokio::join!(broker, edge);
     admin.stop().await;
@@ -96,7 +96,12 @@ pub async fn broker(args: BrokerArgs) -> ExitCode {
     let shutdown = shutdown_on_signal();
     let admin = spawn_admin(parts.admin, &parts.log, &shutdown);
     let publisher = Publisher::new(parts.log, &config);
-    let services = Services { publisher, access: parts.access, api_token: config.api_token.clone() };
+    let services = Services {
+        publisher,
+        access: parts.access,
+        api_token: config.api_token.clone(),
+        admin_token: config.admin_token.clone(),
+    };
     let result = crier_broker::server::serve(parts.listener, services, Some(parts.control), shutdown).await;
     admin.stop().await;
     finish("broker", result.map_err(|e| e.to_string()))

@@ -1,6 +1,7 @@
-//! Publisher authentication: a shared bearer secret in the `authorization` metadata of every call to
-//! `PublishService` and `AccessService` (health and reflection stay open for probes and grpcurl). Off when
-//! no secret is configured (`crier dev`).
+//! Caller authentication: a shared bearer secret in the `authorization` metadata of every call to
+//! `PublishService` and `AccessService` (the API token) and `AdminService` (the admin token when one is
+//! configured, else the API token); health and reflection stay open for probes and grpcurl. Off when no
+//! secret is configured (`crier dev`).
 //!
 //! The secret is compared in constant time and never logged.
 

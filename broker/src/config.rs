@@ -24,6 +24,9 @@ pub struct BrokerConfig {
     /// Shared bearer secret callers of `PublishService` and `AccessService` must present; `None` lets
     /// every caller through (`crier dev`). Never logged.
     pub api_token: Option<String>,
+    /// Bearer secret callers of `AdminService` must present instead of `api_token`; `None` keeps
+    /// `AdminService` behind `api_token`. Never logged.
+    pub admin_token: Option<String>,
 }
 
 impl Default for BrokerConfig {
@@ -34,6 +37,7 @@ impl Default for BrokerConfig {
             max_conversation_id_bytes: DEFAULT_MAX_CONVERSATION_ID_BYTES,
             dedupe_window: crier_store::log::DEFAULT_DEDUPE_WINDOW,
             api_token: None,
+            admin_token: None,
         }
     }
 }
@@ -56,6 +60,9 @@ impl BrokerConfig {
         }
         if self.api_token.as_ref().is_some_and(|t| t.len() < 16) {
             problems.push("--api-token must be at least 16 bytes".to_owned());
+        }
+        if self.admin_token.as_ref().is_some_and(|t| t.len() < 16) {
+            problems.push("--admin-token must be at least 16 bytes".to_owned());
         }
         problems
     }

@@ -142,10 +142,17 @@ fn validate_idempotency_key(key: &str) -> Result<(), String> {
     validate_printable(key, MAX_IDEMPOTENCY_KEY_LEN)
 }
 
-/// A JSON object of at most `max_bytes` bytes.
+/// A JSON object of at most `max_bytes` bytes, UTF-8 throughout.
+///
+/// The JSON check skips the contents of strings without validating them, so UTF-8 is checked first, over
+/// the whole payload: the edge forwards it verbatim as a text frame, and one invalid byte there makes every
+/// conforming client fail the connection (1007), again on each replay.
 fn validate_payload(payload: &[u8], max_bytes: usize) -> Result<(), String> {
     if payload.len() > max_bytes {
         return Err(format!("{} bytes, at most {max_bytes} allowed", payload.len()));
+    }
+    if let Err(err) = std::str::from_utf8(payload) {
+        return Err(format!("not valid UTF-8 (byte {})", err.valid_up_to()));
     }
     if payload.trim_ascii_start().first() != Some(&b'{') {
         return Err("must be a JSON object".into());
@@ -180,6 +187,8 @@ mod tests {
         assert!(validate_payload(b"{", 64).unwrap_err().contains("not valid JSON"));
         assert!(validate_payload(b"{} x", 64).unwrap_err().contains("not valid JSON"));
         assert!(validate_payload(&[b' '; 65], 64).unwrap_err().contains("at most 64"));
+        let invalid = validate_payload(b"{\"a\":\"\xff\"}", 64).unwrap_err();
+        assert_eq!(invalid, "not valid UTF-8 (byte 6)");
     }
 
     fn item(conversation: &str, payload: &'static str, key: &str) -> Item {

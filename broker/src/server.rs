@@ -42,6 +42,8 @@ pub struct Services {
     pub access: Arc<dyn AccessStore>,
     /// Shared bearer secret of publishers; `None` lets every caller through.
     pub api_token: Option<String>,
+    /// Bearer secret of `AdminService` callers; `None` leaves it behind `api_token`.
+    pub admin_token: Option<String>,
 }
 
 /// Serves `PublishService` and `AccessService` (no `AdminService`) on `listener` until `shutdown`; see
@@ -75,8 +77,10 @@ pub async fn serve(
         PublishServiceServer::with_interceptor(PublishServiceImpl::new(services.publisher), token.clone());
     let access =
         AccessServiceServer::with_interceptor(AccessServiceImpl::new(services.access, max_id), token.clone());
-    let admin =
-        control.map(|c| AdminServiceServer::with_interceptor(AdminServiceImpl::new(c, log, max_id), token));
+    // Least privilege: with an admin token, the publishers' token does not open AdminService.
+    let admin_token = ApiToken::new(services.admin_token.as_deref().or(services.api_token.as_deref()));
+    let admin = control
+        .map(|c| AdminServiceServer::with_interceptor(AdminServiceImpl::new(c, log, max_id), admin_token));
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)

@@ -179,6 +179,16 @@ impl EdgeConfig {
         }
     }
 
+    /// How long the gate remembers a revocation: as long as any token this edge accepts can live, plus
+    /// the clock-skew leeway (a dev-auth edge accepts no tokens, but keeps the JWT default).
+    #[must_use]
+    pub fn revocation_memory(&self) -> Duration {
+        match &self.auth {
+            AuthMode::Jwt(jwt) => jwt.max_lifetime + jwt.leeway,
+            AuthMode::None => crate::auth::jwt::DEFAULT_MAX_LIFETIME,
+        }
+    }
+
     /// A fresh random id, for edges not given one.
     #[must_use]
     pub fn random_id() -> String {

@@ -195,9 +195,9 @@ impl Reader {
     }
 
     fn dispatch(&self, epoch: u64, entry: Entry) {
-        let Some(decoded) = decode_entry(self.partition, &entry) else {
-            self.meters.unreadable.increment(1);
-            return;
+        let decoded = match decode_entry(self.partition, &entry) {
+            Ok(decoded) => decoded,
+            Err(why) => return self.meters.skipped(why),
         };
         let conversation = &decoded.conversation_id;
         let position = Position { partition: self.partition, epoch, id: entry.id };

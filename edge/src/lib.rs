@@ -23,7 +23,9 @@
 //! - [`recovery`]: replay of missed notifications for `subscribe` with `since`.
 //! - [`auth`]: tokens → principal (JWT with pinned algorithms, PEM or JWKS keys; or dev auth).
 //! - [`acl`]: the pure access decision table.
-//! - [`gate`]: access checks for subscribes (claims, subscription tokens, cached store grants).
+//! - [`expiring`]: a bounded set whose members expire (the gate's caches and revocation memory).
+//! - [`gate`]: access checks for subscribes (claims, subscription tokens, cached store answers, remembered
+//!   revocations).
 //! - [`revocations`]: follows the access store's revocation feed; kicks revoked subscriptions.
 //! - [`connections`]: connection counts per edge and per user; reaching a user's sessions.
 //! - [`handshake`]: origin check and handshake token sources.
@@ -45,6 +47,7 @@ pub mod connections;
 pub mod consumer;
 pub mod demo;
 pub mod error;
+pub mod expiring;
 pub mod frame;
 pub mod gate;
 pub mod handshake;

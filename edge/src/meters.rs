@@ -8,7 +8,7 @@
 //! | `crier_edge_sessions_authenticated` | gauge | |
 //! | `crier_edge_subscriptions` | gauge | |
 //! | `crier_edge_deliveries_total` | counter | |
-//! | `crier_edge_drops_total` | counter | `reason`: `slow_consumer` (per recipient), `unreadable_entry` |
+//! | `crier_edge_drops_total` | counter | `reason`: `slow_consumer` (per recipient), `unreadable_entry`, `invalid_utf8` (payload not UTF-8: skipped, never sent) |
 //! | `crier_edge_closes_total` | counter | `code`: a close code, or `peer` when the client went first |
 //! | `crier_edge_outbound_queue_bytes` | histogram | bytes a socket had queued when its writer took them |
 //! | `crier_edge_partitions_read` | gauge | |
@@ -22,6 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 
 use crate::error::CloseCode;
+use crier_store::log::Unsendable;
 
 /// Every close code a session can end with, for pre-registered `closes_total` handles.
 const CLOSE_CODES: [CloseCode; 11] = [
@@ -56,7 +57,9 @@ pub struct EdgeMeters {
     /// Age of the oldest entry of a read batch.
     pub read_lag: Histogram,
     /// Entries skipped because they do not decode or have an unknown format version.
-    pub unreadable: Counter,
+    unreadable: Counter,
+    /// Entries skipped because their payload is not UTF-8.
+    not_utf8: Counter,
     /// Times a partition reader found entries trimmed before it read them (its sessions closed with 4008).
     pub reader_gaps: Counter,
     deliveries: Counter,
@@ -87,6 +90,7 @@ impl EdgeMeters {
             redis_errors: counter!("crier_edge_redis_errors_total"),
             read_lag: histogram!("crier_edge_partition_read_lag_seconds"),
             unreadable: drops("unreadable_entry"),
+            not_utf8: drops("invalid_utf8"),
             reader_gaps: counter!("crier_edge_reader_gaps_total"),
             deliveries: counter!("crier_edge_deliveries_total"),
             slow_consumer_drops: drops("slow_consumer"),
@@ -104,6 +108,14 @@ impl EdgeMeters {
             self.slow_consumer_drops.increment(dropped as u64);
         }
         self.delivery_latency.record(age(published_at_ms).as_secs_f64());
+    }
+
+    /// A partition reader skipped an entry.
+    pub fn skipped(&self, why: Unsendable) {
+        match why {
+            Unsendable::Unreadable => self.unreadable.increment(1),
+            Unsendable::NotUtf8 => self.not_utf8.increment(1),
+        }
     }
 
     /// A session ended: with `code` sent by the edge, or `None` when the peer closed or vanished.

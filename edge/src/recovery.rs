@@ -85,7 +85,7 @@ pub async fn newest(
         let Some(oldest) = page.entries.last() else { break };
         until = oldest.id.prev();
         for entry in &page.entries {
-            let Some(decoded) = decode_entry(partition, entry) else { continue };
+            let Ok(decoded) = decode_entry(partition, entry) else { continue };
             if decoded.conversation_id == conversation && frames.len() < count {
                 let position = Position { partition, epoch: live.epoch, id: entry.id };
                 frames.push(notification_frame(conversation, &position, &decoded.payload, positions));

@@ -60,7 +60,7 @@ pub fn dedupe_token(conversation: &str, key: &str) -> String {
 /// The stream field holding the encoded `StreamEntry`.
 pub const ENTRY_FIELD: &str = "e";
 
-/// The control stream: access revocations brokers append and every edge reads (`XREAD BLOCK`), so a
+/// The control stream: access grants and revocations brokers append and every edge reads (`XREAD BLOCK`), so a
 /// `Revoke` reaches all edges, including ones that were briefly disconnected (they resume from their last id).
 /// Its hash tag `{acl}` puts it in one Redis Cluster slot with every grants set, so a revoke can remove the
 /// grant and announce it in one script.
@@ -69,6 +69,11 @@ pub const CONTROL_STREAM: &str = "crier:{acl}:control";
 pub const CONTROL_CONVERSATION_FIELD: &str = "c";
 /// Control-stream field: the user of a revocation.
 pub const CONTROL_USER_FIELD: &str = "u";
+/// Control-stream field: the kind of change, [`CONTROL_KIND_GRANT`] for a grant; absent for a revocation
+/// (the entries older brokers wrote).
+pub const CONTROL_KIND_FIELD: &str = "k";
+/// [`CONTROL_KIND_FIELD`] value of a grant.
+pub const CONTROL_KIND_GRANT: &str = "grant";
 
 /// The Redis set of user ids granted `conversation`, under the `{acl}` hash tag of [`CONTROL_STREAM`]
 /// (access data is small; one slot holds it all). Computed per access check, never per message.

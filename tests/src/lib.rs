@@ -55,6 +55,8 @@ pub use redis_cluster::RedisCluster;
 pub use redis_monitor::{MonitoredCommand, RedisMonitor};
 pub use redis_server::{RedisServer, free_port};
 pub use servers::{Servers, ServersConfig};
-pub use tokens::{mint_claims, mint_token, unix_now};
+pub use tokens::{
+    CONNECTION_TYP, SUBSCRIPTION_TYP, mint_claims, mint_subscription_token, mint_token, unix_now,
+};
 pub use tokio_tungstenite::tungstenite;
 pub use ws_client::WsClient;

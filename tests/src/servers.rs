@@ -316,7 +316,12 @@ async fn start_broker(
     let listener = bind().await?;
     let addr = listener.local_addr()?;
     let publisher = Publisher::new(Arc::clone(log), config);
-    let services = Services { publisher, access: Arc::clone(access), api_token: config.api_token.clone() };
+    let services = Services {
+        publisher,
+        access: Arc::clone(access),
+        api_token: config.api_token.clone(),
+        admin_token: config.admin_token.clone(),
+    };
     let stop = shutdown.child_token();
     let control = Some(Arc::clone(control));
     let handle =

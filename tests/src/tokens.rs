@@ -7,14 +7,37 @@ use anyhow::Context;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
-/// An HS256 token for `user` (`sub`), issued now (`iat`) and expiring after `ttl` (`exp`).
+/// The `typ` claim of connection tokens.
+pub const CONNECTION_TYP: &str = "crier-connection";
+/// The `typ` claim of subscription tokens.
+pub const SUBSCRIPTION_TYP: &str = "crier-subscription";
+
+/// An HS256 connection token for `user` (`sub`), issued now (`iat`) and expiring after `ttl` (`exp`).
 pub fn mint_token(secret: &str, user: &str, ttl: Duration) -> anyhow::Result<String> {
     let now = unix_now();
-    mint_claims(secret, &json!({ "sub": user, "iat": now, "exp": now + ttl.as_secs() }))
+    mint_claims(
+        secret,
+        &json!({ "typ": CONNECTION_TYP, "sub": user, "iat": now, "exp": now + ttl.as_secs() }),
+    )
+}
+
+/// An HS256 subscription token letting `user` subscribe to `conversation` for `ttl`.
+pub fn mint_subscription_token(
+    secret: &str,
+    user: &str,
+    conversation: &str,
+    ttl: Duration,
+) -> anyhow::Result<String> {
+    let now = unix_now();
+    let exp = now + ttl.as_secs();
+    mint_claims(
+        secret,
+        &json!({ "typ": SUBSCRIPTION_TYP, "sub": user, "conversation": conversation, "exp": exp }),
+    )
 }
 
 /// An HS256 token with exactly `claims` (for expired tokens, extra claims such as `conversations`, or
-/// missing ones).
+/// missing ones; a valid one needs `typ`).
 pub fn mint_claims(secret: &str, claims: &Value) -> anyhow::Result<String> {
     jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret.as_bytes()))
         .context("signing a test JWT")

@@ -7,6 +7,17 @@ use std::process::{Command, Output};
 
 use anyhow::{Context, Result, ensure};
 
+/// The claims of the token a successful `crier token` printed.
+fn claims(output: &Output) -> Result<serde_json::Value> {
+    use base64::Engine;
+    ensure!(output.status.success(), "{output:?}");
+    let token = String::from_utf8(output.stdout.clone())?;
+    let parts: Vec<&str> = token.trim().split('.').collect();
+    ensure!(parts.len() == 3, "{token}");
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(parts[1])?;
+    Ok(serde_json::from_slice(&payload)?)
+}
+
 /// `target/<profile>/crier`, built by `cargo build --workspace --all-targets` next to this test binary.
 fn crier() -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
@@ -84,13 +95,16 @@ fn unknown_flag_exits_64() -> Result<()> {
     Ok(())
 }
 
-/// A minted token is three base64url parts and names its user.
+/// A minted token is three base64url parts and names its user and kind: a connection token, or with
+/// `--conversation` a subscription token for it.
 #[test]
 fn token_mints_a_jwt() -> Result<()> {
-    let output = run(&["token", "--secret", "0123456789abcdef-secret", "--user", "alice", "--ttl", "5m"])?;
-    ensure!(output.status.success(), "{output:?}");
-    let token = String::from_utf8(output.stdout)?;
-    ensure!(token.trim().split('.').count() == 3, "{token}");
+    let secret = "0123456789abcdef-secret";
+    let connection = claims(&run(&["token", "--secret", secret, "--user", "alice", "--ttl", "5m"])?)?;
+    ensure!(connection["sub"] == "alice" && connection["typ"] == "crier-connection", "{connection}");
+    let subscription =
+        claims(&run(&["token", "--secret", secret, "--user", "alice", "--conversation", "c1"])?)?;
+    ensure!(subscription["typ"] == "crier-subscription" && subscription["conversation"] == "c1");
     let short = run(&["token", "--secret", "short", "--user", "alice"])?;
     ensure!(short.status.code() == Some(64));
     Ok(())

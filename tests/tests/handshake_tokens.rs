@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Result, ensure};
 use crier_edge::EdgeConfig;
 use crier_store::log::MemoryLog;
-use crier_tests::{Servers, ServersConfig, WsClient, mint_claims, mint_token, unix_now};
+use crier_tests::{CONNECTION_TYP, Servers, ServersConfig, WsClient, mint_claims, mint_token, unix_now};
 use serde_json::json;
 
 const SECRET: &str = "handshake-secret-0123456789";
@@ -75,8 +75,10 @@ async fn handshake_tokens_authenticate_and_never_reach_the_logs() -> Result<()> 
     ensure!(ws.expect_type("error").await?["message"] == "Authentication failed");
     ensure!(ws.expect_close().await? == Some(4001));
     tokens.push(bad);
-    let frame_token = mint_claims(SECRET, &json!({"sub": "frame", "exp": unix_now() + 60}))?;
-    let refresh = mint_claims(SECRET, &json!({"sub": "frame", "exp": unix_now() + 120}))?;
+    let frame_token =
+        mint_claims(SECRET, &json!({"typ": CONNECTION_TYP, "sub": "frame", "exp": unix_now() + 60}))?;
+    let refresh =
+        mint_claims(SECRET, &json!({"typ": CONNECTION_TYP, "sub": "frame", "exp": unix_now() + 120}))?;
     let mut ws = servers.ws_client(0).await?;
     ws.auth_token(&frame_token, "frame").await?;
     ws.send_json(&json!({"action": "refresh", "token": refresh})).await?;

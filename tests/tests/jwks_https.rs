@@ -58,7 +58,8 @@ async fn start_edge(redis: &RedisServer, jwks_url: &str, ca_file: Option<&Path>)
 fn token(user: &str) -> Result<String> {
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some("k1".to_owned());
-    let claims = json!({"sub": user, "exp": unix_now() + 300, "conversations": ["c1"]});
+    let claims =
+        json!({"typ": "crier-connection", "sub": user, "exp": unix_now() + 300, "conversations": ["c1"]});
     Ok(jsonwebtoken::encode(&header, &claims, &EncodingKey::from_rsa_pem(RSA_A_PRIVATE)?)?)
 }
 

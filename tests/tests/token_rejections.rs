@@ -30,7 +30,7 @@ fn rs256_edge() -> EdgeConfig {
 
 fn claims(user: &str, extra: &Value) -> Value {
     let now = unix_now();
-    let mut claims = json!({"sub": user, "iss": "idp", "aud": "crier", "iat": now, "exp": now + 300,
+    let mut claims = json!({"typ": "crier-connection", "sub": user, "iss": "idp", "aud": "crier", "iat": now, "exp": now + 300,
         "conversations": ["bystander"]});
     if let Some(c) = claims.as_object_mut() {
         c.extend(extra.as_object().cloned().unwrap_or_default());
@@ -170,7 +170,7 @@ fn jwks_edge(url: String, min_refresh: Duration) -> EdgeConfig {
 fn with_kid(kid: &str, private: &[u8], user: &str) -> Result<String> {
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some(kid.to_owned());
-    let claims = json!({"sub": user, "exp": unix_now() + 300});
+    let claims = json!({"typ": "crier-connection", "sub": user, "exp": unix_now() + 300});
     Ok(jsonwebtoken::encode(&header, &claims, &EncodingKey::from_rsa_pem(private)?)?)
 }
 

@@ -73,7 +73,15 @@ pub struct JwtConfig {
     pub user_claim: String,
     /// Array claim listing conversations the user may subscribe to.
     pub conversations_claim: String,
+    /// Longest lifetime accepted: a token whose `exp` is further than this in the future is refused. Edges
+    /// remember revocations this long (plus leeway), so no token accepted can outlive the memory.
+    pub max_lifetime: Duration,
 }
+
+/// Default of `--jwt-max-lifetime`: a day, above any sane connection or subscription token lifetime.
+pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// Upper bound of `--jwt-max-lifetime`: the revocation memory must stay meaningful.
+const MAX_MAX_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 
 impl JwtConfig {
     /// Clock skew allowed on `exp` and `nbf` unless configured.
@@ -90,6 +98,7 @@ impl JwtConfig {
             audience: None,
             user_claim: "sub".to_owned(),
             conversations_claim: "conversations".to_owned(),
+            max_lifetime: DEFAULT_MAX_LIFETIME,
         }
     }
 
@@ -121,6 +130,9 @@ impl JwtConfig {
         if self.leeway > Duration::from_secs(300) {
             problems.push("--jwt-leeway must be at most 5m".to_owned());
         }
+        if self.max_lifetime.is_zero() || self.max_lifetime > MAX_MAX_LIFETIME {
+            problems.push("--jwt-max-lifetime must be between 1s and 30d".to_owned());
+        }
         if self.user_claim.is_empty() || self.conversations_claim.is_empty() {
             problems.push("--jwt-user-claim and --jwt-conversations-claim must not be empty".to_owned());
         }
@@ -139,9 +151,41 @@ fn pem_key(pem: &[u8], alg: Algorithm) -> Result<DecodingKey, jsonwebtoken::erro
     }
 }
 
+/// The required `typ` claim: what a token is for. A token of one kind is refused where the other is
+/// expected, so a subscription token handed to a less-trusted page cannot open a connection as its user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    /// `"typ": "crier-connection"`: authenticates a connection (`auth` frame, handshake, `refresh`).
+    Connection,
+    /// `"typ": "crier-subscription"`: with a `conversation` claim, allows one subscribe.
+    Subscription,
+}
+
+impl TokenKind {
+    /// The `typ` claim value.
+    #[must_use]
+    pub fn claim(self) -> &'static str {
+        match self {
+            Self::Connection => "crier-connection",
+            Self::Subscription => "crier-subscription",
+        }
+    }
+
+    fn from_claim(value: Option<&Value>) -> Result<Self, AuthError> {
+        match value.map(|v| v.as_str()) {
+            None => Err(AuthError::InvalidToken("missing claim typ".into())),
+            Some(Some("crier-connection")) => Ok(Self::Connection),
+            Some(Some("crier-subscription")) => Ok(Self::Subscription),
+            Some(_) => Err(AuthError::InvalidToken("unknown typ".into())),
+        }
+    }
+}
+
 /// What a valid token says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
+    /// What the token is for.
+    pub kind: TokenKind,
     /// The user claim.
     pub user_id: String,
     /// `exp`, seconds since the Unix epoch.
@@ -238,6 +282,9 @@ impl JwtVerifier {
         if expires_at.saturating_add(leeway) < now {
             return Err(AuthError::InvalidToken("expired".into()));
         }
+        if expires_at > now.saturating_add(self.config.max_lifetime.as_secs()).saturating_add(leeway) {
+            return Err(AuthError::InvalidToken("lifetime above --jwt-max-lifetime".into()));
+        }
         if let Some(nbf) = claims.get("nbf") {
             let nbf = nbf.as_u64().ok_or_else(|| AuthError::InvalidToken("malformed nbf".into()))?;
             if nbf > now.saturating_add(leeway) {
@@ -256,8 +303,12 @@ impl JwtVerifier {
             Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
             Some(_) => return Err(AuthError::InvalidToken("conversations claim is not an array".into())),
         };
+        let kind = TokenKind::from_claim(claims.get("typ"))?;
         let conversation = claims.get("conversation").and_then(Value::as_str).map(str::to_owned);
-        Ok(Verified { user_id, expires_at, conversations, conversation })
+        if kind == TokenKind::Subscription && conversation.is_none() {
+            return Err(AuthError::InvalidToken("missing claim conversation".into()));
+        }
+        Ok(Verified { kind, user_id, expires_at, conversations, conversation })
     }
 }
 

@@ -1,5 +1,6 @@
 //! Who a session is: a token (from the `auth` frame or the handshake) → [`Principal`]; or, in dev auth only,
-//! a bare `userId`. Also verifies per-conversation subscription tokens.
+//! a bare `userId`. Also verifies per-conversation subscription tokens. The two kinds are told apart by
+//! their required `typ` claim ([`TokenKind`]) and never accepted for each other.
 //!
 //! Tokens are secrets: nothing here logs them or puts them into errors.
 //!
@@ -20,7 +21,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use self::jwt::{JwtConfig, JwtVerifier, KeySource, Verified};
+pub use self::jwt::{JwtConfig, JwtVerifier, KeySource, TokenKind, Verified};
 use crate::config::AuthMode;
 
 /// An authenticated user.
@@ -104,6 +105,9 @@ impl Authenticator {
         match &*self.inner {
             Inner::Jwt(_) => {
                 let verified = self.verify(token.ok_or(AuthError::MissingToken)?).await?;
+                if verified.kind != TokenKind::Connection {
+                    return Err(AuthError::InvalidToken("not a connection token".into()));
+                }
                 let mut conversations: Vec<Box<str>> =
                     verified.conversations.into_iter().map(String::into_boxed_str).collect();
                 conversations.sort_unstable();
@@ -142,6 +146,10 @@ impl Authenticator {
     /// Whether subscription `token` lets `user` subscribe to `conversation`.
     pub async fn subscription_allows(&self, token: &str, user: &str, conversation: &str) -> bool {
         match self.verify(token).await {
+            Ok(v) if v.kind != TokenKind::Subscription => {
+                tracing::debug!("subscription token refused: not a subscription token");
+                false
+            }
             Ok(v) => v.user_id == user && v.conversation.as_deref() == Some(conversation),
             Err(err) => {
                 tracing::debug!(error = %err, "subscription token refused");
@@ -159,15 +167,31 @@ pub fn unix_now() -> u64 {
 
 #[derive(Serialize)]
 struct MintClaims<'a> {
+    typ: &'static str,
     sub: &'a str,
     exp: u64,
     iat: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    conversation: Option<&'a str>,
 }
 
-/// Mints an HS256 token for `user_id` valid for `ttl` (`crier token`, tests).
-pub fn mint_hs256(secret: &str, user_id: &str, ttl: Duration) -> Result<String, jsonwebtoken::errors::Error> {
+/// Mints an HS256 token for `user_id` valid for `ttl` (`crier token`, tests): a connection token, or with
+/// `conversation` a subscription token for it.
+pub fn mint_hs256(
+    secret: &str,
+    user_id: &str,
+    ttl: Duration,
+    conversation: Option<&str>,
+) -> Result<String, jsonwebtoken::errors::Error> {
     let now = unix_now();
-    let claims = MintClaims { sub: user_id, exp: now + ttl.as_secs(), iat: now };
+    let kind = if conversation.is_some() { TokenKind::Subscription } else { TokenKind::Connection };
+    let claims = MintClaims {
+        typ: kind.claim(),
+        sub: user_id,
+        exp: now.saturating_add(ttl.as_secs()),
+        iat: now,
+        conversation,
+    };
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         &claims,

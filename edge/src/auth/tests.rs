@@ -2,6 +2,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
 use serde_json::{Value, json};
 
 use super::*;
@@ -24,7 +25,7 @@ fn hs(claims: &Value) -> String {
 }
 
 fn claims(extra: &Value) -> Value {
-    let mut base = json!({"sub": "u1", "exp": NOW + 60});
+    let mut base = json!({"typ": "crier-connection", "sub": "u1", "exp": NOW + 60});
     base.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
     base
 }
@@ -61,7 +62,7 @@ fn valid_token_yields_its_claims() {
 #[test]
 fn time_claims_use_the_clock_and_leeway() {
     let v = verifier(JwtConfig::hs256(SECRET));
-    let token = hs(&json!({"sub": "u1", "exp": NOW - 5}));
+    let token = hs(&claims(&json!({"exp": NOW - 5})));
     assert!(v.verify_at(&token, NOW).is_ok(), "within 5 s leeway");
     assert_eq!(reason(v.verify_at(&token, NOW + 1)), "expired");
     assert_eq!(reason(v.verify_at(&hs(&json!({"sub": "u1"})), NOW)), "missing claim exp");
@@ -172,7 +173,7 @@ fn bad_configs_are_reported() {
 #[tokio::test]
 async fn errors_do_not_echo_tokens() {
     let auth = Authenticator::new(&AuthMode::Jwt(Box::new(JwtConfig::hs256(SECRET)))).unwrap();
-    let wrong = mint_hs256("another-secret-0123456789", "u1", Duration::from_secs(60)).unwrap();
+    let wrong = mint_hs256("another-secret-0123456789", "u1", Duration::from_secs(60), None).unwrap();
     let err = auth.authenticate(Some(&wrong), None).await.unwrap_err();
     assert!(!err.to_string().contains(&wrong));
     assert_eq!(auth.authenticate(None, Some("u1")).await, Err(AuthError::MissingToken));
@@ -199,4 +200,23 @@ async fn user_ids_follow_the_shared_rule() {
         assert!(jwt.verify_at(&token, NOW).is_err(), "sub {bad:?}");
     }
     assert!(jwt.verify_at(&hs(&claims(&json!({"sub": "ü-1"}))), NOW).is_ok());
+}
+
+/// `typ` is required and names the kind; a subscription token needs its `conversation`; `exp` beyond the
+/// maximum lifetime (plus leeway) is refused.
+#[test]
+fn typ_and_lifetime_rules() {
+    let v = verifier(JwtConfig { max_lifetime: Duration::from_secs(3600), ..JwtConfig::hs256(SECRET) });
+    let untyped = hs(&json!({"sub": "u1", "exp": NOW + 60}));
+    assert_eq!(reason(v.verify_at(&untyped, NOW)), "missing claim typ");
+    assert_eq!(reason(v.verify_at(&hs(&claims(&json!({"typ": "id"}))), NOW)), "unknown typ");
+    let sub = hs(&claims(&json!({"typ": "crier-subscription", "conversation": "c1"})));
+    assert_eq!(v.verify_at(&sub, NOW).unwrap().kind, TokenKind::Subscription);
+    let bare = hs(&claims(&json!({"typ": "crier-subscription"})));
+    assert_eq!(reason(v.verify_at(&bare, NOW)), "missing claim conversation");
+    assert!(v.verify_at(&hs(&claims(&json!({"exp": NOW + 3605}))), NOW).is_ok());
+    let long = hs(&claims(&json!({"exp": NOW + 3606})));
+    assert_eq!(reason(v.verify_at(&long, NOW)), "lifetime above --jwt-max-lifetime");
+    let huge = hs(&claims(&json!({"exp": u64::MAX})));
+    assert_eq!(reason(v.verify_at(&huge, NOW)), "lifetime above --jwt-max-lifetime");
 }

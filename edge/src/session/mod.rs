@@ -82,7 +82,7 @@ impl SessionContext {
         meters: EdgeMeters,
     ) -> Result<Self, String> {
         let auth = Authenticator::new(&config.auth)?;
-        let gate = Gate::new(config.acl, access, auth.clone());
+        let gate = Gate::new(config.acl, access, auth.clone(), config.revocation_memory());
         let connections =
             Connections::new(config.limits.max_connections, config.limits.max_connections_per_user);
         let config = Arc::new(config);

@@ -126,7 +126,7 @@ extraArgs must not carry a secret flag. Each names the value to use instead.
 {{- end -}}
 {{- end -}}
 {{- range .values.extraArgs -}}
-{{- if regexMatch "^--(api-token|jwt-secret|redis-password)" . -}}
+{{- if regexMatch "^--(api-token|admin-token|jwt-secret|redis-password)" . -}}
 {{- fail (printf "%s.extraArgs must not carry a secret (%s): secrets only by reference (broker.apiToken.existingSecret, edge.jwt.existingSecret, redis.existingSecret)" $.component (regexFind "^--[a-z-]+" .)) -}}
 {{- end -}}
 {{- end -}}
@@ -177,6 +177,8 @@ extraArgs must not carry a secret flag. Each names the value to use instead.
 {{- $jwt := .Values.edge.jwt -}}
 - name: CRIER_JWT_ALGORITHMS
   value: {{ join "," $jwt.algorithms | quote }}
+- name: CRIER_JWT_MAX_LIFETIME
+  value: {{ $jwt.maxLifetime | quote }}
 {{- if $jwt.jwks.url }}
 - name: CRIER_JWT_JWKS_URL
   value: {{ $jwt.jwks.url | quote }}

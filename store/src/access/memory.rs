@@ -1,4 +1,4 @@
-//! The in-memory access store of `crier dev` and tests: a map of sets and a broadcast channel.
+//! The in-memory access store of `crier dev` and tests: a map of sets and a broadcast channel of changes.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -7,24 +7,24 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
-use super::{AccessError, AccessStore, Revocation, RevocationFeed};
+use super::{AccessChange, AccessError, AccessStore, ChangeBatch, ChangeFeed};
 
-/// Revocations buffered per feed before it counts as lagging.
+/// Changes buffered per feed before it counts as lagging.
 const FEED_CAPACITY: usize = 4096;
-/// How long one `next_batch` waits for a revocation.
+/// How long one `next_batch` waits for a change.
 const FEED_WAIT: Duration = Duration::from_secs(5);
 
 /// An [`AccessStore`] in process memory.
 pub struct MemoryAccessStore {
     // Bound: the grants operators made and did not revoke (operator data, not traffic).
     grants: Mutex<HashMap<String, BTreeSet<String>>>,
-    // Bound: FEED_CAPACITY revocations; a lagging feed is told so (edges then forget cached grants).
-    revoked: broadcast::Sender<Revocation>,
+    // Bound: FEED_CAPACITY changes; a lagging feed is told so (edges then forget cached answers).
+    changes: broadcast::Sender<AccessChange>,
 }
 
 impl Default for MemoryAccessStore {
     fn default() -> Self {
-        Self { grants: Mutex::default(), revoked: broadcast::Sender::new(FEED_CAPACITY) }
+        Self { grants: Mutex::default(), changes: broadcast::Sender::new(FEED_CAPACITY) }
     }
 }
 
@@ -44,6 +44,8 @@ impl MemoryAccessStore {
 impl AccessStore for MemoryAccessStore {
     async fn grant(&self, conversation: &str, user: &str) -> Result<(), AccessError> {
         self.grants().entry(conversation.to_owned()).or_default().insert(user.to_owned());
+        // No feed listening is fine: no edge then.
+        let _ = self.changes.send(AccessChange::granted(conversation, user));
         Ok(())
     }
 
@@ -57,8 +59,7 @@ impl AccessStore for MemoryAccessStore {
         }
         drop(grants);
         // No feed listening is fine: nobody can be subscribed then.
-        let _ =
-            self.revoked.send(Revocation { conversation: conversation.to_owned(), user: user.to_owned() });
+        let _ = self.changes.send(AccessChange::revoked(conversation, user));
         Ok(())
     }
 
@@ -70,28 +71,31 @@ impl AccessStore for MemoryAccessStore {
         Ok(self.grants().get(conversation).map(|users| users.iter().cloned().collect()).unwrap_or_default())
     }
 
-    async fn revocations(&self) -> Result<Box<dyn RevocationFeed>, AccessError> {
-        Ok(Box::new(MemoryFeed { rx: self.revoked.subscribe() }))
+    async fn changes(&self, _replay: Duration) -> Result<Box<dyn ChangeFeed>, AccessError> {
+        Ok(Box::new(MemoryFeed { rx: self.changes.subscribe() }))
     }
 }
 
 struct MemoryFeed {
-    rx: broadcast::Receiver<Revocation>,
+    rx: broadcast::Receiver<AccessChange>,
 }
 
 #[async_trait]
-impl RevocationFeed for MemoryFeed {
-    async fn next_batch(&mut self) -> Result<Vec<Revocation>, AccessError> {
-        let first = match tokio::time::timeout(FEED_WAIT, self.rx.recv()).await {
-            Err(_) | Ok(Err(broadcast::error::RecvError::Closed)) => return Ok(Vec::new()),
-            Ok(Err(broadcast::error::RecvError::Lagged(_))) => return Err(AccessError::Lagged),
-            Ok(Ok(first)) => first,
-        };
-        let mut batch = vec![first];
-        while let Ok(next) = self.rx.try_recv() {
-            batch.push(next);
+impl ChangeFeed for MemoryFeed {
+    async fn next_batch(&mut self) -> Result<ChangeBatch, AccessError> {
+        let mut batch = ChangeBatch::default();
+        match tokio::time::timeout(FEED_WAIT, self.rx.recv()).await {
+            Err(_) | Ok(Err(broadcast::error::RecvError::Closed)) => return Ok(batch),
+            Ok(Err(broadcast::error::RecvError::Lagged(_))) => batch.lagged = true,
+            Ok(Ok(first)) => batch.changes.push(first),
         }
-        Ok(batch)
+        loop {
+            match self.rx.try_recv() {
+                Ok(next) => batch.changes.push(next),
+                Err(broadcast::error::TryRecvError::Lagged(_)) => batch.lagged = true,
+                Err(_) => return Ok(batch),
+            }
+        }
     }
 }
 
@@ -99,11 +103,11 @@ impl RevocationFeed for MemoryFeed {
 mod tests {
     use super::*;
 
-    /// Grant, check, list and revoke behave as a set; revocations reach a feed opened before them.
+    /// Grant, check, list and revoke behave as a set; grants and revocations reach a feed opened before them.
     #[tokio::test]
     async fn grants_and_revocations() {
         let store = MemoryAccessStore::new();
-        let mut feed = store.revocations().await.unwrap();
+        let mut feed = store.changes(Duration::ZERO).await.unwrap();
         store.grant("c1", "u2").await.unwrap();
         store.grant("c1", "u1").await.unwrap();
         assert!(store.check("c1", "u1").await.unwrap());
@@ -111,6 +115,9 @@ mod tests {
         store.revoke("c1", "u1").await.unwrap();
         assert!(!store.check("c1", "u1").await.unwrap());
         let batch = feed.next_batch().await.unwrap();
-        assert_eq!(batch, [Revocation { conversation: "c1".into(), user: "u1".into() }]);
+        let expected = [("c1", "u2"), ("c1", "u1")].map(|(c, u)| AccessChange::granted(c, u));
+        assert_eq!(batch.changes[..2], expected);
+        assert_eq!(batch.changes[2..], [AccessChange::revoked("c1", "u1")]);
+        assert!(!batch.lagged);
     }
 }

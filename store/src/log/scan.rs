@@ -64,7 +64,7 @@ pub async fn scan(
         let full_page = range.entries.len() == PAGE;
         for entry in range.entries.into_iter().take_while(|e| e.id <= until) {
             after = entry.id;
-            let Some(decoded) = decode_entry(scan.partition, &entry) else { continue };
+            let Ok(decoded) = decode_entry(scan.partition, &entry) else { continue };
             if decoded.conversation_id != scan.conversation {
                 continue;
             }
@@ -92,17 +92,33 @@ fn gap(expected: Option<u64>, epoch: u64, max_deleted: StreamId, after: StreamId
     }
 }
 
-/// The `StreamEntry` in `entry`, or `None` (logged) for entries of unknown versions or garbage.
-pub fn decode_entry(partition: u32, entry: &Entry) -> Option<StreamEntry> {
+/// Why an entry is not sent to anyone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsendable {
+    /// Garbage, or a format version this reader does not know.
+    Unreadable,
+    /// The payload is not UTF-8: sent as a text frame it would make every conforming client fail the
+    /// connection (1007), and again on each replay. Brokers refuse such payloads; this guards against
+    /// older brokers and other writers.
+    NotUtf8,
+}
+
+/// The `StreamEntry` in `entry`, or why it is skipped (logged here).
+pub fn decode_entry(partition: u32, entry: &Entry) -> Result<StreamEntry, Unsendable> {
     match StreamEntry::decode(entry.data.clone()) {
-        Ok(e) if e.version == STREAM_ENTRY_VERSION => Some(e),
-        Ok(e) => {
+        Ok(e) if e.version != STREAM_ENTRY_VERSION => {
             tracing::warn!(partition, id = %entry.id, version = e.version, "skipping entry of unknown version");
-            None
+            Err(Unsendable::Unreadable)
         }
+        // Once per entry and reader, not per recipient; SIMD-fast.
+        Ok(e) if std::str::from_utf8(&e.payload).is_err() => {
+            tracing::warn!(partition, id = %entry.id, "skipping entry whose payload is not UTF-8");
+            Err(Unsendable::NotUtf8)
+        }
+        Ok(e) => Ok(e),
         Err(err) => {
             tracing::warn!(partition, id = %entry.id, error = %err, "skipping undecodable entry");
-            None
+            Err(Unsendable::Unreadable)
         }
     }
 }
