@@ -57,7 +57,10 @@ impl BrokerError {
             BrokerError::Log(
                 LogError::Protocol { .. }
                 | LogError::NoSuchPartition { .. }
-                | LogError::PartitionMismatch { .. },
+                | LogError::PartitionMismatch { .. }
+                // Readers' errors; publishing never meets them.
+                | LogError::Gap { .. }
+                | LogError::EpochChanged { .. },
             )
             | BrokerError::Access(AccessError::Protocol(_))
             | BrokerError::Control(ControlError::Protocol { .. })

@@ -16,6 +16,7 @@ use prost::Message;
 use crate::config::{BrokerConfig, MAX_IDEMPOTENCY_KEY_LEN};
 use crate::error::BrokerError;
 use crier_store::log::{Dedupe, PartitionedLog};
+use crier_store::telemetry;
 
 /// Validates and appends notifications. Cheap to clone.
 #[derive(Clone)]
@@ -120,7 +121,11 @@ impl Publisher {
             payload: item.payload.clone(),
             published_at_ms: now_ms(),
             // The caller's span (the `publish` RPC span): empty unless tracing is on and it is sampled.
-            trace_context: crier_store::telemetry::inject(&tracing::Span::current()),
+            trace_context: if telemetry::exporting() {
+                telemetry::inject(&tracing::Span::current())
+            } else {
+                std::collections::HashMap::new()
+            },
         };
         let token = (!item.idempotency_key.is_empty())
             .then(|| dedupe_token(&item.conversation_id, &item.idempotency_key));

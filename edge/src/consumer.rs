@@ -128,30 +128,31 @@ impl Reader {
         started.send_replace(Some(head));
         while !self.cancel.is_cancelled() {
             let Some(mut reader) = self.retry(|| self.log.reader(self.partition)).await else { break };
-            head.last = self.pump(reader.as_mut(), head).await;
-            // After a failure the stream may be gone (Redis restarted empty): a new epoch means a new stream,
-            // to be read from its start.
+            reader.expect_epoch(head.epoch);
+            let (last, lost) = self.pump(reader.as_mut(), head).await;
+            head.last = last;
+            // After a failure the stream may be gone (Redis restarted empty, FLUSHDB): a new epoch means a
+            // new stream, and whatever the old one held past this reader is lost.
             let Some(now) = self.retry(|| self.log.head(self.partition)).await else { break };
-            if now.epoch != head.epoch {
-                tracing::warn!(
-                    partition = self.partition,
-                    "partition stream was lost; reading its new epoch"
-                );
-                head = Head { epoch: now.epoch, last: StreamId::ZERO };
-                self.hub.reader_at(self.partition, self.serial, head);
+            if lost || now.epoch != head.epoch {
+                // Live delivery resumes at the newest entry; the sessions that missed something are told.
+                self.hub.reader_at(self.partition, self.serial, now);
+                self.cut_off(last, "trimmed, or the stream was lost");
+                head = now;
             }
         }
     }
 
-    /// Reads and dispatches until cancelled or the log fails; returns the last handled id.
-    async fn pump(&self, reader: &mut dyn PartitionReader, head: Head) -> StreamId {
+    /// Reads and dispatches until cancelled or the log fails; returns the last handled id and whether the
+    /// log reported entries this reader can no longer read (a gap: trimmed, or the stream lost).
+    async fn pump(&self, reader: &mut dyn PartitionReader, head: Head) -> (StreamId, bool) {
         let mut cursor = head.last;
         // Right after (re)connecting, and whenever a read comes back full (the reader is behind), entries may
         // have been trimmed before this reader saw them.
         let mut check = true;
         loop {
             let batch = tokio::select! {
-                () = self.cancel.cancelled() => return cursor,
+                () = self.cancel.cancelled() => return (cursor, false),
                 batch = reader.read_after(cursor, self.batch, self.block) => batch,
             };
             match batch {
@@ -166,10 +167,14 @@ impl Reader {
                         self.dispatch(head.epoch, entry);
                     }
                 }
+                Err(err @ (LogError::Gap { .. } | LogError::EpochChanged { .. })) => {
+                    tracing::warn!(partition = self.partition, error = %err, "partition reader missed entries");
+                    return (cursor, true);
+                }
                 Err(err) => {
                     self.meters.redis_errors.increment(1);
                     tracing::warn!(partition = self.partition, error = %err, "partition read failed; reconnecting");
-                    return cursor;
+                    return (cursor, false);
                 }
             }
         }
@@ -182,16 +187,23 @@ impl Reader {
     async fn cut_off_if_trimmed(&self, cursor: StreamId) {
         let Ok(range) = self.log.range(self.partition, cursor, 1).await else { return };
         if range.max_deleted > cursor {
-            let sessions = self.hub.cut_off(self.partition, self.serial);
-            self.meters.reader_gaps.increment(1);
-            tracing::warn!(
-                partition = self.partition,
-                after = %cursor,
-                trimmed_up_to = %range.max_deleted,
-                sessions,
-                "partition reader fell behind the stream's retention; closing its sessions with 4008"
-            );
+            self.cut_off(cursor, "trimmed before it read them");
         }
+    }
+
+    /// Closes every session of the partition with 4008 (their clients resubscribe with `since` and learn,
+    /// by `recovered`, what can still be recovered): entries after `after` were `lost` before this reader
+    /// could deliver them.
+    fn cut_off(&self, after: StreamId, lost: &'static str) {
+        let sessions = self.hub.cut_off(self.partition, self.serial);
+        self.meters.reader_gaps.increment(1);
+        tracing::warn!(
+            partition = self.partition,
+            %after,
+            sessions,
+            lost,
+            "partition reader missed entries; closing its sessions with 4008"
+        );
     }
 
     fn dispatch(&self, epoch: u64, entry: Entry) {

@@ -14,6 +14,11 @@ pub struct PartitionKeys {
     pub stream: String,
     /// The stream's epoch: a random id created with the stream (see `position`).
     pub epoch: String,
+    /// The partition's sequence: incremented by every append, reset with the epoch, so a reader of the live
+    /// channel sees any missed message as a jump.
+    pub seq: String,
+    /// The pub/sub channel every append is published on (`SPUBLISH` on a Cluster: same hash tag, same slot).
+    pub live: String,
     /// Prefix of the partition's idempotency keys; the suffix is a hash of conversation and key.
     pub dedupe_prefix: String,
 }
@@ -25,6 +30,8 @@ impl PartitionKeys {
         Self {
             stream: format!("{PREFIX}:{{p{partition}}}:log"),
             epoch: format!("{PREFIX}:{{p{partition}}}:epoch"),
+            seq: format!("{PREFIX}:{{p{partition}}}:seq"),
+            live: format!("{PREFIX}:{{p{partition}}}:live"),
             dedupe_prefix: format!("{PREFIX}:{{p{partition}}}:dedupe:"),
         }
     }
@@ -125,7 +132,8 @@ mod tests {
     #[test]
     fn partition_keys_share_one_hash_tag() {
         let keys = PartitionKeys::new(5);
-        for key in [&keys.stream, &keys.epoch, &keys.dedupe(&dedupe_token("c", "k"))] {
+        let dedupe = keys.dedupe(&dedupe_token("c", "k"));
+        for key in [&keys.stream, &keys.epoch, &keys.seq, &keys.live, &dedupe] {
             assert!(key.starts_with("crier:{p5}:"), "{key}");
         }
     }

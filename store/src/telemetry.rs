@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -25,6 +26,16 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::registry::LookupSpan;
+
+/// Set once an OTLP layer has been built in this process ([`otel_layer`]). Until then no span can carry an
+/// OpenTelemetry context, so the publish path skips its per-call span and context injection altogether.
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Whether spans of this process can reach an OTLP exporter (an [`otel_layer`] was built).
+#[must_use]
+pub fn exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
+}
 
 /// Latency buckets, in seconds: 100 µs to 10 s.
 const LATENCY_BUCKETS: &[f64] =
@@ -134,6 +145,7 @@ where
     let targets = Targets::new()
         .with_target("crier_broker", tracing::Level::INFO)
         .with_target("crier_edge", tracing::Level::INFO);
+    EXPORTING.store(true, Ordering::Relaxed);
     tracing_opentelemetry::layer().with_tracer(provider.tracer("crier")).with_filter(targets)
 }
 
@@ -142,6 +154,9 @@ where
 #[must_use]
 pub fn inject(span: &tracing::Span) -> HashMap<String, String> {
     let mut map = HashMap::new();
+    if !exporting() {
+        return map;
+    }
     let cx = span.context();
     if cx.span().span_context().is_sampled() {
         TraceContextPropagator::new().inject_context(&cx, &mut MapCarrier(&mut map));

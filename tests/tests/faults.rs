@@ -42,7 +42,9 @@ async fn publish_when_back(publisher: &mut PublishClient, payload: &serde_json::
 }
 
 /// Redis dies: publishes fail UNAVAILABLE (never accepted and dropped), WebSockets stay open. Redis comes
-/// back empty: delivery resumes on the same socket, and an old position is answered `recovered:false`.
+/// back empty: the edge cannot know what the lost stream held past what it delivered, so the partition's
+/// sessions are closed with 4008 (never a silent gap), an old position is answered `recovered:false`, and
+/// delivery resumes for the resubscribed client.
 #[tokio::test]
 async fn redis_restart_keeps_sockets_and_never_fakes_recovery() -> Result<()> {
     let mut redis = RedisServer::start().await?;
@@ -58,13 +60,13 @@ async fn redis_restart_keeps_sockets_and_never_fakes_recovery() -> Result<()> {
     ws.send_json(&json!({"action": "ping"})).await?;
     ws.expect_type("pong").await?;
     redis.restart().await?;
-    let after = publish_when_back(&mut publisher, &json!({"seq": 2})).await?;
-    let frame =
-        within_for(Duration::from_secs(15), "delivery after Redis is back", ws.expect_type("notification"));
-    let frame = frame.await??;
-    ensure!(frame["position"] == after && frame["data"]["seq"] == 2, "{frame}");
+    let closed = ws.expect_close_within(Duration::from_secs(15)).await?;
+    ensure!(closed == Some(4008), "the lost stream must be announced with 4008, got {closed:?}");
     let mut late = positions_client(&servers, 0, "u2").await?;
     ensure!(late.subscribe_since("c1", &before).await?["recovered"] == false, "old epoch must not recover");
+    let after = publish_when_back(&mut publisher, &json!({"seq": 2})).await?;
+    let frame = within("delivery after Redis is back", late.expect_type("notification")).await??;
+    ensure!(frame["position"] == after && frame["data"]["seq"] == 2, "{frame}");
     servers.shutdown().await
 }
 

@@ -86,8 +86,10 @@ impl Subject {
     }
 
     /// Returns once a reader is parked waiting for entries. Redis reports blocked clients in `INFO clients`
-    /// (of whichever node holds the partition); a memory reader registers its waiter the first time it is
-    /// polled, which happens as soon as this task yields to the (current-thread) runtime.
+    /// (an `XREAD BLOCK` reader, on a Cluster) or the live channels subscribed (`PUBSUB CHANNELS`, a
+    /// pub/sub-fed reader on standalone nodes: from then on every append reaches it), on whichever node
+    /// holds the partition; a memory reader registers its waiter the first time it is polled, which happens
+    /// as soon as this task yields to the (current-thread) runtime.
     async fn until_reader_blocked(&self) -> Result<()> {
         if let Backend::Memory = self.backend {
             tokio::task::yield_now().await;
@@ -97,7 +99,7 @@ impl Subject {
         for server in self.servers() {
             conns.push(server.connection().await?);
         }
-        within("a reader blocked in XREAD", async {
+        within("a reader blocked in XREAD or subscribed", async {
             loop {
                 for conn in &mut conns {
                     let info: String = redis::cmd("INFO").arg("clients").query_async(conn).await?;
@@ -105,6 +107,10 @@ impl Subject {
                         .lines()
                         .any(|l| l.strip_prefix("blocked_clients:").is_some_and(|n| n.trim() != "0"))
                     {
+                        return anyhow::Ok(());
+                    }
+                    let live: Vec<String> = redis::cmd("PUBSUB").arg("CHANNELS").query_async(conn).await?;
+                    if !live.is_empty() {
                         return anyhow::Ok(());
                     }
                 }

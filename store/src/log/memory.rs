@@ -35,6 +35,8 @@ struct State {
     entries: VecDeque<Entry>,
     epoch: u64,
     max_deleted: StreamId,
+    /// Appends so far: the sequence number `range` reports, as Redis' live channel numbers them.
+    appended: u64,
     /// Idempotency token → first append and when it is forgotten.
     // Bound: the keys of one dedupe window (--dedupe-window × keyed publishes/s); expired keys are dropped
     // on every append.
@@ -57,6 +59,7 @@ impl MemoryLog {
                     entries: VecDeque::new(),
                     epoch: new_epoch(),
                     max_deleted: StreamId::ZERO,
+                    appended: 0,
                     dedupe: HashMap::new(),
                 }),
                 last: watch::Sender::new(StreamId::ZERO),
@@ -126,6 +129,7 @@ impl PartitionedLog for MemoryLog {
         }
         let id = next_id(*p.last.borrow(), now_ms());
         state.entries.push_back(Entry { id, data });
+        state.appended += 1;
         state.trim(self.retention, id.ms);
         let appended = Appended { epoch: state.epoch, id, duplicate: false };
         if let Some(Dedupe { token, window }) = dedupe {
@@ -148,6 +152,7 @@ impl PartitionedLog for MemoryLog {
             epoch: state.epoch,
             max_deleted: state.max_deleted,
             last: *p.last.borrow(),
+            seq: state.appended,
             entries: entries_after(&state.entries, after, count),
         })
     }
@@ -222,8 +227,13 @@ mod tests {
     /// Entries older than the time bound are trimmed even under the length bound.
     #[test]
     fn trims_by_age() {
-        let mut state =
-            State { entries: VecDeque::new(), epoch: 1, max_deleted: StreamId::ZERO, dedupe: HashMap::new() };
+        let mut state = State {
+            entries: VecDeque::new(),
+            epoch: 1,
+            max_deleted: StreamId::ZERO,
+            appended: 0,
+            dedupe: HashMap::new(),
+        };
         for ms in [1_000, 5_000, 9_000] {
             state.entries.push_back(Entry { id: StreamId::new(ms, 0), data: Bytes::new() });
         }

@@ -3,7 +3,14 @@
 //! Two implementations of one trait: [`RedisLog`] (production; each partition is a Redis stream) and
 //! [`MemoryLog`] (`crier dev` and unit tests). Both are checked by the same behaviour tests in `tests/`.
 //! The log knows nothing about conversations or payload formats; it stores opaque bytes under stream ids.
+//!
+//! Redis modules: `redis` (the log), `commit` (group commit of appends), `feed` (one pub/sub connection per
+//! standalone node), `live` (a reader fed by it, catching up from the stream on any gap), `topology` (where
+//! partitions live), `reply` (decoding replies).
 
+mod commit;
+mod feed;
+mod live;
 mod memory;
 mod redis;
 mod reply;
@@ -61,6 +68,28 @@ pub enum LogError {
         /// The count of this process.
         configured: u32,
     },
+    /// Entries after `after` were trimmed by retention before this reader could read them: whoever
+    /// reads the partition live has missed them.
+    #[error(
+        "partition {partition}: entries after {after} were trimmed (up to {trimmed_up_to}) before they were read"
+    )]
+    Gap {
+        /// The partition.
+        partition: u32,
+        /// The last id the reader had.
+        after: StreamId,
+        /// The greatest id removed.
+        trimmed_up_to: StreamId,
+    },
+    /// The partition's stream was lost and recreated under a new epoch: whatever the old one held past
+    /// the reader's position is gone.
+    #[error("partition {partition}: stream lost, now epoch {epoch:x}")]
+    EpochChanged {
+        /// The partition.
+        partition: u32,
+        /// The new epoch.
+        epoch: u64,
+    },
     /// A partition number outside `0..partitions`.
     #[error("partition {partition} out of range (the log has {partitions})")]
     NoSuchPartition {
@@ -102,6 +131,9 @@ pub struct Range {
     pub max_deleted: StreamId,
     /// The newest id of the stream.
     pub last: StreamId,
+    /// Sequence number of the newest entry (appends since the epoch began; the live channel's numbering),
+    /// read atomically with `last`.
+    pub seq: u64,
     /// Up to `count` entries with ids greater than `after`, oldest first.
     pub entries: Vec<Entry>,
 }
@@ -165,6 +197,10 @@ pub trait PartitionedLog: Send + Sync + 'static {
 /// Reads one partition in order. Owned by one task.
 #[async_trait]
 pub trait PartitionReader: Send {
+    /// The epoch the caller reads (from its [`Head`]): a reader that can tell reports a different one as
+    /// [`LogError::EpochChanged`] instead of reading the new stream as if it were the old.
+    fn expect_epoch(&mut self, _epoch: u64) {}
+
     /// Up to `count` entries with ids greater than `after`, oldest first. Waits up to `block` for the first
     /// one and returns an empty batch if none arrived.
     async fn read_after(

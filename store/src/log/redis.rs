@@ -1,6 +1,9 @@
-//! The production log: each partition is a Redis stream (`crier_proto::keys`) with an epoch key beside it,
-//! appended, trimmed and deduplicated by one Lua script per call (all keys of a partition share a hash tag,
-//! so this holds in Redis Cluster too) and read with `XREAD BLOCK` on the reader's own connection.
+//! The production log: each partition is a Redis stream (`crier_proto::keys`) with an epoch and a sequence
+//! key beside it, appended, trimmed, deduplicated and published on the partition's live channel by one Lua
+//! script per call (all keys of a partition share a hash tag, so this holds in Redis Cluster too).
+//! Appends go through group-commit lanes (`commit`). On standalone nodes readers are fed by pub/sub (`feed`,
+//! `live`) and read the stream only to catch up; on a Cluster they read it with `XREAD BLOCK` on a
+//! connection of their own.
 //!
 //! Bound (in Redis): each stream is trimmed on every append to `MAXLEN ~ --retention-max-len` and `MINID ~`
 //! (now − --retention-max-age); each idempotency key expires (`PX`) after the dedupe window; one epoch key
@@ -8,15 +11,18 @@
 //!
 //! Requires Redis 7.0+ (`XINFO STREAM` reports `max-deleted-entry-id`, which recovery relies on).
 
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use crier_proto::StreamId;
-use crier_proto::keys::{ENTRY_FIELD, PARTITION_COUNT, PartitionKeys};
-use redis::{Cmd, ErrorKind, RedisError, Script, ServerErrorKind, Value};
+use crier_proto::keys::{PARTITION_COUNT, PartitionKeys};
+use redis::{Cmd, RedisError, Script, Value};
 
+use super::commit::{Lane, Shared};
+use super::feed::Feed;
+use super::live::LiveReader;
 use super::reply::{self, protocol};
 use super::topology::{Conn, Connector, ReaderConn, RedisTopology};
 use super::{
@@ -24,36 +30,19 @@ use super::{
     check_partition, new_epoch,
 };
 
-const APPEND: &str = concat!(include_str!("lua/epoch.lua"), include_str!("lua/append.lua"));
-const HEAD: &str = concat!(include_str!("lua/epoch.lua"), include_str!("lua/head.lua"));
-const RANGE: &str = concat!(include_str!("lua/epoch.lua"), include_str!("lua/range.lua"));
-const NEWEST: &str = concat!(include_str!("lua/epoch.lua"), include_str!("lua/newest.lua"));
-
-/// A partition script, sent by SHA1 (`EVALSHA`); its text goes over the wire only when a node does not know
-/// it yet (first use, or after a restart or `SCRIPT FLUSH`).
-struct Lua {
-    text: &'static str,
-    sha1: String,
-}
-
-impl Lua {
-    fn new(text: &'static str) -> Self {
-        Self { text, sha1: Script::new(text).get_hash().to_owned() }
-    }
-}
-
+/// The partition scripts, each sent by SHA1 (`EVALSHA`; `redis::Script` loads it on NOSCRIPT).
 struct Scripts {
-    append: Lua,
-    head: Lua,
-    range: Lua,
-    newest: Lua,
+    append: Script,
+    head: Script,
+    range: Script,
+    newest: Script,
 }
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    append: Lua::new(APPEND),
-    head: Lua::new(HEAD),
-    range: Lua::new(RANGE),
-    newest: Lua::new(NEWEST),
+    append: Script::new(concat!(include_str!("lua/epoch.lua"), include_str!("lua/append.lua"))),
+    head: Script::new(concat!(include_str!("lua/epoch.lua"), include_str!("lua/head.lua"))),
+    range: Script::new(concat!(include_str!("lua/epoch.lua"), include_str!("lua/range.lua"))),
+    newest: Script::new(concat!(include_str!("lua/epoch.lua"), include_str!("lua/newest.lua"))),
 });
 
 /// How to reach Redis and how to bound each partition.
@@ -74,8 +63,11 @@ pub struct RedisLogConfig {
 pub struct RedisLog {
     connector: Arc<Connector>,
     conns: Arc<[Conn]>,
+    /// Group-commit lanes: one per standalone node, or one per partition on a Cluster.
+    lanes: Arc<[Lane]>,
+    /// The live pub/sub feed of each standalone node, started by its first reader.
+    feeds: Arc<[OnceLock<Arc<Feed>>]>,
     keys: Arc<[PartitionKeys]>,
-    retention: Retention,
     command_timeout: Duration,
 }
 
@@ -88,11 +80,15 @@ impl RedisLog {
         for conn in &conns {
             check_partition_count(conn, config.partitions).await?;
         }
+        let keys: Arc<[PartitionKeys]> = PartitionKeys::all(config.partitions).into();
+        let lanes = lanes(&connector, &conns, &config, Arc::clone(&keys));
+        let feeds = (0..connector.nodes()).map(|_| OnceLock::new()).collect();
         Ok(Self {
             connector: Arc::new(connector),
             conns: conns.into(),
-            keys: PartitionKeys::all(config.partitions).into(),
-            retention: Retention { max_len: config.retention.max_len.max(1), ..config.retention },
+            lanes,
+            feeds,
+            keys,
             command_timeout: config.command_timeout,
         })
     }
@@ -102,39 +98,48 @@ impl RedisLog {
         Ok(&self.keys[partition as usize])
     }
 
-    /// Runs one of the partition scripts with the stream and epoch keys first: `EVALSHA`, and `EVAL` once
-    /// when the node answers NOSCRIPT (which also caches the script there).
-    async fn script(
-        &self,
-        partition: u32,
-        script: &Lua,
-        extra_keys: &[&str],
-        args: &[&[u8]],
-    ) -> Result<Value, LogError> {
+    /// Runs the head or range script on `partition`: keys stream, epoch, seq; a fresh epoch, then `args`.
+    async fn script(&self, partition: u32, script: &Script, args: &[&[u8]]) -> Result<Value, LogError> {
         let keys = self.keys(partition)?;
-        let call = |name: &str, script: &str| {
-            let mut cmd = redis::cmd(name);
-            cmd.arg(script).arg(2 + extra_keys.len()).arg(&keys.stream).arg(&keys.epoch);
-            cmd.arg(extra_keys).arg(format!("{:x}", new_epoch()));
-            for arg in args {
-                cmd.arg(*arg);
-            }
-            cmd
-        };
+        let mut call = script.key(&keys.stream);
+        call.key(&keys.epoch).key(&keys.seq).arg(format!("{:x}", new_epoch()));
+        for arg in args {
+            call.arg(*arg);
+        }
         let conn = &self.conns[self.connector.conn_index(partition)];
-        let run = async {
-            match conn.query(&call("EVALSHA", &script.sha1)).await {
-                Err(err) if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                    conn.query(&call("EVAL", script.text)).await
-                }
-                reply => reply,
-            }
-        };
-        tokio::time::timeout(self.command_timeout, run)
+        tokio::time::timeout(self.command_timeout, conn.invoke(&call))
             .await
             .map_err(|_| LogError::Unavailable { partition, source: timed_out("script") })?
             .map_err(|source| LogError::Unavailable { partition, source })
     }
+
+    /// The live feed of the standalone node holding `partition`, started on first use; `None` on a Cluster.
+    fn feed(&self, partition: u32) -> Option<Arc<Feed>> {
+        let (client, node) = self.connector.node_client(partition)?;
+        let feed =
+            self.feeds[node].get_or_init(|| Arc::new(Feed::start(client.clone(), self.command_timeout)));
+        Some(Arc::clone(feed))
+    }
+}
+
+/// One group-commit lane per standalone node, or per partition on a Cluster (a script's keys share a slot).
+fn lanes(
+    connector: &Connector,
+    conns: &[Conn],
+    config: &RedisLogConfig,
+    keys: Arc<[PartitionKeys]>,
+) -> Arc<[Lane]> {
+    let cluster = matches!(connector, Connector::Cluster { .. });
+    let shared = Arc::new(Shared {
+        keys,
+        script: &SCRIPTS.append,
+        max_len: config.retention.max_len.max(1).to_string(),
+        max_age_ms: ms(config.retention.max_age).to_string(),
+        publish: if cluster { "SPUBLISH" } else { "PUBLISH" },
+        timeout: config.command_timeout,
+    });
+    let count = if cluster { config.partitions as usize } else { conns.len() };
+    (0..count).map(|lane| Lane::start(conns[lane % conns.len()].clone(), Arc::clone(&shared))).collect()
 }
 
 async fn check_partition_count(conn: &Conn, configured: u32) -> Result<(), LogError> {
@@ -174,27 +179,17 @@ impl PartitionedLog for RedisLog {
         data: Bytes,
         dedupe: Option<Dedupe<'_>>,
     ) -> Result<Appended, LogError> {
-        let dedupe_key = dedupe.map(|d| self.keys(partition).map(|k| k.dedupe(d.token))).transpose()?;
-        let extra: Vec<&str> = dedupe_key.iter().map(String::as_str).collect();
-        let (max_len, max_age) = (self.retention.max_len.to_string(), ms(self.retention.max_age).to_string());
-        let window = dedupe.map_or(0, |d| ms(d.window).max(1)).to_string();
-        let args: [&[u8]; 5] =
-            [ENTRY_FIELD.as_bytes(), &data, max_len.as_bytes(), max_age.as_bytes(), window.as_bytes()];
-        let reply = reply::array(partition, self.script(partition, &SCRIPTS.append, &extra, &args).await?)?;
-        let (Some(result), Some(duplicate)) = (reply.first(), reply.get(1)) else {
-            return Err(protocol(partition, &reply));
+        let keys = self.keys(partition)?;
+        let dedupe = dedupe.map(|d| (keys.dedupe(d.token), ms(d.window).max(1)));
+        let lane = match &*self.connector {
+            Connector::Cluster { .. } => partition as usize,
+            Connector::Nodes(_) => self.connector.conn_index(partition),
         };
-        let (epoch, id) =
-            reply::text(result).and_then(|t| t.split_once(' ')).ok_or_else(|| protocol(partition, result))?;
-        Ok(Appended {
-            epoch: u64::from_str_radix(epoch, 16).map_err(|_| protocol(partition, result))?,
-            id: id.parse().map_err(|_| protocol(partition, result))?,
-            duplicate: matches!(duplicate, Value::Int(1)),
-        })
+        self.lanes[lane].append(partition, data, dedupe).await
     }
 
     async fn head(&self, partition: u32) -> Result<Head, LogError> {
-        let reply = reply::array(partition, self.script(partition, &SCRIPTS.head, &[], &[]).await?)?;
+        let reply = reply::array(partition, self.script(partition, &SCRIPTS.head, &[]).await?)?;
         match reply.as_slice() {
             [epoch, last] => {
                 Ok(Head { epoch: reply::epoch(partition, epoch)?, last: reply::stream_id(partition, last)? })
@@ -205,10 +200,9 @@ impl PartitionedLog for RedisLog {
 
     async fn range(&self, partition: u32, after: StreamId, count: usize) -> Result<Range, LogError> {
         let (start, count) = (format!("({after}"), count.max(1).to_string());
-        let reply =
-            self.script(partition, &SCRIPTS.range, &[], &[start.as_bytes(), count.as_bytes()]).await?;
+        let reply = self.script(partition, &SCRIPTS.range, &[start.as_bytes(), count.as_bytes()]).await?;
         let mut reply = reply::array(partition, reply)?;
-        if reply.len() != 6 {
+        if reply.len() != 7 {
             return Err(protocol(partition, &reply));
         }
         let entries = reply::entries(partition, reply.pop().unwrap_or(Value::Nil))?;
@@ -222,12 +216,16 @@ impl PartitionedLog for RedisLog {
         } else {
             deleted
         };
-        Ok(Range { epoch: reply::epoch(partition, &reply[0])?, last, max_deleted, entries })
+        let seq = match reply[5] {
+            Value::Int(seq) => u64::try_from(seq).map_err(|_| protocol(partition, &reply[5]))?,
+            ref other => return Err(protocol(partition, other)),
+        };
+        Ok(Range { epoch: reply::epoch(partition, &reply[0])?, last, max_deleted, seq, entries })
     }
 
     async fn newest(&self, partition: u32, until: StreamId, count: usize) -> Result<Newest, LogError> {
         let (end, count) = (until.to_string(), count.max(1).to_string());
-        let reply = self.script(partition, &SCRIPTS.newest, &[], &[end.as_bytes(), count.as_bytes()]).await?;
+        let reply = self.script(partition, &SCRIPTS.newest, &[end.as_bytes(), count.as_bytes()]).await?;
         match <[Value; 2]>::try_from(reply::array(partition, reply)?) {
             Ok([epoch, entries]) => Ok(Newest {
                 epoch: reply::epoch(partition, &epoch)?,
@@ -238,7 +236,11 @@ impl PartitionedLog for RedisLog {
     }
 
     async fn reader(&self, partition: u32) -> Result<Box<dyn PartitionReader>, LogError> {
-        let key = self.keys(partition)?.stream.clone();
+        let keys = self.keys(partition)?;
+        if let Some(feed) = self.feed(partition) {
+            return Ok(Box::new(LiveReader::new(self.clone(), feed, partition, keys.live.clone())));
+        }
+        let key = keys.stream.clone();
         let conn = self
             .connector
             .reader_conn(partition, self.command_timeout)

@@ -12,7 +12,8 @@ use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::io::tcp::TcpSettings;
 use redis::{
-    AsyncConnectionConfig, Client, Cmd, FromRedisValue, IntoConnectionInfo, Pipeline, RedisResult, Value,
+    AsyncConnectionConfig, Client, Cmd, FromRedisValue, IntoConnectionInfo, Pipeline, RedisResult,
+    ScriptInvocation, Value,
 };
 
 /// Response timeout of cluster reader connections: far above any BLOCK time the edge uses.
@@ -67,6 +68,14 @@ impl Conn {
         match self {
             Self::Node(conn) => cmd.query_async(&mut conn.clone()).await,
             Self::Cluster(conn) => cmd.query_async(&mut conn.clone()).await,
+        }
+    }
+
+    /// Runs a script by SHA1, loading it first when the node answers NOSCRIPT.
+    pub async fn invoke(&self, call: &ScriptInvocation<'_>) -> RedisResult<Value> {
+        match self {
+            Self::Node(conn) => call.invoke_async(&mut conn.clone()).await,
+            Self::Cluster(conn) => call.invoke_async(&mut conn.clone()).await,
         }
     }
 
@@ -154,6 +163,27 @@ impl Connector {
                 .filter_map(|node| (0..partitions).find(|&p| crier_proto::node_of(p, clients.len()) == node))
                 .collect(),
             Self::Cluster { .. } => vec![0],
+        }
+    }
+
+    /// How many standalone nodes (0 on a Cluster).
+    #[must_use]
+    pub fn nodes(&self) -> usize {
+        match self {
+            Self::Nodes(clients) => clients.len(),
+            Self::Cluster { .. } => 0,
+        }
+    }
+
+    /// The client of the standalone node holding `partition`, and its index; `None` on a Cluster.
+    #[must_use]
+    pub fn node_client(&self, partition: u32) -> Option<(&Client, usize)> {
+        match self {
+            Self::Nodes(clients) => {
+                let node = crier_proto::node_of(partition, clients.len());
+                Some((&clients[node], node))
+            }
+            Self::Cluster { .. } => None,
         }
     }
 

@@ -1,20 +1,46 @@
--- Append one entry. KEYS[3] = idempotency key (optional).
--- ARGV[2] = entry field, ARGV[3] = data, ARGV[4] = max entries, ARGV[5] = max age (ms), ARGV[6] = dedupe
--- window (ms). Returns {"<epoch> <id>", duplicate (0|1)}.
-local epoch = ensure_epoch()
-if KEYS[3] then
-  local first = redis.call('GET', KEYS[3])
-  if first then
-    return {first, 1}
+-- Appends entries in order (a group commit: several publishes in one call). ARGV[1] = a fresh epoch,
+-- ARGV[2] = entry field, ARGV[3] = max entries, ARGV[4] = max age (ms), ARGV[5] = publish command
+-- ('PUBLISH', or 'SPUBLISH' on a Cluster); then three per entry: data, dedupe window in ms ('0': no
+-- idempotency key), live channel. KEYS, per entry in turn: stream, epoch, seq, then the idempotency key if
+-- the entry has one (all keys of one call share a slot on a Cluster).
+-- Each new entry is published on its channel as "<epoch> <seq> <id> <data>", atomically with the XADD.
+-- Returns two per entry: "<epoch> <id>", duplicate (0|1).
+local function append(stream, epoch_key, seq_key, dedupe, data, window, channel)
+  local epoch = ensure_epoch(stream, epoch_key, seq_key, ARGV[1])
+  if dedupe then
+    local first = redis.call('GET', dedupe)
+    if first then
+      return first, 1
+    end
+  end
+  local id = redis.call('XADD', stream, 'MAXLEN', '~', ARGV[3], '*', ARGV[2], data)
+  local min_ms = tonumber(string.match(id, '^(%d+)-')) - tonumber(ARGV[4])
+  if min_ms > 0 then
+    redis.call('XTRIM', stream, 'MINID', '~', string.format('%.0f', min_ms))
+  end
+  local seq = redis.call('INCR', seq_key)
+  redis.call(ARGV[5], channel, epoch .. ' ' .. seq .. ' ' .. id .. ' ' .. data)
+  local result = epoch .. ' ' .. id
+  if dedupe then
+    redis.call('SET', dedupe, result, 'PX', window)
+  end
+  return result, 0
+end
+
+local results = {}
+local k = 1
+for a = 6, #ARGV, 3 do
+  local dedupe = nil
+  if ARGV[a + 1] ~= '0' then
+    dedupe = KEYS[k + 3]
+  end
+  local result, duplicate = append(KEYS[k], KEYS[k + 1], KEYS[k + 2], dedupe, ARGV[a], ARGV[a + 1], ARGV[a + 2])
+  results[#results + 1] = result
+  results[#results + 1] = duplicate
+  if dedupe then
+    k = k + 4
+  else
+    k = k + 3
   end
 end
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*', ARGV[2], ARGV[3])
-local min_ms = tonumber(string.match(id, '^(%d+)-')) - tonumber(ARGV[5])
-if min_ms > 0 then
-  redis.call('XTRIM', KEYS[1], 'MINID', '~', string.format('%.0f', min_ms))
-end
-local result = epoch .. ' ' .. id
-if KEYS[3] then
-  redis.call('SET', KEYS[3], result, 'PX', ARGV[6])
-end
-return {result, 0}
+return results

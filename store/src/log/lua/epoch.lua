@@ -1,25 +1,27 @@
--- Shared prologue of crier's partition scripts. KEYS[1] = stream, KEYS[2] = epoch; ARGV[1] = a fresh epoch.
--- A stream without an epoch (never written, or lost with Redis' data) gets the fresh one, so positions from
--- a lost stream can never be taken for positions in the new one.
-local function ensure_epoch()
-  local epoch = redis.call('GET', KEYS[2])
-  if epoch and redis.call('EXISTS', KEYS[1]) == 1 then
+-- Shared prologue of crier's partition scripts.
+-- A stream without an epoch (never written, or lost with Redis' data) gets the fresh one, and its sequence
+-- starts over, so positions and live sequence numbers from a lost stream can never be taken for ones of the
+-- new stream.
+local function ensure_epoch(stream, epoch_key, seq_key, fresh)
+  local epoch = redis.call('GET', epoch_key)
+  if epoch and redis.call('EXISTS', stream) == 1 then
     return epoch
   end
-  redis.call('SET', KEYS[2], ARGV[1])
-  if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('SET', epoch_key, fresh)
+  redis.call('DEL', seq_key)
+  if redis.call('EXISTS', stream) == 0 then
     -- Create the stream empty, so it exists (and keeps its epoch) before the first append.
-    redis.call('XGROUP', 'CREATE', KEYS[1], 'crier-init', '$', 'MKSTREAM')
-    redis.call('XGROUP', 'DESTROY', KEYS[1], 'crier-init')
+    redis.call('XGROUP', 'CREATE', stream, 'crier-init', '$', 'MKSTREAM')
+    redis.call('XGROUP', 'DESTROY', stream, 'crier-init')
   end
-  return ARGV[1]
+  return fresh
 end
 
 -- The stream's last-generated-id and what recovery needs to know about removed entries: the greatest id
 -- XDEL removed (max-deleted-entry-id, Redis 7.0+), whether anything was ever removed (entries-added > length:
 -- trimming by MAXLEN/MINID does not move max-deleted-entry-id), and the oldest entry still present.
-local function stream_bounds()
-  local info = redis.call('XINFO', 'STREAM', KEYS[1])
+local function stream_bounds(stream)
+  local info = redis.call('XINFO', 'STREAM', stream)
   local fields = {}
   for i = 1, #info, 2 do
     fields[info[i]] = info[i + 1]
