@@ -9,7 +9,7 @@ use crier_edge::EdgeConfig;
 use crier_proto::keys::PartitionKeys;
 use crier_proto::partition;
 use crier_store::log::MemoryLog;
-use crier_tests::{RedisMonitor, RedisServer, Servers, ServersConfig, WsClient, within};
+use crier_tests::{MonitoredCommand, RedisMonitor, RedisServer, Servers, ServersConfig, WsClient, within};
 use serde_json::json;
 
 /// The exact frames of DESIGN.md §2 in dev mode, byte for byte, as the replaced system's clients expect.
@@ -136,8 +136,8 @@ async fn subscribe_before_auth_is_refused() -> Result<()> {
     servers.shutdown().await
 }
 
-/// With 64 partitions and one subscribed conversation, the edge reads exactly one stream key (Redis' own
-/// MONITOR says so), and stops reading when the last subscriber leaves.
+/// With 64 partitions and one subscribed conversation, the edge reads exactly one partition, its stream and
+/// its live channel (Redis' own MONITOR says so), and leaves the channel when the last subscriber leaves.
 #[tokio::test]
 async fn edge_reads_only_partitions_with_local_subscribers() -> Result<()> {
     let redis = RedisServer::start().await?;
@@ -153,25 +153,30 @@ async fn edge_reads_only_partitions_with_local_subscribers() -> Result<()> {
     }
     publisher.publish("only-me", &json!({"type": "job-status", "last": true})).await?;
     ensure!(ws.recv_json().await?["last"] == true);
-    let wanted = PartitionKeys::new(partition("only-me", 64)).stream;
-    let seen =
-        monitor.until(Duration::from_secs(5), |c| c.name == "XREAD" && c.args.contains(&wanted)).await?;
+    let keys = PartitionKeys::new(partition("only-me", 64));
+    // Everything up to the last publish, which the edge received: every read the edge made is in there.
+    let last_publish =
+        |c: &MonitoredCommand| c.name == "PUBLISH" && c.args.iter().any(|a| a.contains("\"last\""));
+    let seen = monitor.until(Duration::from_secs(5), last_publish).await?;
     let mut read_keys = BTreeSet::new();
-    for command in seen.iter().filter(|c| matches!(c.name.as_str(), "XREAD" | "XREVRANGE" | "XRANGE")) {
+    let reads = ["XREAD", "XREVRANGE", "XRANGE", "SUBSCRIBE", "SSUBSCRIBE"];
+    for command in seen.iter().filter(|c| reads.contains(&c.name.as_str())) {
         read_keys.extend(command.args.iter().filter(|a| a.starts_with("crier:")).cloned());
     }
-    ensure!(read_keys == BTreeSet::from([wanted.clone()]), "edge read {read_keys:?}");
+    let wanted = BTreeSet::from([keys.stream.clone(), keys.live.clone()]);
+    ensure!(read_keys == wanted, "edge read {read_keys:?}");
     ws.unsubscribe("only-me").await?;
-    within("the partition reader to leave Redis", wait_until_no_blocked_clients(&redis)).await??;
+    within("the partition reader to leave Redis", wait_until_unsubscribed(&redis, &keys.live)).await??;
     servers.shutdown().await
 }
 
-/// Polls `INFO clients` until no client is blocked in `XREAD` (the event awaited: the reader is gone).
-async fn wait_until_no_blocked_clients(redis: &RedisServer) -> Result<()> {
+/// Polls `PUBSUB NUMSUB` until nobody listens on `channel` (the event awaited: the reader is gone).
+async fn wait_until_unsubscribed(redis: &RedisServer, channel: &str) -> Result<()> {
     let mut conn = redis.connection().await?;
     loop {
-        let info: String = redis::cmd("INFO").arg("clients").query_async(&mut conn).await?;
-        if info.lines().any(|l| l.trim() == "blocked_clients:0") {
+        let (_, listeners): (String, u64) =
+            redis::cmd("PUBSUB").arg("NUMSUB").arg(channel).query_async(&mut conn).await?;
+        if listeners == 0 {
             return Ok(());
         }
         // Polling Redis' own view; the loop ends on the event, the caller's timeout bounds it.
