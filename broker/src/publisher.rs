@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use crier_proto::conversation_id::{validate_conversation_id, validate_printable};
@@ -119,7 +119,7 @@ impl Publisher {
             version: STREAM_ENTRY_VERSION,
             conversation_id: item.conversation_id.clone(),
             payload: item.payload.clone(),
-            published_at_ms: now_ms(),
+            published_at_ms: crier_store::telemetry::now_ms(),
             // The caller's span (the `publish` RPC span): empty unless tracing is on and it is sampled.
             trace_context: if telemetry::exporting() {
                 telemetry::inject(&tracing::Span::current())
@@ -134,12 +134,6 @@ impl Publisher {
         let position = Position { partition, epoch: appended.epoch, id: appended.id };
         Ok(Published { position, duplicate: appended.duplicate })
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Empty (no key) or up to 128 printable ASCII characters.

@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -95,12 +95,6 @@ impl State {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// The next id after `last`, as Redis' `XADD *` picks it.
 fn next_id(last: StreamId, now_ms: u64) -> StreamId {
     if now_ms > last.ms { StreamId::new(now_ms, 0) } else { StreamId::new(last.ms, last.seq + 1) }
@@ -127,7 +121,7 @@ impl PartitionedLog for MemoryLog {
         {
             return Ok(Appended { duplicate: true, ..*first });
         }
-        let id = next_id(*p.last.borrow(), now_ms());
+        let id = next_id(*p.last.borrow(), crate::telemetry::now_ms());
         state.entries.push_back(Entry { id, data });
         state.appended += 1;
         state.trim(self.retention, id.ms);
