@@ -30,6 +30,21 @@ pub enum CloseCode {
 }
 
 impl CloseCode {
+    /// Every code, in the table's order (the metrics pre-register one counter each).
+    pub const ALL: [Self; 11] = [
+        Self::Normal,
+        Self::GoingAway,
+        Self::ProtocolError,
+        Self::InvalidPayload,
+        Self::Policy,
+        Self::TooBig,
+        Self::AuthFailed,
+        Self::TokenExpired,
+        Self::SlowConsumer,
+        Self::RateLimited,
+        Self::Disconnected,
+    ];
+
     /// The numeric code.
     #[must_use]
     pub fn code(self) -> u16 {

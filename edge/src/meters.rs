@@ -24,21 +24,6 @@ use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use crate::error::CloseCode;
 use crier_store::log::Unsendable;
 
-/// Every close code a session can end with, for pre-registered `closes_total` handles.
-const CLOSE_CODES: [CloseCode; 11] = [
-    CloseCode::Normal,
-    CloseCode::GoingAway,
-    CloseCode::ProtocolError,
-    CloseCode::InvalidPayload,
-    CloseCode::Policy,
-    CloseCode::TooBig,
-    CloseCode::AuthFailed,
-    CloseCode::TokenExpired,
-    CloseCode::SlowConsumer,
-    CloseCode::RateLimited,
-    CloseCode::Disconnected,
-];
-
 /// Handles of the edge's metrics. Cheap to clone (each handle is an `Arc`).
 #[derive(Clone)]
 pub struct EdgeMeters {
@@ -77,7 +62,7 @@ impl EdgeMeters {
     pub fn new() -> Self {
         crier_store::telemetry::prometheus();
         let drops = |reason: &'static str| counter!("crier_edge_drops_total", "reason" => reason);
-        let closes = CLOSE_CODES
+        let closes = CloseCode::ALL
             .iter()
             .map(|&code| (code, counter!("crier_edge_closes_total", "code" => code.code().to_string())))
             .collect();
