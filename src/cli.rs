@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use crier_broker::BrokerConfig;
+use crier_broker::{BrokerConfig, BrokerTls};
 use crier_edge::config::{
     DEFAULT_AUTH_TIMEOUT, DEFAULT_DRAIN_WINDOW, DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_QUEUE_BYTES,
 };
@@ -16,6 +16,7 @@ use crier_store::log::{DEFAULT_MAX_LEN, RedisTopology, Retention};
 use crier_store::telemetry::OtlpConfig;
 
 use crate::security_args::{AccessArgs, ConversationIdArgs, JwtArgs, LimitArgs};
+use crate::tls_args::{ClientCaArgs, ClientTlsArgs, TlsArgs};
 
 /// crier: real-time notifications from backend services to browsers.
 #[derive(Debug, Parser)]
@@ -81,6 +82,10 @@ pub struct DevArgs {
     pub log: LogArgs,
     #[command(flatten)]
     pub ids: ConversationIdArgs,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    #[command(flatten)]
+    pub client_ca: ClientCaArgs,
 }
 
 /// The admin listener: `/metrics`, `/healthz`, `/readyz`.
@@ -153,6 +158,10 @@ pub struct BrokerArgs {
     /// File holding the admin token (one line; a trailing newline is ignored), e.g. a mounted Secret.
     #[arg(long, env = "CRIER_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    #[command(flatten)]
+    pub client_ca: ClientCaArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -207,11 +216,13 @@ pub struct EdgeArgs {
     /// The drain window's former variable, refused with a pointer to its new name rather than ignored.
     #[arg(long = "retired-drain-seconds", env = "CRIER_DRAIN_SECONDS", hide = true)]
     pub retired_drain_seconds: Option<String>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct PublishArgs {
-    /// Broker address, e.g. http://127.0.0.1:50051.
+    /// Broker address, e.g. http://127.0.0.1:50051, or https://broker.example:50051 for TLS.
     #[arg(long, env = "CRIER_BROKER", default_value = "http://127.0.0.1:50051")]
     pub broker: String,
     /// The conversation the notification is about.
@@ -223,6 +234,8 @@ pub struct PublishArgs {
     /// The broker's API token, if it requires one.
     #[arg(long, env = "CRIER_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
     /// The notification: a JSON object, delivered to subscribers verbatim.
     pub payload: String,
 }
@@ -269,30 +282,36 @@ impl RedisArgs {
 }
 
 impl DevArgs {
-    /// Broker and edge configs of `crier dev`, or every problem with the flags.
-    pub fn configs(&self) -> Result<(BrokerConfig, EdgeConfig), Vec<String>> {
+    /// Broker and edge configs of `crier dev` and the broker's TLS, or every problem with the flags.
+    pub fn configs(&self) -> Result<(BrokerConfig, EdgeConfig, Option<BrokerTls>), Vec<String>> {
         let max_conversation_id_bytes = self.ids.max_conversation_id_bytes;
         let broker = BrokerConfig {
             partitions: self.log.partitions,
             max_conversation_id_bytes,
             ..BrokerConfig::default()
         };
-        let edge =
-            EdgeConfig { partitions: self.log.partitions, max_conversation_id_bytes, ..EdgeConfig::dev() };
         let mut problems = self.log.problems();
+        let tls = self.tls.edge_files(&mut problems);
+        let broker_tls = self.tls.broker(&self.client_ca, &mut problems);
+        let edge = EdgeConfig {
+            partitions: self.log.partitions,
+            max_conversation_id_bytes,
+            tls,
+            ..EdgeConfig::dev()
+        };
         problems.extend(broker.problems());
         problems.extend(edge.problems());
         if self.listen == self.grpc_listen {
             problems.push(format!("--listen and --grpc-listen are both {}", self.listen));
         }
         problems.extend(self.admin.problems(&[self.listen, self.grpc_listen]));
-        dedup_or(problems, (broker, edge))
+        dedup_or(problems, (broker, edge, broker_tls))
     }
 }
 
 impl BrokerArgs {
-    /// The broker config, or every problem with the flags.
-    pub fn config(&self) -> Result<BrokerConfig, Vec<String>> {
+    /// The broker config and its TLS, or every problem with the flags.
+    pub fn config(&self) -> Result<(BrokerConfig, Option<BrokerTls>), Vec<String>> {
         let mut problems = self.log.problems();
         let config = BrokerConfig {
             partitions: self.log.partitions,
@@ -305,7 +324,8 @@ impl BrokerArgs {
         problems.extend(config.problems());
         problems.extend(redis_problems(&self.redis));
         problems.extend(self.admin.problems(&[self.grpc_listen]));
-        dedup_or(problems, config)
+        let tls = self.tls.broker(&self.client_ca, &mut problems);
+        dedup_or(problems, (config, tls))
     }
 
     /// `--admin-token`, or the contents of `--admin-token-file`.
@@ -349,6 +369,7 @@ impl EdgeArgs {
             max_queue_bytes: self.max_queue_bytes,
             drain_window: self.drain_window.into(),
             edge_id: self.edge_id.clone().unwrap_or_else(EdgeConfig::random_id),
+            tls: self.tls.edge_files(&mut problems),
             ..EdgeConfig::dev()
         };
         problems.extend(config.problems());
@@ -478,7 +499,8 @@ mod tests {
     #[test]
     fn dev_defaults_are_valid() {
         let Command::Dev(args) = parse(&["dev"]).command else { panic!("not dev") };
-        let (broker, edge) = args.configs().unwrap();
+        let (broker, edge, tls) = args.configs().unwrap();
+        assert!(tls.is_none() && edge.tls.is_none());
         assert_eq!((broker.partitions, edge.partitions), (64, 64));
         assert_eq!(edge.auth, AuthMode::None);
         assert_eq!(edge.acl, AclMode::Open);
@@ -494,7 +516,7 @@ mod tests {
         else {
             panic!("not broker")
         };
-        assert_eq!(broker.config().unwrap().max_conversation_id_bytes, 64);
+        assert_eq!(broker.config().unwrap().0.max_conversation_id_bytes, 64);
         let args = [&["edge"][..], &redis, &["--jwt-secret", "0123456789abcdef"]].concat();
         let Command::Edge(edge) = parse(&args).command else { panic!("not edge") };
         assert_eq!(edge.config().unwrap().max_conversation_id_bytes, 256);

@@ -5,11 +5,13 @@
 //! - `serve`: `dev`, `broker`, `edge`: bind, run until SIGTERM/SIGINT.
 //! - `client`: `publish` and `token`.
 //! - `security_args`: the edge's JWT, access, origin and limit flags.
+//! - `tls_args`: TLS flags of the servers and of `publish`, with their file checks.
 
 mod cli;
 mod client;
 mod security_args;
 mod serve;
+mod tls_args;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
