@@ -55,6 +55,23 @@ impl WsClient {
         Self::connect_with_connector(request, Some(Connector::Rustls(tls))).await
     }
 
+    /// Opens a `wss://` connection over `tcp`, already connected to the edge (e.g. with a small receive
+    /// buffer), verifying the edge's certificate with `tls`.
+    pub async fn connect_tls_over(
+        url: &str,
+        tcp: TcpStream,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> anyhow::Result<Self> {
+        let request = url.into_client_request().with_context(|| format!("bad WebSocket URL {url}"))?;
+        let connector = Some(Connector::Rustls(tls));
+        let (stream, _response) = within(format!("WebSocket handshake with {url}"), async {
+            tokio_tungstenite::client_async_tls_with_config(request, tcp, None, connector).await
+        })
+        .await?
+        .with_context(|| format!("WebSocket handshake with {url}"))?;
+        Ok(Self { stream, url: url.to_owned() })
+    }
+
     async fn connect_with_connector(request: Request, connector: Option<Connector>) -> anyhow::Result<Self> {
         let url = request.uri().to_string();
         let (stream, _response) = within(format!("WebSocket handshake with {url}"), async {

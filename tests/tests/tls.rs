@@ -96,6 +96,40 @@ async fn plaintext_and_stalled_clients_cost_only_their_connection() -> Result<()
     servers.shutdown().await
 }
 
+/// More notifications than the sockets hold while the client is not reading (a small receive buffer, far
+/// more than the send buffer's maximum) arrive whole and in order over `wss://` once it reads: encrypted
+/// bytes rustls still holds when the socket fills go out when it drains, with nothing new to send.
+#[tokio::test]
+async fn burst_to_a_paused_wss_client_arrives_whole_and_in_order() -> Result<()> {
+    const COUNT: usize = 512;
+    let dir = tempfile::tempdir()?;
+    let ca = TestCa::new("crier test CA")?;
+    let (cert, key) = ca.server()?.write(dir.path(), "edge")?;
+    let mut config = ServersConfig::dev(DEFAULT_PARTITIONS, 1);
+    config.edge.tls = Some(TlsFiles::new(&cert, &key));
+    config.edge.max_queue_bytes = 64 * 1024 * 1024;
+    let servers =
+        Servers::start_with(Arc::new(MemoryLog::new(DEFAULT_PARTITIONS, DEFAULT_MAX_LEN)), config).await?;
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_recv_buffer_size(16 * 1024)?;
+    let tcp = within("TCP connect", socket.connect(servers.edge_addr(0))).await??;
+    let url = format!("wss://{}/api/ws", servers.edge_addr(0));
+    let mut ws = WsClient::connect_tls_over(&url, tcp, ca.client_config(None)?).await?;
+    ws.auth_dev("u1").await?;
+    ws.subscribe("big").await?;
+    let mut publisher = servers.publish_client().await?;
+    let filler = "x".repeat(16 * 1024);
+    for seq in 0..COUNT {
+        publisher.publish("big", &json!({"seq": seq, "filler": filler})).await?;
+    }
+    for seq in 0..COUNT {
+        let frame = ws.recv_json().await?;
+        ensure!(frame["seq"] == seq, "expected seq {seq}, got {}", frame["seq"]);
+        ensure!(frame["filler"].as_str().map(str::len) == Some(16 * 1024), "notification {seq} cut");
+    }
+    servers.shutdown().await
+}
+
 /// A certificate replaced on disk is presented to new connections without a restart, while a connection
 /// made before the rotation stays open and keeps receiving.
 #[tokio::test]
