@@ -12,9 +12,10 @@ use crier_edge::config::{
 };
 use crier_edge::{AuthMode, EdgeConfig};
 use crier_proto::partition::DEFAULT_PARTITIONS;
-use crier_store::log::{DEFAULT_MAX_LEN, RedisTopology, Retention};
+use crier_store::log::{DEFAULT_MAX_LEN, Retention};
 use crier_store::telemetry::OtlpConfig;
 
+pub use crate::redis_args::RedisArgs;
 use crate::security_args::{AccessArgs, ConversationIdArgs, JwtArgs, LimitArgs};
 use crate::tls_args::{ClientCaArgs, ClientTlsArgs, TlsArgs};
 
@@ -109,23 +110,6 @@ pub struct LogArgs {
     /// Entries older than this are trimmed (approximate, `XTRIM MINID ~`), e.g. `10m`.
     #[arg(long, env = "CRIER_RETENTION_MAX_AGE", default_value = "10m", value_parser = humantime::parse_duration)]
     pub retention_max_age: Duration,
-}
-
-#[derive(Debug, Args)]
-pub struct RedisArgs {
-    /// Redis URL, `redis://HOST:PORT[/DB]`. Repeat (or comma-separate) for several standalone nodes, which
-    /// then share the partitions by jump consistent hash; with --redis-cluster, the cluster's seed nodes.
-    #[arg(long, env = "CRIER_REDIS_URL", required = true, value_delimiter = ',')]
-    pub redis_url: Vec<String>,
-    /// The URLs name seed nodes of a Redis Cluster.
-    #[arg(long, env = "CRIER_REDIS_CLUSTER")]
-    pub redis_cluster: bool,
-    /// Bound on one Redis command and on connecting, e.g. `2s`.
-    #[arg(long, env = "CRIER_REDIS_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
-    pub redis_timeout: Duration,
-    /// Redis password, kept out of the URL (and out of logs). Only with a URL without credentials.
-    #[arg(long, env = "CRIER_REDIS_PASSWORD", hide_env_values = true)]
-    pub redis_password: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -274,13 +258,6 @@ impl LogArgs {
     }
 }
 
-impl RedisArgs {
-    pub fn topology(&self) -> RedisTopology {
-        let urls = self.urls_with_password();
-        if self.redis_cluster { RedisTopology::Cluster(urls) } else { RedisTopology::Nodes(urls) }
-    }
-}
-
 impl DevArgs {
     /// Broker and edge configs of `crier dev` and the broker's TLS, or every problem with the flags.
     pub fn configs(&self) -> Result<(BrokerConfig, EdgeConfig, Option<BrokerTls>), Vec<String>> {
@@ -322,7 +299,7 @@ impl BrokerArgs {
             admin_token: self.admin_token(&mut problems),
         };
         problems.extend(config.problems());
-        problems.extend(redis_problems(&self.redis));
+        problems.extend(self.redis.problems());
         problems.extend(self.admin.problems(&[self.grpc_listen]));
         let tls = self.tls.broker(&self.client_ca, &mut problems);
         dedup_or(problems, (config, tls))
@@ -345,7 +322,7 @@ impl EdgeArgs {
     /// The edge config, or every problem with the flags.
     pub fn config(&self) -> Result<EdgeConfig, Vec<String>> {
         let mut problems = self.log.problems();
-        problems.extend(redis_problems(&self.redis));
+        problems.extend(self.redis.problems());
         problems.extend(self.admin.problems(&[self.listen]));
         if self.retired_drain_seconds.is_some() {
             problems.push("CRIER_DRAIN_SECONDS is now CRIER_DRAIN_WINDOW (a duration, e.g. 5s)".to_owned());
@@ -388,28 +365,6 @@ impl AdminArgs {
     }
 }
 
-impl RedisArgs {
-    /// The URLs to connect with: each `--redis-url` with `--redis-password` put in, percent-encoded.
-    pub fn urls_with_password(&self) -> Vec<String> {
-        self.redis_url.iter().map(|url| self.with_password(url)).collect()
-    }
-
-    fn with_password(&self, url: &str) -> String {
-        let Some(password) = &self.redis_password else { return url.to_owned() };
-        let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
-        let encoded: String = password
-            .bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                    char::from(b).to_string()
-                }
-                other => format!("%{other:02X}"),
-            })
-            .collect();
-        format!("{scheme}://:{encoded}@{rest}")
-    }
-}
-
 /// The global `OTEL_*` settings, validated: `Ok(None)` when tracing is off.
 pub fn otlp_config(cli: &Cli, role: &str) -> Result<Option<OtlpConfig>, Vec<String>> {
     let Some(endpoint) = cli.otlp_endpoint.as_deref().filter(|e| !e.is_empty()) else { return Ok(None) };
@@ -420,28 +375,6 @@ pub fn otlp_config(cli: &Cli, role: &str) -> Result<Option<OtlpConfig>, Vec<Stri
     }
     let service_name = cli.otel_service_name.clone().unwrap_or_else(|| format!("crier-{role}"));
     Ok(Some(OtlpConfig { endpoint: endpoint.to_owned(), service_name, timeout: Duration::from_secs(10) }))
-}
-
-fn redis_problems(redis: &RedisArgs) -> Vec<String> {
-    let mut problems = Vec::new();
-    for url in &redis.redis_url {
-        if let Err(err) = redis::Client::open(url.as_str()) {
-            problems.push(format!("--redis-url {url:?} is not a Redis URL: {err}"));
-        }
-    }
-    if redis.redis_url.iter().collect::<std::collections::HashSet<_>>().len() != redis.redis_url.len() {
-        problems.push("--redis-url lists the same node twice".to_owned());
-    }
-    let has_credentials = |url: &String| {
-        url.split_once("://").is_some_and(|(_, rest)| rest.split('/').next().unwrap_or("").contains('@'))
-    };
-    if redis.redis_password.is_some() && redis.redis_url.iter().any(has_credentials) {
-        problems.push("--redis-url carries credentials; with --redis-password it must not".to_owned());
-    }
-    if redis.redis_timeout.is_zero() {
-        problems.push("--redis-timeout must be positive".to_owned());
-    }
-    problems
 }
 
 /// `value`, or the problems, each once (dev reports a shared setting's problem for broker and edge alike).
