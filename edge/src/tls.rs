@@ -21,6 +21,9 @@ use rustls::sign::CertifiedKey;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+/// A file's modification time, length and inode.
+type Stamp = (SystemTime, u64, u64);
+
 /// How often `crier edge` looks at its certificate files.
 pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -59,10 +62,13 @@ impl TlsFiles {
         problems
     }
 
-    /// When either file last changed, as far as the file system tells.
-    fn stamp(&self) -> Option<[(SystemTime, u64); 2]> {
-        let stamp =
-            |path: &Path| std::fs::metadata(path).ok().and_then(|m| Some((m.modified().ok()?, m.len())));
+    /// Both files' identity as far as the file system tells: modification time (coarse: a few ms), length and
+    /// inode (a rename, as secret volumes and most rotation tools do, makes a new one).
+    fn stamp(&self) -> Option<[Stamp; 2]> {
+        let stamp = |path: &Path| {
+            let meta = std::fs::metadata(path).ok()?;
+            Some((meta.modified().ok()?, meta.len(), std::os::unix::fs::MetadataExt::ino(&meta)))
+        };
         Some([stamp(&self.cert_file)?, stamp(&self.key_file)?])
     }
 }
@@ -121,7 +127,7 @@ pub struct CertStore {
     files: TlsFiles,
     current: RwLock<Arc<CertifiedKey>>,
     /// The files' stamp at the last load attempt: a change is tried once.
-    seen: RwLock<Option<[(SystemTime, u64); 2]>>,
+    seen: RwLock<Option<[Stamp; 2]>>,
 }
 
 impl fmt::Debug for CertStore {
@@ -196,5 +202,44 @@ impl CertStore {
 impl ResolvesServerCert for CertStore {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh self-signed certificate for `localhost`: (certificate PEM, key PEM, certificate DER).
+    fn pair() -> (String, String, Vec<u8>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert =
+            rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap().self_signed(&key).unwrap();
+        (cert.pem(), key.serialize_pem(), cert.der().to_vec())
+    }
+
+    fn current(store: &CertStore) -> Vec<u8> {
+        store.current.read().unwrap().cert[0].to_vec()
+    }
+
+    /// A rotation caught half-way (new certificate, old key) keeps the current pair; once the key follows,
+    /// the next check loads the new pair.
+    #[test]
+    fn half_written_rotation_keeps_the_current_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = TlsFiles::new(dir.path().join("tls.crt"), dir.path().join("tls.key"));
+        let (old_cert, old_key, old_der) = pair();
+        std::fs::write(&files.cert_file, old_cert).unwrap();
+        std::fs::write(&files.key_file, old_key).unwrap();
+        let store = CertStore::open(files.clone()).unwrap();
+        let (new_cert, new_key, new_der) = pair();
+        std::fs::write(&files.cert_file, new_cert).unwrap();
+        store.reload(true);
+        assert_eq!(current(&store), old_der, "a certificate without its key was served");
+        // Replaced by a rename, as rotation tools do: a new inode even within one mtime tick.
+        let aside = dir.path().join("tls.key.new");
+        std::fs::write(&aside, new_key).unwrap();
+        std::fs::rename(&aside, &files.key_file).unwrap();
+        store.reload(false);
+        assert_eq!(current(&store), new_der, "the completed rotation was not loaded");
     }
 }
