@@ -12,9 +12,10 @@ use crier_edge::tls::TlsFiles;
 use crier_proto::partition::DEFAULT_PARTITIONS;
 use crier_store::log::{DEFAULT_MAX_LEN, MemoryLog};
 use crier_tests::pki::{presented_certificate, tls_connect};
+use crier_tests::raw_ws::{OP_CLOSE, OP_TEXT, ServerFrame, client_frame, text_frame};
 use crier_tests::{
-    CrierProcess, PublishClient, STEP, Servers, ServersConfig, TestCa, WsClient, crier_binary, free_port,
-    within,
+    CrierProcess, PublishClient, RawWs, STEP, Servers, ServersConfig, TestCa, WsClient, crier_binary,
+    free_port, within,
 };
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -127,6 +128,45 @@ async fn burst_to_a_paused_wss_client_arrives_whole_and_in_order() -> Result<()>
         ensure!(frame["seq"] == seq, "expected seq {seq}, got {}", frame["seq"]);
         ensure!(frame["filler"].as_str().map(str::len) == Some(16 * 1024), "notification {seq} cut");
     }
+    servers.shutdown().await
+}
+
+/// A `wss://` client that writes 2,000 `ping` frames at once without reading receives the `Rate limit
+/// exceeded` error and close 4029, then the edge's `close_notify` and a FIN, not a reset: the lingering close
+/// reads and decrypts the client's rest.
+#[tokio::test]
+async fn flooding_wss_client_receives_4029_then_close_notify() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let ca = TestCa::new("crier test CA")?;
+    let (cert, key) = ca.server()?.write(dir.path(), "edge")?;
+    let servers = tls_edge(&cert, &key).await?;
+    let mut raw = RawWs::connect_tls(servers.edge_addr(0), "/api/ws", ca.client_config(None)?).await?;
+    let mut flood = text_frame(r#"{"action":"auth","userId":"flooder"}"#);
+    flood.extend((0..2_000).flat_map(|_| text_frame(r#"{"action":"ping"}"#)));
+    raw.write(&flood).await?;
+    let frames = raw.frames_until_close().await?;
+    let (close, texts) = frames.split_last().unzip();
+    ensure!(close.and_then(ServerFrame::close_code) == Some(4029), "last frames {:?}", frames.last());
+    let error = texts.and_then(<[ServerFrame]>::last).map(ServerFrame::text);
+    ensure!(error.as_deref() == Some(r#"{"type":"error","message":"Rate limit exceeded"}"#), "{error:?}");
+    ensure!(raw.ends_with_close_notify_and_fin().await?, "no close_notify and FIN after the close frame");
+    servers.shutdown().await
+}
+
+/// A `wss://` client that writes a 2 MiB message in one go (over the 64 KiB limit) receives close 1009, then
+/// `close_notify` and a FIN: past a broken framing the edge still decrypts and drops until the client's end.
+#[tokio::test]
+async fn oversized_wss_message_receives_1009_then_close_notify() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let ca = TestCa::new("crier test CA")?;
+    let (cert, key) = ca.server()?.write(dir.path(), "edge")?;
+    let servers = tls_edge(&cert, &key).await?;
+    let mut raw = RawWs::connect_tls(servers.edge_addr(0), "/api/ws", ca.client_config(None)?).await?;
+    raw.write(&client_frame(OP_TEXT, true, &vec![b'x'; 2 * 1024 * 1024])).await?;
+    let frames = raw.frames_until_close().await?;
+    let last = frames.last();
+    ensure!(last.is_some_and(|f| f.opcode == OP_CLOSE && f.close_code() == Some(1009)), "{last:?}");
+    ensure!(raw.ends_with_close_notify_and_fin().await?, "no close_notify and FIN after the close frame");
     servers.shutdown().await
 }
 
