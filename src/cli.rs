@@ -6,16 +6,18 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use crier_broker::BrokerConfig;
+use crier_broker::{BrokerConfig, BrokerTls};
 use crier_edge::config::{
     DEFAULT_AUTH_TIMEOUT, DEFAULT_DRAIN_WINDOW, DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_QUEUE_BYTES,
 };
 use crier_edge::{AuthMode, EdgeConfig};
 use crier_proto::partition::DEFAULT_PARTITIONS;
-use crier_store::log::{DEFAULT_MAX_LEN, RedisTopology, Retention};
+use crier_store::log::{DEFAULT_MAX_LEN, Retention};
 use crier_store::telemetry::OtlpConfig;
 
+pub use crate::redis_args::RedisArgs;
 use crate::security_args::{AccessArgs, ConversationIdArgs, JwtArgs, LimitArgs};
+use crate::tls_args::{ClientCaArgs, ClientTlsArgs, TlsArgs};
 
 /// crier: real-time notifications from backend services to browsers.
 #[derive(Debug, Parser)]
@@ -81,6 +83,10 @@ pub struct DevArgs {
     pub log: LogArgs,
     #[command(flatten)]
     pub ids: ConversationIdArgs,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    #[command(flatten)]
+    pub client_ca: ClientCaArgs,
 }
 
 /// The admin listener: `/metrics`, `/healthz`, `/readyz`.
@@ -104,23 +110,6 @@ pub struct LogArgs {
     /// Entries older than this are trimmed (approximate, `XTRIM MINID ~`), e.g. `10m`.
     #[arg(long, env = "CRIER_RETENTION_MAX_AGE", default_value = "10m", value_parser = humantime::parse_duration)]
     pub retention_max_age: Duration,
-}
-
-#[derive(Debug, Args)]
-pub struct RedisArgs {
-    /// Redis URL, `redis://HOST:PORT[/DB]`. Repeat (or comma-separate) for several standalone nodes, which
-    /// then share the partitions by jump consistent hash; with --redis-cluster, the cluster's seed nodes.
-    #[arg(long, env = "CRIER_REDIS_URL", required = true, value_delimiter = ',')]
-    pub redis_url: Vec<String>,
-    /// The URLs name seed nodes of a Redis Cluster.
-    #[arg(long, env = "CRIER_REDIS_CLUSTER")]
-    pub redis_cluster: bool,
-    /// Bound on one Redis command and on connecting, e.g. `2s`.
-    #[arg(long, env = "CRIER_REDIS_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
-    pub redis_timeout: Duration,
-    /// Redis password, kept out of the URL (and out of logs). Only with a URL without credentials.
-    #[arg(long, env = "CRIER_REDIS_PASSWORD", hide_env_values = true)]
-    pub redis_password: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -153,6 +142,10 @@ pub struct BrokerArgs {
     /// File holding the admin token (one line; a trailing newline is ignored), e.g. a mounted Secret.
     #[arg(long, env = "CRIER_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    #[command(flatten)]
+    pub client_ca: ClientCaArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -207,11 +200,13 @@ pub struct EdgeArgs {
     /// The drain window's former variable, refused with a pointer to its new name rather than ignored.
     #[arg(long = "retired-drain-seconds", env = "CRIER_DRAIN_SECONDS", hide = true)]
     pub retired_drain_seconds: Option<String>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct PublishArgs {
-    /// Broker address, e.g. http://127.0.0.1:50051.
+    /// Broker address, e.g. http://127.0.0.1:50051, or https://broker.example:50051 for TLS.
     #[arg(long, env = "CRIER_BROKER", default_value = "http://127.0.0.1:50051")]
     pub broker: String,
     /// The conversation the notification is about.
@@ -223,6 +218,8 @@ pub struct PublishArgs {
     /// The broker's API token, if it requires one.
     #[arg(long, env = "CRIER_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
     /// The notification: a JSON object, delivered to subscribers verbatim.
     pub payload: String,
 }
@@ -261,38 +258,37 @@ impl LogArgs {
     }
 }
 
-impl RedisArgs {
-    pub fn topology(&self) -> RedisTopology {
-        let urls = self.urls_with_password();
-        if self.redis_cluster { RedisTopology::Cluster(urls) } else { RedisTopology::Nodes(urls) }
-    }
-}
-
 impl DevArgs {
-    /// Broker and edge configs of `crier dev`, or every problem with the flags.
-    pub fn configs(&self) -> Result<(BrokerConfig, EdgeConfig), Vec<String>> {
+    /// Broker and edge configs of `crier dev` and the broker's TLS, or every problem with the flags.
+    pub fn configs(&self) -> Result<(BrokerConfig, EdgeConfig, Option<BrokerTls>), Vec<String>> {
         let max_conversation_id_bytes = self.ids.max_conversation_id_bytes;
         let broker = BrokerConfig {
             partitions: self.log.partitions,
             max_conversation_id_bytes,
             ..BrokerConfig::default()
         };
-        let edge =
-            EdgeConfig { partitions: self.log.partitions, max_conversation_id_bytes, ..EdgeConfig::dev() };
         let mut problems = self.log.problems();
+        let tls = self.tls.edge_files(&mut problems);
+        let broker_tls = self.tls.broker(&self.client_ca, &mut problems);
+        let edge = EdgeConfig {
+            partitions: self.log.partitions,
+            max_conversation_id_bytes,
+            tls,
+            ..EdgeConfig::dev()
+        };
         problems.extend(broker.problems());
         problems.extend(edge.problems());
         if self.listen == self.grpc_listen {
             problems.push(format!("--listen and --grpc-listen are both {}", self.listen));
         }
         problems.extend(self.admin.problems(&[self.listen, self.grpc_listen]));
-        dedup_or(problems, (broker, edge))
+        dedup_or(problems, (broker, edge, broker_tls))
     }
 }
 
 impl BrokerArgs {
-    /// The broker config, or every problem with the flags.
-    pub fn config(&self) -> Result<BrokerConfig, Vec<String>> {
+    /// The broker config and its TLS, or every problem with the flags.
+    pub fn config(&self) -> Result<(BrokerConfig, Option<BrokerTls>), Vec<String>> {
         let mut problems = self.log.problems();
         let config = BrokerConfig {
             partitions: self.log.partitions,
@@ -303,9 +299,10 @@ impl BrokerArgs {
             admin_token: self.admin_token(&mut problems),
         };
         problems.extend(config.problems());
-        problems.extend(redis_problems(&self.redis));
+        problems.extend(self.redis.problems());
         problems.extend(self.admin.problems(&[self.grpc_listen]));
-        dedup_or(problems, config)
+        let tls = self.tls.broker(&self.client_ca, &mut problems);
+        dedup_or(problems, (config, tls))
     }
 
     /// `--admin-token`, or the contents of `--admin-token-file`.
@@ -325,7 +322,7 @@ impl EdgeArgs {
     /// The edge config, or every problem with the flags.
     pub fn config(&self) -> Result<EdgeConfig, Vec<String>> {
         let mut problems = self.log.problems();
-        problems.extend(redis_problems(&self.redis));
+        problems.extend(self.redis.problems());
         problems.extend(self.admin.problems(&[self.listen]));
         if self.retired_drain_seconds.is_some() {
             problems.push("CRIER_DRAIN_SECONDS is now CRIER_DRAIN_WINDOW (a duration, e.g. 5s)".to_owned());
@@ -349,6 +346,7 @@ impl EdgeArgs {
             max_queue_bytes: self.max_queue_bytes,
             drain_window: self.drain_window.into(),
             edge_id: self.edge_id.clone().unwrap_or_else(EdgeConfig::random_id),
+            tls: self.tls.edge_files(&mut problems),
             ..EdgeConfig::dev()
         };
         problems.extend(config.problems());
@@ -367,28 +365,6 @@ impl AdminArgs {
     }
 }
 
-impl RedisArgs {
-    /// The URLs to connect with: each `--redis-url` with `--redis-password` put in, percent-encoded.
-    pub fn urls_with_password(&self) -> Vec<String> {
-        self.redis_url.iter().map(|url| self.with_password(url)).collect()
-    }
-
-    fn with_password(&self, url: &str) -> String {
-        let Some(password) = &self.redis_password else { return url.to_owned() };
-        let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
-        let encoded: String = password
-            .bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                    char::from(b).to_string()
-                }
-                other => format!("%{other:02X}"),
-            })
-            .collect();
-        format!("{scheme}://:{encoded}@{rest}")
-    }
-}
-
 /// The global `OTEL_*` settings, validated: `Ok(None)` when tracing is off.
 pub fn otlp_config(cli: &Cli, role: &str) -> Result<Option<OtlpConfig>, Vec<String>> {
     let Some(endpoint) = cli.otlp_endpoint.as_deref().filter(|e| !e.is_empty()) else { return Ok(None) };
@@ -399,28 +375,6 @@ pub fn otlp_config(cli: &Cli, role: &str) -> Result<Option<OtlpConfig>, Vec<Stri
     }
     let service_name = cli.otel_service_name.clone().unwrap_or_else(|| format!("crier-{role}"));
     Ok(Some(OtlpConfig { endpoint: endpoint.to_owned(), service_name, timeout: Duration::from_secs(10) }))
-}
-
-fn redis_problems(redis: &RedisArgs) -> Vec<String> {
-    let mut problems = Vec::new();
-    for url in &redis.redis_url {
-        if let Err(err) = redis::Client::open(url.as_str()) {
-            problems.push(format!("--redis-url {url:?} is not a Redis URL: {err}"));
-        }
-    }
-    if redis.redis_url.iter().collect::<std::collections::HashSet<_>>().len() != redis.redis_url.len() {
-        problems.push("--redis-url lists the same node twice".to_owned());
-    }
-    let has_credentials = |url: &String| {
-        url.split_once("://").is_some_and(|(_, rest)| rest.split('/').next().unwrap_or("").contains('@'))
-    };
-    if redis.redis_password.is_some() && redis.redis_url.iter().any(has_credentials) {
-        problems.push("--redis-url carries credentials; with --redis-password it must not".to_owned());
-    }
-    if redis.redis_timeout.is_zero() {
-        problems.push("--redis-timeout must be positive".to_owned());
-    }
-    problems
 }
 
 /// `value`, or the problems, each once (dev reports a shared setting's problem for broker and edge alike).
@@ -478,7 +432,8 @@ mod tests {
     #[test]
     fn dev_defaults_are_valid() {
         let Command::Dev(args) = parse(&["dev"]).command else { panic!("not dev") };
-        let (broker, edge) = args.configs().unwrap();
+        let (broker, edge, tls) = args.configs().unwrap();
+        assert!(tls.is_none() && edge.tls.is_none());
         assert_eq!((broker.partitions, edge.partitions), (64, 64));
         assert_eq!(edge.auth, AuthMode::None);
         assert_eq!(edge.acl, AclMode::Open);
@@ -494,7 +449,7 @@ mod tests {
         else {
             panic!("not broker")
         };
-        assert_eq!(broker.config().unwrap().max_conversation_id_bytes, 64);
+        assert_eq!(broker.config().unwrap().0.max_conversation_id_bytes, 64);
         let args = [&["edge"][..], &redis, &["--jwt-secret", "0123456789abcdef"]].concat();
         let Command::Edge(edge) = parse(&args).command else { panic!("not edge") };
         assert_eq!(edge.config().unwrap().max_conversation_id_bytes, 256);

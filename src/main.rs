@@ -4,12 +4,16 @@
 //! - `cli`: flags and their translation into configs.
 //! - `serve`: `dev`, `broker`, `edge`: bind, run until SIGTERM/SIGINT.
 //! - `client`: `publish` and `token`.
+//! - `redis_args`: the Redis flags of broker and edge.
 //! - `security_args`: the edge's JWT, access, origin and limit flags.
+//! - `tls_args`: TLS flags of the servers and of `publish`, with their file checks.
 
 mod cli;
 mod client;
+mod redis_args;
 mod security_args;
 mod serve;
+mod tls_args;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -22,7 +22,7 @@ use crate::cli::{BrokerArgs, DevArgs, EdgeArgs, LogArgs, RedisArgs};
 const EXIT_UNAVAILABLE: u8 = 69;
 
 pub async fn dev(args: DevArgs) -> ExitCode {
-    let (broker_config, edge_config) = match args.configs() {
+    let (broker_config, edge_config, broker_tls) = match args.configs() {
         Ok(configs) => configs,
         Err(problems) => return crate::usage_error(&problems),
     };
@@ -36,7 +36,7 @@ pub async fn dev(args: DevArgs) -> ExitCode {
         Ok(admin) => admin,
         Err(code) => return code,
     };
-    print_dev_banner(&grpc, &ws, &edge_config.ws_path);
+    print_dev_banner(&grpc, &ws, &edge_config.ws_path, edge_config.tls.is_some());
     let shutdown = shutdown_on_signal();
     let publisher = Publisher::new(Arc::clone(&log), &broker_config);
     let admin = spawn_admin(admin, &log, &shutdown);
@@ -49,7 +49,7 @@ pub async fn dev(args: DevArgs) -> ExitCode {
         demo: Some(Arc::new(DevPublisher(publisher.clone()))),
     };
     let edge = crier_edge::run_with(ws, edge_config, log, deps, shutdown.clone());
-    let services = Services { publisher, access, api_token: None, admin_token: None };
+    let services = Services { publisher, access, api_token: None, admin_token: None, tls: broker_tls };
     let broker = crier_broker::server::serve(grpc, services, Some(control), shutdown.clone());
     let (broker, edge) = tokio::join!(broker, edge);
     admin.stop().await;
@@ -84,7 +84,7 @@ impl Production {
 }
 
 pub async fn broker(args: BrokerArgs) -> ExitCode {
-    let config = match args.config() {
+    let (config, tls) = match args.config() {
         Ok(config) => config,
         Err(problems) => return crate::usage_error(&problems),
     };
@@ -101,6 +101,7 @@ pub async fn broker(args: BrokerArgs) -> ExitCode {
         access: parts.access,
         api_token: config.api_token.clone(),
         admin_token: config.admin_token.clone(),
+        tls,
     };
     let result = crier_broker::server::serve(parts.listener, services, Some(parts.control), shutdown).await;
     admin.stop().await;
@@ -258,25 +259,26 @@ fn finish(role: &str, result: Result<(), String>) -> ExitCode {
     }
 }
 
-fn print_dev_banner(grpc: &TcpListener, ws: &TcpListener, ws_path: &str) {
+fn print_dev_banner(grpc: &TcpListener, ws: &TcpListener, ws_path: &str, tls: bool) {
     let grpc = grpc.local_addr().map_or_else(|_| "?".to_owned(), |a| a.to_string());
     let ws = ws.local_addr().map_or_else(|_| "?".to_owned(), |a| a.to_string());
+    let (http, wss) = if tls { ("https", "wss") } else { ("http", "ws") };
     println!(
         r#"crier dev: in-memory log, dev auth (no Redis, no secrets)
-  Demo page  http://{ws}/          <- open this in a browser
-  WebSocket  ws://{ws}{ws_path}
-  JS client  http://{ws}/crier.js
-  gRPC       http://{grpc}   (crier.v1.PublishService; reflection on)
+  Demo page  {http}://{ws}/          <- open this in a browser
+  WebSocket  {wss}://{ws}{ws_path}
+  JS client  {http}://{ws}/crier.js
+  gRPC       {http}://{grpc}   (crier.v1.PublishService; reflection on)
 
 Or by hand, in a browser console:
-  const ws = new WebSocket("ws://{ws}{ws_path}");
+  const ws = new WebSocket("{wss}://{ws}{ws_path}");
   ws.onmessage = (e) => console.log(e.data);
   ws.onopen = () => {{
     ws.send(JSON.stringify({{ action: "auth", userId: "u1" }}));
     ws.send(JSON.stringify({{ action: "subscribe", conversationId: "c1" }}));
   }};
 Then, in a shell:
-  crier publish --broker http://{grpc} --conversation c1 '{{"type":"job-status","jobId":"job-123","status":"completed","conversationId":"c1"}}'
+  crier publish --broker {http}://{grpc} --conversation c1 '{{"type":"job-status","jobId":"job-123","status":"completed","conversationId":"c1"}}'
 "#
     );
 }

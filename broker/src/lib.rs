@@ -35,4 +35,4 @@ pub mod trace_parent;
 pub use config::BrokerConfig;
 pub use error::BrokerError;
 pub use publisher::Publisher;
-pub use server::{Services, run};
+pub use server::{BrokerTls, Services, run};

@@ -3,6 +3,7 @@
 //! interceptor first.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crier_proto::v1::FILE_DESCRIPTOR_SET;
 use crier_proto::v1::access_service_server::AccessServiceServer;
@@ -10,8 +11,8 @@ use crier_proto::v1::admin_service_server::AdminServiceServer;
 use crier_proto::v1::publish_service_server::PublishServiceServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
@@ -44,6 +45,33 @@ pub struct Services {
     pub api_token: Option<String>,
     /// Bearer secret of `AdminService` callers; `None` leaves it behind `api_token`.
     pub admin_token: Option<String>,
+    /// Serve gRPC over TLS; `None`: plaintext (h2c).
+    pub tls: Option<BrokerTls>,
+}
+
+/// The broker's TLS identity and, for mTLS, the CA client certificates must chain to. PEM, already read and
+/// checked by the caller (the CLI refuses bad files with exit 64).
+#[derive(Debug, Clone)]
+pub struct BrokerTls {
+    /// Certificate chain, leaf first.
+    pub cert_pem: Vec<u8>,
+    /// The leaf's private key.
+    pub key_pem: Vec<u8>,
+    /// Require client certificates signed by these CAs; `None`: no client certificates asked for.
+    pub client_ca_pem: Option<Vec<u8>>,
+    /// Bound on one TLS handshake (handshakes run concurrently, each in its own task).
+    pub handshake_timeout: Duration,
+}
+
+impl BrokerTls {
+    fn server_config(&self) -> ServerTlsConfig {
+        let identity = Identity::from_pem(&self.cert_pem, &self.key_pem);
+        let config = ServerTlsConfig::new().identity(identity).timeout(self.handshake_timeout);
+        match &self.client_ca_pem {
+            Some(ca) => config.client_ca_root(Certificate::from_pem(ca)),
+            None => config,
+        }
+    }
 }
 
 /// Serves `PublishService` and `AccessService` (no `AdminService`) on `listener` until `shutdown`; see
@@ -89,8 +117,13 @@ pub async fn serve(
     // v1alpha too: Python's reflection client, older grpcurl and Postman speak only that one.
     let (reflection, reflection_v1alpha) = (reflection().build_v1()?, reflection().build_v1alpha()?);
     let addr = listener.local_addr().ok();
-    tracing::info!(?addr, "broker listening for gRPC");
-    Server::builder()
+    let mtls = services.tls.as_ref().is_some_and(|tls| tls.client_ca_pem.is_some());
+    tracing::info!(?addr, tls = services.tls.is_some(), mtls, "broker listening for gRPC");
+    let mut builder = Server::builder();
+    if let Some(tls) = &services.tls {
+        builder = builder.tls_config(tls.server_config())?;
+    }
+    builder
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_v1alpha)

@@ -7,6 +7,7 @@ use crier_proto::partition::DEFAULT_PARTITIONS;
 use crier_store::control::{HEARTBEAT_INTERVAL, HEARTBEAT_TTL};
 
 pub use crate::auth::{JwtConfig, KeySource};
+pub use crate::tls::TlsFiles;
 
 /// Default drain window of `crier edge`: long enough to spread reconnects, well inside Kubernetes' default
 /// 30 s termination grace period.
@@ -153,6 +154,8 @@ pub struct EdgeConfig {
     pub edge_id: String,
     /// How often the edge reports to the control plane (reports live for `HEARTBEAT_TTL`).
     pub heartbeat_interval: Duration,
+    /// Serve `https://` and `wss://` with this certificate and key; `None`: plain `http://` and `ws://`.
+    pub tls: Option<TlsFiles>,
 }
 
 impl EdgeConfig {
@@ -176,6 +179,7 @@ impl EdgeConfig {
             drain_window: Duration::ZERO,
             edge_id: random_edge_id(),
             heartbeat_interval: HEARTBEAT_INTERVAL,
+            tls: None,
         }
     }
 
@@ -251,6 +255,7 @@ impl EdgeConfig {
         if self.read_batch == 0 {
             problems.push("read_batch must be positive".to_owned());
         }
+        problems.extend(self.tls.iter().flat_map(TlsFiles::problems));
         problems
     }
 }

@@ -9,7 +9,8 @@ use std::io::{self, IoSlice};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use fastwebsockets::OpCode;
-use tokio::net::TcpStream;
+
+use crate::stream::Stream;
 
 /// Frames gathered into one vectored write at most (Linux's IOV_MAX is 1024).
 const MAX_IOVECS: usize = 256;
@@ -82,7 +83,7 @@ impl Pending {
     }
 
     /// Writes as much as the socket takes now; `Ok` with frames left when it would block.
-    pub fn try_write(&mut self, stream: &TcpStream) -> io::Result<()> {
+    pub fn try_write(&mut self, stream: &mut Stream) -> io::Result<()> {
         while !self.frames.is_empty() {
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
             let mut count = 0;
@@ -99,14 +100,17 @@ impl Pending {
         }
         // Idle sessions hold no queue memory.
         self.frames = VecDeque::new();
-        Ok(())
+        match stream.try_flush() {
+            Err(err) if err.kind() != io::ErrorKind::WouldBlock => Err(err),
+            _ => Ok(()),
+        }
     }
 
     /// Writes everything, waiting for the socket as needed.
-    pub async fn write_all(&mut self, stream: &TcpStream) -> io::Result<()> {
+    pub async fn write_all(&mut self, stream: &mut Stream) -> io::Result<()> {
         loop {
             self.try_write(stream)?;
-            if self.is_empty() {
+            if self.is_empty() && !stream.wants_flush() {
                 return Ok(());
             }
             stream.writable().await?;
@@ -161,7 +165,8 @@ mod tests {
     #[tokio::test]
     async fn writes_all_frames_through_partial_writes() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let mut client = Stream::Plain(client);
         let (mut server, _) = listener.accept().await.unwrap();
         // More than the kernel buffers hold, so writes go partial and wait for the reader.
         let mut pending = Pending::default();
@@ -172,7 +177,7 @@ mod tests {
             tokio::io::AsyncReadExt::read_exact(&mut server, &mut got).await.unwrap();
             assert!(got == expected, "bytes differ");
         });
-        pending.write_all(&client).await.unwrap();
+        pending.write_all(&mut client).await.unwrap();
         assert!(pending.is_empty());
         read.await.unwrap();
     }

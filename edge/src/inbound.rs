@@ -11,11 +11,11 @@
 
 use bytes::Bytes;
 use fastwebsockets::OpCode;
-use tokio::net::TcpStream;
 
 use crate::error::CloseCode;
 use crate::frame;
 use crate::outbox::Outbox;
+use crate::stream::Stream;
 
 /// Bytes asked of the socket per read; the buffer grows past it only for a message that needs it.
 const READ_CHUNK: usize = 4 * 1024;
@@ -126,7 +126,7 @@ impl MessageReader {
     /// Reads up to a chunk of what the socket has (after it reported readable): `Ok(false)` when it had
     /// nothing after all. Grows the buffer only by what arrived (a frame's full size is reserved once its
     /// header is known), never by doubling.
-    pub fn fill(&mut self, stream: &TcpStream) -> Result<bool, InboundError> {
+    pub fn fill(&mut self, stream: &mut Stream) -> Result<bool, InboundError> {
         let mut chunk = [0; READ_CHUNK];
         match stream.try_read(&mut chunk) {
             Ok(0) => Err(InboundError::Gone),
@@ -181,7 +181,7 @@ impl MessageReader {
 
     /// Reads and drops whatever the socket has, without parsing: for a closing connection whose framing can
     /// no longer be followed. `Err(Gone)` once the peer has hung up.
-    pub fn discard(&mut self, stream: &TcpStream) -> Result<(), InboundError> {
+    pub fn discard(&mut self, stream: &mut Stream) -> Result<(), InboundError> {
         self.buf = Vec::new();
         self.partial = None;
         let mut sink = [0; READ_CHUNK];
@@ -419,8 +419,8 @@ mod tests {
     async fn a_big_message_gives_its_memory_back() {
         use tokio::io::AsyncWriteExt;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
-        let (server, _) = listener.accept().await.unwrap();
+        let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let mut server = Stream::Plain(listener.accept().await.unwrap().0);
         let mut bytes = client_frame(0x81, &[b'x'; 60_000]);
         bytes.extend(&client_frame(0x81, b"next")[..3]);
         client.write_all(&bytes).await.unwrap();
@@ -431,8 +431,8 @@ mod tests {
             if let Some(message) = reader.next(&outbox).unwrap() {
                 break message;
             }
-            server.readable().await.unwrap();
-            reader.fill(&server).unwrap();
+            std::future::poll_fn(|cx| server.poll_read_ready(cx)).await.unwrap();
+            reader.fill(&mut server).unwrap();
             peak = peak.max(reader.retained());
         };
         assert_eq!(message, Inbound::Text(vec![b'x'; 60_000]));

@@ -11,6 +11,8 @@
 //! - [`config`]: edge settings and their validation.
 //! - [`error`]: the close-code table and `EdgeError`.
 //! - [`server`]: hyper accept loop, WebSocket upgrade, plain HTTP routes.
+//! - [`tls`]: `https://`/`wss://`: certificate files, reloaded when they change.
+//! - [`stream`]: a session's connection, TCP or TLS, read and written without blocking.
 //! - [`assets`]: files embedded in the binary: the browser client `/crier.js` and the demo page.
 //! - [`demo`]: `crier dev`'s demo page and its `POST /dev/publish` endpoint.
 //! - [`session`]: one task per socket: protocol state machine, writes.
@@ -62,6 +64,8 @@ pub mod registry;
 pub mod revocations;
 pub mod server;
 pub mod session;
+pub mod stream;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -136,6 +140,10 @@ pub async fn run_with(
     let hub = hub::Hub::new(consumer);
     let demo = demo.map(|publisher| Demo::new(publisher, &config.ws_path));
     let drain_window = config.drain_window;
+    let tls = match &config.tls {
+        Some(files) => Some(serve_tls(files.clone(), &readers, &stop)?),
+        None => None,
+    };
     let (edge_id, interval) = (config.edge_id.clone(), config.heartbeat_interval);
     let ctx = match session::SessionContext::new(config, Arc::clone(&hub), log, Arc::clone(&access), meters) {
         Ok(ctx) => Arc::new(ctx),
@@ -147,7 +155,7 @@ pub async fn run_with(
     let heartbeat = heartbeat::Heartbeat { edge_id, control, registry: Arc::clone(&registry), hub, interval };
     readers.spawn(heartbeat.clone().report_until(stop.clone()));
     readers.spawn(heartbeat.listen_until(stop.clone()));
-    let routes = Arc::new(server::Routes { sessions: ctx, demo });
+    let routes = Arc::new(server::Routes { sessions: ctx, demo, tls });
     let result = server::serve(listener, routes, draining.clone(), sessions.clone()).await;
     draining.cancel();
     registry.drain_all();
@@ -159,4 +167,16 @@ pub async fn run_with(
     readers.wait().await;
     tracing::info!("edge drained");
     result
+}
+
+/// The acceptor for `files`, whose changes a task on `readers` follows until `stop`.
+fn serve_tls(
+    files: tls::TlsFiles,
+    readers: &TaskTracker,
+    stop: &CancellationToken,
+) -> Result<tokio_rustls::TlsAcceptor, EdgeError> {
+    let store = tls::CertStore::open(files).map_err(EdgeError::Config)?;
+    let acceptor = store.acceptor().map_err(EdgeError::Config)?;
+    readers.spawn(store.watch(stop.clone()));
+    Ok(acceptor)
 }

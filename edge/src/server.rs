@@ -17,7 +17,10 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -26,6 +29,7 @@ use crate::demo::Demo;
 use crate::error::EdgeError;
 use crate::handshake::{self, BEARER_SUBPROTOCOL, TokenSource};
 use crate::session::{self, Handshake, SessionContext};
+use crate::stream::{Stream, TlsConnection};
 
 /// Back-off after an accept error such as running out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -38,6 +42,8 @@ pub struct Routes {
     pub sessions: Arc<SessionContext>,
     /// The demo page and its publish endpoint; `crier dev` only.
     pub demo: Option<Demo>,
+    /// Serves `https://` and `wss://` with this; `None`: plain `http://` and `ws://`.
+    pub tls: Option<TlsAcceptor>,
 }
 
 /// Accepts connections on `listener` until `shutdown`; sessions and connections go on `tracker`.
@@ -57,8 +63,13 @@ pub async fn serve(
         };
         match accepted {
             Ok((stream, _peer)) => {
-                let conn = serve_connection(stream, Arc::clone(&routes), shutdown.clone(), tracker.clone());
-                tracker.spawn(conn);
+                let _ = stream.set_nodelay(true);
+                let (routes, shutdown) = (Arc::clone(&routes), shutdown.clone());
+                // The TLS handshake runs in the connection's own task: a slow or broken one costs only it.
+                match routes.tls.clone() {
+                    None => tracker.spawn(serve_connection(stream, routes, shutdown, tracker.clone())),
+                    Some(tls) => tracker.spawn(serve_tls(stream, tls, routes, shutdown, tracker.clone())),
+                };
             }
             Err(err) => {
                 // Usually EMFILE/ENFILE: keep serving the connections we have and try again shortly.
@@ -69,13 +80,34 @@ pub async fn serve(
     }
 }
 
-async fn serve_connection(
+/// Completes the TLS handshake within the handshake timeout, then serves HTTP over it.
+async fn serve_tls(
     stream: TcpStream,
+    tls: TlsAcceptor,
     routes: Arc<Routes>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let _ = stream.set_nodelay(true);
+    let handshake_timeout = routes.sessions.config.limits.handshake_timeout;
+    let accepted = tokio::select! {
+        () = shutdown.cancelled() => return,
+        accepted = tokio::time::timeout(handshake_timeout, tls.accept(stream)) => accepted,
+    };
+    match accepted {
+        Ok(Ok(stream)) => serve_connection(stream, routes, shutdown, tracker).await,
+        Ok(Err(err)) => tracing::debug!(error = %err, "TLS handshake failed"),
+        Err(_) => tracing::debug!(?handshake_timeout, "TLS handshake timed out"),
+    }
+}
+
+async fn serve_connection<I>(
+    stream: I,
+    routes: Arc<Routes>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let handshake_timeout = routes.sessions.config.limits.handshake_timeout;
     let service = service_fn(move |req| {
         let (routes, tracker) = (Arc::clone(&routes), tracker.clone());
@@ -161,10 +193,10 @@ fn session_on(
     ctx: Arc<SessionContext>,
     handshake: Handshake,
 ) -> Option<impl Future<Output = ()> + Send + use<>> {
-    match upgraded.map(|ws| ws.into_inner().into_inner().downcast::<TokioIo<TcpStream>>()) {
-        Ok(Ok(parts)) => Some(session::run(parts.io.into_inner(), &parts.read_buf, ctx, handshake)),
-        Ok(Err(_)) => {
-            tracing::error!("upgraded connection is not a TCP stream");
+    match upgraded.map(|ws| connection_of(ws.into_inner().into_inner())) {
+        Ok(Some((stream, early))) => Some(session::run(stream, &early, ctx, handshake)),
+        Ok(None) => {
+            tracing::error!("upgraded connection is neither TCP nor TLS over TCP");
             None
         }
         Err(err) => {
@@ -172,6 +204,16 @@ fn session_on(
             None
         }
     }
+}
+
+/// The connection under an upgrade, and the bytes hyper read past the request.
+fn connection_of(upgraded: hyper::upgrade::Upgraded) -> Option<(Stream, Bytes)> {
+    let tls = match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => return Some((Stream::Plain(parts.io.into_inner()), parts.read_buf)),
+        Err(upgraded) => upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>().ok()?,
+    };
+    let (tcp, conn) = tls.io.into_inner().into_inner();
+    Some((Stream::Tls(Box::new(TlsConnection::new(tcp, conn))), tls.read_buf))
 }
 
 /// `?positions=1` (or `true`) in the query string.

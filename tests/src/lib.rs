@@ -20,6 +20,7 @@
 //! - [`redis_cluster`]: `RedisCluster`: three spawned masters joined by `redis-cli --cluster create`.
 //! - [`jwks_server`]: `JwksServer`: a JWKS document over HTTP or HTTPS (a CA of its own), swappable,
 //!   counting fetches and refused TLS handshakes.
+//! - [`pki`]: `TestCa`: a CA per test run issuing server and client certificates as PEM files.
 //! - [`publish_client`]: `PublishClient`: the gRPC publisher backends use.
 //! - [`raw_ws`]: `RawWs`: a WebSocket client on a bare socket, for floods, raw fragments and resets.
 //! - [`servers`]: `Servers`: a broker and N edges in-process on port 0, on one log.
@@ -33,6 +34,7 @@ pub mod bystander;
 pub mod crier_process;
 pub mod deadline;
 pub mod jwks_server;
+pub mod pki;
 pub mod publish_client;
 pub mod raw_ws;
 pub mod redis_cluster;
@@ -49,6 +51,7 @@ pub use bystander::Bystander;
 pub use crier_process::{CrierProcess, crier_binary};
 pub use deadline::{STEP, within, within_for};
 pub use jwks_server::{JwksServer, rsa_jwk};
+pub use pki::{Leaf, TestCa};
 pub use publish_client::PublishClient;
 pub use raw_ws::RawWs;
 pub use redis_cluster::RedisCluster;

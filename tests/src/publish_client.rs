@@ -6,7 +6,7 @@ use crier_proto::v1::publish_service_client::PublishServiceClient;
 use serde_json::Value;
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, ClientTlsConfig};
 
 use crate::deadline::within;
 
@@ -33,6 +33,15 @@ pub async fn channel(url: &str) -> anyhow::Result<Channel> {
         .with_context(|| format!("gRPC connect to {url}"))
 }
 
+/// A channel to `url` (`https://`) over TLS configured by `tls`.
+pub async fn tls_channel(url: &str, tls: ClientTlsConfig) -> anyhow::Result<Channel> {
+    let endpoint = Channel::from_shared(url.to_owned()).with_context(|| format!("bad URL {url}"))?;
+    let endpoint = endpoint.tls_config(tls).context("TLS settings")?;
+    within(format!("gRPC connect to {url}"), endpoint.connect())
+        .await?
+        .with_context(|| format!("gRPC connect to {url}"))
+}
+
 /// A gRPC client of one broker.
 #[derive(Clone)]
 pub struct PublishClient {
@@ -43,6 +52,12 @@ impl PublishClient {
     /// Connects to `url` (`http://127.0.0.1:PORT`) without an API token.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
         Self::connect_with_token(url, None).await
+    }
+
+    /// Connects to `url` (`https://`) over TLS configured by `tls`, without an API token.
+    pub async fn connect_tls(url: &str, tls: ClientTlsConfig) -> anyhow::Result<Self> {
+        let channel = tls_channel(url, tls).await?;
+        Ok(Self { inner: PublishServiceClient::with_interceptor(channel, Bearer(None)) })
     }
 
     /// Connects to `url`, presenting `token` as the API token when given.

@@ -1,12 +1,14 @@
-//! [`RawWs`]: a WebSocket client over a bare `TcpStream`, for what a conforming library will not do: write
-//! thousands of frames in one go without reading, send unfinished fragments or unsolicited pongs, and show
-//! exactly which frames arrived before the connection ended (a reset included).
+//! [`RawWs`]: a WebSocket client over a bare `TcpStream` (or TLS over one), for what a conforming library
+//! will not do: write thousands of frames in one go without reading, send unfinished fragments or unsolicited
+//! pongs, and show exactly which frames arrived before the connection ended (a reset included).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 
 use crate::deadline::within;
 
@@ -73,9 +75,9 @@ impl ServerFrame {
     }
 }
 
-/// A raw WebSocket connection to an edge.
-pub struct RawWs {
-    stream: TcpStream,
+/// A raw WebSocket connection to an edge, over `S`.
+pub struct RawWs<S = TcpStream> {
+    stream: S,
     buf: Vec<u8>,
 }
 
@@ -83,6 +85,23 @@ impl RawWs {
     /// Connects to `addr` and upgrades on `path`.
     pub async fn connect(addr: SocketAddr, path: &str) -> anyhow::Result<Self> {
         let stream = within("raw TCP connect", TcpStream::connect(addr)).await??;
+        RawWs::upgrade(stream, addr, path).await
+    }
+
+    /// Connects to `addr` over TLS with `config` (`wss://`) and upgrades on `path`.
+    pub async fn connect_tls(
+        addr: SocketAddr,
+        path: &str,
+        config: Arc<rustls::ClientConfig>,
+    ) -> anyhow::Result<RawWs<TlsStream<TcpStream>>> {
+        let stream = crate::pki::tls_connect(addr, config).await?;
+        RawWs::upgrade(stream, addr, path).await
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> RawWs<S> {
+    /// Upgrades `stream`, connected to `addr`, on `path`.
+    async fn upgrade(stream: S, addr: SocketAddr, path: &str) -> anyhow::Result<Self> {
         let mut ws = Self { stream, buf: Vec::new() };
         let request = format!(
             "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -141,7 +160,8 @@ impl RawWs {
         Ok(frames)
     }
 
-    /// Reads until EOF after the server's close; `true` for a clean EOF, `false` for a reset.
+    /// Reads until EOF after the server's close; `true` for a clean EOF (over TLS: `close_notify`, then EOF),
+    /// `false` for a reset (or, over TLS, an EOF without `close_notify`).
     pub async fn ends_cleanly(&mut self) -> anyhow::Result<bool> {
         let mut rest = Vec::new();
         let read = within("the server's EOF", self.stream.read_to_end(&mut rest)).await?;
@@ -166,5 +186,19 @@ impl RawWs {
         let payload = self.buf.get(start..start + len)?.to_vec();
         self.buf.drain(..start + len);
         Some(ServerFrame { opcode: first & 0x0f, payload })
+    }
+}
+
+impl RawWs<TlsStream<TcpStream>> {
+    /// Reads until the server's `close_notify`, then the TCP stream to its end: `true` when `close_notify`
+    /// came and then a clean EOF (the server shut its write side down), `false` for a reset or an EOF without
+    /// `close_notify`.
+    pub async fn ends_with_close_notify_and_fin(&mut self) -> anyhow::Result<bool> {
+        if !self.ends_cleanly().await? {
+            return Ok(false);
+        }
+        let mut rest = Vec::new();
+        let read = within("the server's FIN", self.stream.get_mut().0.read_to_end(&mut rest)).await?;
+        Ok(read.is_ok() && rest.is_empty())
     }
 }

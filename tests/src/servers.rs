@@ -321,6 +321,7 @@ async fn start_broker(
         access: Arc::clone(access),
         api_token: config.api_token.clone(),
         admin_token: config.admin_token.clone(),
+        tls: None,
     };
     let stop = shutdown.child_token();
     let control = Some(Arc::clone(control));

@@ -4,6 +4,7 @@
 //! Every wait is bounded ([`STEP`] unless a method takes a limit), and failures say what was expected and
 //! what arrived. WebSocket pings and pongs are answered by tungstenite and never surface here.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
@@ -15,7 +16,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use crate::deadline::{STEP, within, within_for};
 
@@ -45,9 +46,36 @@ impl WsClient {
 
     /// Opens a connection with a fully built handshake request.
     pub async fn connect_request(request: Request) -> anyhow::Result<Self> {
+        Self::connect_with_connector(request, None).await
+    }
+
+    /// Opens a `wss://` connection, verifying the edge's certificate with `tls`.
+    pub async fn connect_tls(url: &str, tls: Arc<rustls::ClientConfig>) -> anyhow::Result<Self> {
+        let request = url.into_client_request().with_context(|| format!("bad WebSocket URL {url}"))?;
+        Self::connect_with_connector(request, Some(Connector::Rustls(tls))).await
+    }
+
+    /// Opens a `wss://` connection over `tcp`, already connected to the edge (e.g. with a small receive
+    /// buffer), verifying the edge's certificate with `tls`.
+    pub async fn connect_tls_over(
+        url: &str,
+        tcp: TcpStream,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> anyhow::Result<Self> {
+        let request = url.into_client_request().with_context(|| format!("bad WebSocket URL {url}"))?;
+        let connector = Some(Connector::Rustls(tls));
+        let (stream, _response) = within(format!("WebSocket handshake with {url}"), async {
+            tokio_tungstenite::client_async_tls_with_config(request, tcp, None, connector).await
+        })
+        .await?
+        .with_context(|| format!("WebSocket handshake with {url}"))?;
+        Ok(Self { stream, url: url.to_owned() })
+    }
+
+    async fn connect_with_connector(request: Request, connector: Option<Connector>) -> anyhow::Result<Self> {
         let url = request.uri().to_string();
         let (stream, _response) = within(format!("WebSocket handshake with {url}"), async {
-            tokio_tungstenite::connect_async(request).await
+            tokio_tungstenite::connect_async_tls_with_config(request, None, false, connector).await
         })
         .await?
         .with_context(|| format!("WebSocket handshake with {url}"))?;

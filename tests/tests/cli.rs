@@ -109,3 +109,62 @@ fn token_mints_a_jwt() -> Result<()> {
     ensure!(short.status.code() == Some(64));
     Ok(())
 }
+
+/// Runs `args` (which name `listen` as their listen address, if any) and checks: exit 64, exactly one line
+/// on stderr containing every one of `needles`, and `listen` left unbound.
+fn exits_64_with_one_line(args: &[&str], listen: &str, needles: &[&str]) -> Result<()> {
+    let output = run(args)?;
+    let stderr = String::from_utf8(output.stderr)?;
+    ensure!(output.status.code() == Some(64), "{args:?}: exit {:?}\n{stderr}", output.status.code());
+    ensure!(stderr.lines().count() == 1, "{args:?}: one line expected, got:\n{stderr}");
+    for needle in needles {
+        ensure!(stderr.contains(needle), "{args:?}: no {needle:?} in {stderr}");
+    }
+    ensure!(TcpListener::bind(listen).is_ok(), "{args:?}: {listen} was bound despite a bad config");
+    Ok(())
+}
+
+/// Bad TLS input is one line each and exit 64 before binding: an unreadable certificate, a key that is not
+/// PEM, a key of another certificate, a certificate without its key, a client CA file without a
+/// certificate, and `publish`'s CA file.
+#[test]
+fn bad_tls_files_exit_64_with_one_line_each() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let ca = crier_tests::TestCa::new("crier test CA")?;
+    let (cert, key) = ca.server()?.write(dir.path(), "a")?;
+    let (_, other_key) = ca.server()?.write(dir.path(), "b")?;
+    let not_pem = dir.path().join("not.pem");
+    std::fs::write(&not_pem, "just text\n")?;
+    let [cert, key, other_key, not_pem] = [cert, key, other_key, not_pem].map(|p| p.display().to_string());
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let listen = format!("127.0.0.1:{port}");
+    let edge = ["edge", "--listen", &listen, "--redis-url", "redis://127.0.0.1:1", "--auth-mode", "none"];
+    let edge_cases: [(&[&str], &[&str]); 4] = [
+        (&["--tls-cert-file", "/no/such.crt", "--tls-key-file", &key], &["--tls-cert-file /no/such.crt"]),
+        (&["--tls-cert-file", &cert, "--tls-key-file", &not_pem], &["--tls-key-file", "no PEM private key"]),
+        (&["--tls-cert-file", &cert, "--tls-key-file", &other_key], &["does not fit"]),
+        (&["--tls-cert-file", &cert], &["--tls-cert-file needs --tls-key-file"]),
+    ];
+    for (extra, needles) in edge_cases {
+        exits_64_with_one_line(&[&edge[..], extra].concat(), &listen, needles)?;
+    }
+    let broker = ["broker", "--grpc-listen", &listen, "--redis-url", "redis://127.0.0.1:1"];
+    let tls = ["--tls-cert-file", &cert, "--tls-key-file", &key];
+    let no_ca = [&broker[..], &tls, &["--tls-client-ca-file", &not_pem]].concat();
+    exits_64_with_one_line(&no_ca, &listen, &["--tls-client-ca-file", "holds no PEM certificate"])?;
+    let mismatched = [&broker[..], &["--tls-cert-file", &cert, "--tls-key-file", &other_key]].concat();
+    exits_64_with_one_line(&mismatched, &listen, &["does not fit"])?;
+    let dev = ["dev", "--listen", &listen, "--grpc-listen", "127.0.0.1:1", "--tls-cert-file", &cert];
+    exits_64_with_one_line(
+        &[&dev[..], &["--tls-key-file", &other_key]].concat(),
+        &listen,
+        &["does not fit"],
+    )?;
+    let publish =
+        ["publish", "--broker", "https://127.0.0.1:1", "--conversation", "c1", "--ca-file", &not_pem];
+    exits_64_with_one_line(&[&publish[..], &["{}"]].concat(), &listen, &["--ca-file", "no PEM certificate"])?;
+    let plain =
+        ["publish", "--broker", "http://127.0.0.1:1", "--conversation", "c1", "--ca-file", &cert, "{}"];
+    exits_64_with_one_line(&plain, &listen, &["need an https:// --broker"])?;
+    Ok(())
+}

@@ -172,7 +172,7 @@ async fn in_flight_publish_completes_during_shutdown() -> Result<()> {
         &BrokerConfig { partitions: 8, ..BrokerConfig::default() },
     );
     let access = Arc::new(MemoryAccessStore::new());
-    let services = Services { publisher, access, api_token: None, admin_token: None };
+    let services = Services { publisher, access, api_token: None, admin_token: None, tls: None };
     let broker = tokio::spawn(crier_broker::run(listener, services, shutdown.clone()));
     let mut client = PublishClient::connect(&url).await?;
     let publish = tokio::spawn(async move { client.publish("c1", &json!({"type": "job-status"})).await });

@@ -1,6 +1,8 @@
 //! The lingering close. Once a session has decided to end it acts on no client frame again: it writes what
 //! was queued and its close frame (or the echo of the client's), shuts its write side down, and keeps reading
-//! and dropping until the client's close frame or EOF, then closes the socket.
+//! and dropping until the client's close frame or EOF, then closes the socket. Over TLS the write side ends
+//! with `close_notify` before the FIN, and reading goes on through the decryption: the client's close
+//! frame, its `close_notify` or EOF end the wait.
 //!
 //! Why linger: closing a socket whose receive buffer still holds unread client bytes makes the kernel send
 //! RST, and the client then discards what was in flight to it, the close frame included: a flooding client
@@ -9,8 +11,6 @@
 
 use std::task::Poll;
 use std::time::Duration;
-
-use tokio::io::AsyncWriteExt;
 
 use super::{Ending, Session};
 use crate::error::CloseCode;
@@ -72,17 +72,18 @@ impl Session {
         let mut shut = false;
         loop {
             if !shut && self.pending.is_empty() {
-                // Sends FIN after the close frame: the client sees the end of the stream, not a reset.
-                let _ = self.stream.shutdown().await;
-                shut = true;
+                // Sends FIN after the close frame (and TLS close_notify): the client sees the end of the
+                // stream, not a reset. A failed shutdown leaves nothing to write: only reading goes on.
+                shut = self.stream.try_shutdown().await.unwrap_or(true);
             }
             let (writable, readable) = std::future::poll_fn(|cx| {
-                let writable = !self.pending.is_empty() && self.stream.poll_write_ready(cx).is_ready();
+                let unsent = !self.pending.is_empty() || (!shut && self.stream.wants_flush());
+                let writable = unsent && self.stream.poll_write_ready(cx).is_ready();
                 let readable = self.stream.poll_read_ready(cx).is_ready();
                 if writable || readable { Poll::Ready((writable, readable)) } else { Poll::Pending }
             })
             .await;
-            if writable && self.pending.try_write(&self.stream).is_err() {
+            if writable && self.pending.try_write(&mut self.stream).is_err() {
                 return;
             }
             if readable {
@@ -97,9 +98,9 @@ impl Session {
     /// Reads once and drops what arrived; `None` once the client closed or hung up.
     fn read_while_closing(&mut self, reading: Reading, nowhere: &Outbox) -> Option<Reading> {
         if reading == Reading::Raw {
-            return self.reader.discard(&self.stream).ok().map(|()| Reading::Raw);
+            return self.reader.discard(&mut self.stream).ok().map(|()| Reading::Raw);
         }
-        self.reader.fill(&self.stream).ok()?;
+        self.reader.fill(&mut self.stream).ok()?;
         loop {
             match self.reader.next(nowhere) {
                 Ok(Some(Inbound::Close(_))) | Err(InboundError::Gone) => return None,

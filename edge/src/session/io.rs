@@ -75,7 +75,7 @@ impl Session {
             return Some(ending);
         }
         if wake.readable
-            && let Err(err) = self.reader.fill(&self.stream)
+            && let Err(err) = self.reader.fill(&mut self.stream)
         {
             return Some(inbound_ending(&err, self.id));
         }
@@ -85,7 +85,7 @@ impl Session {
     /// Polls every source (each registers the waker) and is ready when any is.
     fn poll_wake(&self, sleep: std::pin::Pin<&mut Sleep>, cx: &mut Context<'_>) -> Poll<Wake> {
         let mut wake = Wake { outbox: self.outbox.poll_ready(cx).is_ready(), ..Wake::default() };
-        if !self.pending.is_empty()
+        if (!self.pending.is_empty() || self.stream.wants_flush())
             && let Poll::Ready(ready) = self.stream.poll_write_ready(cx)
         {
             wake.writable = ready.is_ok();
@@ -156,6 +156,11 @@ impl Session {
     /// Writes what the socket takes now, taking the next batch from the outbox whenever the last one is out;
     /// `Some` when the session must end.
     fn flush(&mut self) -> Option<Ending> {
+        if let Err(err) = self.stream.try_flush()
+            && err.kind() != std::io::ErrorKind::WouldBlock
+        {
+            return Some(Ending::Peer);
+        }
         loop {
             if !self.pending.is_empty() && self.outbox.is_overflowed() {
                 self.pending.discard_unstarted();
@@ -170,7 +175,7 @@ impl Session {
                 }
                 self.ctx.meters.queue_bytes.record(self.pending.bytes() as f64);
             }
-            if self.pending.try_write(&self.stream).is_err() {
+            if self.pending.try_write(&mut self.stream).is_err() {
                 return Some(Ending::Peer);
             }
             if !self.pending.is_empty() {

@@ -33,7 +33,6 @@ use bytes::Bytes;
 use crier_store::access::AccessStore;
 use crier_store::log::PartitionedLog;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use self::liveness::Liveness;
@@ -49,6 +48,7 @@ use crate::meters::EdgeMeters;
 use crate::outbox::Outbox;
 use crate::protocol::{self, READY_MESSAGE, ServerFrame};
 use crate::registry::Registry;
+use crate::stream::Stream;
 
 /// What every session of an edge shares.
 pub struct SessionContext {
@@ -117,7 +117,7 @@ enum Ending {
 /// Serves one upgraded connection until either side ends it. `early` holds client bytes that arrived
 /// with the handshake. Not an `async fn`: the session is built here, so the task's future holds it once.
 pub fn run(
-    stream: TcpStream,
+    stream: Stream,
     early: &[u8],
     ctx: Arc<SessionContext>,
     handshake: Handshake,
@@ -131,7 +131,7 @@ pub fn run(
 struct Session {
     id: u64,
     ctx: Arc<SessionContext>,
-    stream: TcpStream,
+    stream: Stream,
     reader: MessageReader,
     outbox: Arc<Outbox>,
     /// Frames taken from the outbox and not yet fully written.
@@ -157,7 +157,7 @@ struct Session {
 
 impl Session {
     fn new(
-        stream: TcpStream,
+        stream: Stream,
         early: &[u8],
         ctx: Arc<SessionContext>,
         slot: ConnectionSlot,

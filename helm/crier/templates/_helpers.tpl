@@ -113,6 +113,9 @@ render with a message naming the value to fix.
 {{- include "crier.validateNoLiteralSecrets" (dict "values" (index $v $component) "component" $component) -}}
 {{- end -}}
 {{- include "crier.validateJwt" $v.edge.jwt -}}
+{{- if and $v.broker.tls.clientCa.secret (not $v.broker.tls.secret) -}}
+{{- fail "broker.tls.clientCa needs broker.tls.secret: client certificates are asked for in a TLS handshake" -}}
+{{- end -}}
 {{- end -}}
 
 {{/*
@@ -298,6 +301,9 @@ volumes:
 {{- with (include "crier.jwksCaVolume" .ctx | trim) }}
   {{- . | nindent 2 }}
 {{- end }}
+{{- end }}
+{{- with (include "crier.tlsVolumes" . | trim) }}
+  {{- . | nindent 2 }}
 {{- end }}
 {{- end -}}
 
