@@ -119,13 +119,9 @@ impl Publisher {
             version: STREAM_ENTRY_VERSION,
             conversation_id: item.conversation_id.clone(),
             payload: item.payload.clone(),
-            published_at_ms: crier_store::telemetry::now_ms(),
+            published_at_ms: telemetry::now_ms(),
             // The caller's span (the `publish` RPC span): empty unless tracing is on and it is sampled.
-            trace_context: if telemetry::exporting() {
-                telemetry::inject(&tracing::Span::current())
-            } else {
-                std::collections::HashMap::new()
-            },
+            trace_context: telemetry::inject(&tracing::Span::current()),
         };
         let token = (!item.idempotency_key.is_empty())
             .then(|| dedupe_token(&item.conversation_id, &item.idempotency_key));

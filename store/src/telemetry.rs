@@ -1,5 +1,6 @@
 //! Traces and metrics plumbing shared by broker, edge and the CLI: the process's Prometheus recorder, the
-//! OTLP trace pipeline, and W3C trace-context propagation through gRPC metadata and stream entries.
+//! OTLP trace pipeline, and W3C trace-context propagation through stream entries (the broker reads the
+//! caller's from gRPC metadata: `crier_broker::trace_parent`).
 //!
 //! Tracing is off unless an OTLP endpoint is configured (the CLI reads `OTEL_EXPORTER_OTLP_ENDPOINT`); the
 //! exporter itself honours the other standard `OTEL_*` variables (headers, timeout) and the SDK the sampler

@@ -75,6 +75,11 @@ impl PublishClient {
         Ok(position)
     }
 
+    /// Publishes `{"type":"job-status","seq":seq}` about `conversation`; returns the position.
+    pub async fn publish_seq(&mut self, conversation: &str, seq: i64) -> anyhow::Result<String> {
+        self.publish(conversation, &serde_json::json!({"type": "job-status", "seq": seq})).await
+    }
+
     /// Publishes `payload` exactly as given (for byte-for-byte delivery checks); returns the position.
     pub async fn publish_raw(&mut self, conversation: &str, payload: &str) -> anyhow::Result<String> {
         let position = self

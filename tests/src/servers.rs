@@ -269,6 +269,13 @@ impl Servers {
         WsClient::connect(&self.edge_ws_url(index)).await
     }
 
+    /// A client of edge `index` authenticated (dev auth) as `user`, with positions on (`?positions=1`).
+    pub async fn positions_client(&self, index: usize, user: &str) -> anyhow::Result<WsClient> {
+        let mut ws = WsClient::connect(&format!("{}?positions=1", self.edge_ws_url(index))).await?;
+        ws.auth_dev(user).await?;
+        Ok(ws)
+    }
+
     /// Shuts edge `index` down (its sessions see its drain) and waits for it to finish.
     pub async fn stop_edge(&mut self, index: usize) -> anyhow::Result<()> {
         let task = self.tasks.get_mut(index + 1).with_context(|| format!("no edge {index}"))?;

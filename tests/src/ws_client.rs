@@ -124,6 +124,19 @@ impl WsClient {
         Ok(frame)
     }
 
+    /// The next frame, a `notification` of `conversation` whose payload carries a `seq`; returns that seq
+    /// and the frame's position.
+    pub async fn expect_seq_notification(&mut self, conversation: &str) -> anyhow::Result<(i64, String)> {
+        let frame = self.expect_type("notification").await?;
+        if frame["conversationId"] != conversation {
+            bail!("expected a notification of {conversation:?}, got {frame}");
+        }
+        let (Some(seq), Some(position)) = (frame["data"]["seq"].as_i64(), frame["position"].as_str()) else {
+            bail!("notification without seq or position: {frame}");
+        };
+        Ok((seq, position.to_owned()))
+    }
+
     /// Reads until the server's close frame, discarding data frames before it, and returns its close code
     /// (`None` when the connection ended without a code or without a close frame).
     pub async fn expect_close(&mut self) -> anyhow::Result<Option<u16>> {

@@ -13,16 +13,8 @@ use crier_proto::{node_of, partition};
 use crier_store::log::MemoryLog;
 use crier_store::log::{RedisTopology, Retention};
 use crier_tests::redis_server::redis_log;
-use crier_tests::{
-    PublishClient, RedisCluster, RedisServer, Servers, ServersConfig, WsClient, within, within_for,
-};
+use crier_tests::{PublishClient, RedisCluster, RedisServer, Servers, ServersConfig, within, within_for};
 use serde_json::json;
-
-async fn positions_client(servers: &Servers, edge: usize, user: &str) -> Result<WsClient> {
-    let mut ws = WsClient::connect(&format!("{}?positions=1", servers.edge_ws_url(edge))).await?;
-    ws.auth_dev(user).await?;
-    Ok(ws)
-}
 
 /// Publishes until the broker accepts (Redis coming back), bounded.
 async fn publish_when_back(publisher: &mut PublishClient, payload: &serde_json::Value) -> Result<String> {
@@ -50,7 +42,7 @@ async fn redis_restart_keeps_sockets_and_never_fakes_recovery() -> Result<()> {
     let mut redis = RedisServer::start().await?;
     let servers = Servers::start(redis.redis_log(64, 1_000).await?, 1).await?;
     let mut publisher = servers.publish_client().await?;
-    let mut ws = positions_client(&servers, 0, "u1").await?;
+    let mut ws = servers.positions_client(0, "u1").await?;
     ws.subscribe("c1").await?;
     let before = publisher.publish("c1", &json!({"seq": 0})).await?;
     ensure!(ws.expect_type("notification").await?["position"] == before);
@@ -62,7 +54,7 @@ async fn redis_restart_keeps_sockets_and_never_fakes_recovery() -> Result<()> {
     redis.restart().await?;
     let closed = ws.expect_close_within(Duration::from_secs(15)).await?;
     ensure!(closed == Some(4008), "the lost stream must be announced with 4008, got {closed:?}");
-    let mut late = positions_client(&servers, 0, "u2").await?;
+    let mut late = servers.positions_client(0, "u2").await?;
     ensure!(late.subscribe_since("c1", &before).await?["recovered"] == false, "old epoch must not recover");
     let after = publish_when_back(&mut publisher, &json!({"seq": 2})).await?;
     let frame = within("delivery after Redis is back", late.expect_type("notification")).await??;
@@ -76,7 +68,7 @@ async fn client_of_a_stopped_edge_recovers_on_another_edge() -> Result<()> {
     let redis = RedisServer::start().await?;
     let mut servers = Servers::start(redis.redis_log(64, 1_000).await?, 2).await?;
     let mut publisher = servers.publish_client().await?;
-    let mut ws = positions_client(&servers, 0, "u1").await?;
+    let mut ws = servers.positions_client(0, "u1").await?;
     ws.subscribe("c1").await?;
     publisher.publish("c1", &json!({"seq": 0})).await?;
     let last = ws.expect_type("notification").await?["position"].as_str().unwrap_or_default().to_owned();
@@ -85,7 +77,7 @@ async fn client_of_a_stopped_edge_recovers_on_another_edge() -> Result<()> {
     for seq in 1..4 {
         publisher.publish("c1", &json!({"seq": seq})).await?;
     }
-    let mut ws = positions_client(&servers, 1, "u1").await?;
+    let mut ws = servers.positions_client(1, "u1").await?;
     ensure!(ws.subscribe_since("c1", &last).await?["recovered"] == true);
     for seq in 1..4 {
         ensure!(ws.expect_type("notification").await?["data"]["seq"] == seq);

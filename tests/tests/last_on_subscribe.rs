@@ -6,28 +6,8 @@ use std::sync::Arc;
 
 use anyhow::{Result, bail, ensure};
 use crier_store::log::{MemoryLog, PartitionedLog};
-use crier_tests::{PublishClient, RedisServer, Servers, WsClient, within};
+use crier_tests::{RedisServer, Servers, WsClient, within};
 use serde_json::{Value, json};
-
-async fn positions_client(servers: &Servers, user: &str) -> Result<WsClient> {
-    let mut ws = WsClient::connect(&format!("{}?positions=1", servers.edge_ws_url(0))).await?;
-    ws.auth_dev(user).await?;
-    Ok(ws)
-}
-
-/// The next notification frame of `conversation`; returns its seq and position.
-async fn next_seq(ws: &mut WsClient, conversation: &str) -> Result<(i64, String)> {
-    let frame = ws.expect_type("notification").await?;
-    ensure!(frame["conversationId"] == conversation, "{frame}");
-    let (Some(seq), Some(position)) = (frame["data"]["seq"].as_i64(), frame["position"].as_str()) else {
-        bail!("notification without seq or position: {frame}");
-    };
-    Ok((seq, position.to_owned()))
-}
-
-async fn publish_seq(publisher: &mut PublishClient, conversation: &str, seq: i64) -> Result<String> {
-    publisher.publish(conversation, &json!({"type": "job-status", "seq": seq})).await
-}
 
 /// The stream id of a position (`<partition>:<epoch>:<ms>-<seq>`), comparable.
 fn stream_id(position: &str) -> Result<(u64, u64)> {
@@ -49,22 +29,22 @@ async fn last_then_live_without_gap_or_duplicate(log: Arc<dyn PartitionedLog>) -
     let servers = Servers::start(log, 1).await?;
     let mut publisher = servers.publish_client().await?;
     for seq in 0..20 {
-        publish_seq(&mut publisher, "job", seq).await?;
-        publish_seq(&mut publisher, "noise", seq).await?;
+        publisher.publish_seq("job", seq).await?;
+        publisher.publish_seq("noise", seq).await?;
     }
     let publishing = tokio::spawn(async move {
         for seq in 20..TOTAL {
-            publish_seq(&mut publisher, "job", seq).await?;
+            publisher.publish_seq("job", seq).await?;
         }
         anyhow::Ok(())
     });
-    let mut ws = positions_client(&servers, "u1").await?;
+    let mut ws = servers.positions_client(0, "u1").await?;
     let subscribed = subscribe_last(&mut ws, "job", json!(5)).await?;
     ensure!(subscribed["type"] == "subscribed" && subscribed.get("recovered").is_none(), "{subscribed}");
     let live_from = stream_id(subscribed["position"].as_str().unwrap_or_default())?;
     let (mut seen, mut replayed) = (Vec::new(), 0);
     while seen.last() != Some(&(TOTAL - 1)) {
-        let (seq, position) = next_seq(&mut ws, "job").await?;
+        let (seq, position) = ws.expect_seq_notification("job").await?;
         replayed += usize::from(stream_id(&position)? <= live_from);
         seen.push(seq);
     }
@@ -94,9 +74,9 @@ async fn last_then_live_without_gap_or_duplicate_on_redis() -> Result<()> {
 async fn last_edge_cases(log: Arc<dyn PartitionedLog>) -> Result<()> {
     let servers = Servers::start(log, 1).await?;
     let mut publisher = servers.publish_client().await?;
-    let first = publish_seq(&mut publisher, "c1", 0).await?;
+    let first = publisher.publish_seq("c1", 0).await?;
     for seq in 1..3 {
-        publish_seq(&mut publisher, "c1", seq).await?;
+        publisher.publish_seq("c1", seq).await?;
     }
     let mut ws = servers.ws_client(0).await?;
     ws.auth_dev("u1").await?;
@@ -109,15 +89,15 @@ async fn last_edge_cases(log: Arc<dyn PartitionedLog>) -> Result<()> {
     for seq in 0..3 {
         ensure!(ws.recv_json().await? == json!({"type": "job-status", "seq": seq}));
     }
-    let mut ws = positions_client(&servers, "u2").await?;
+    let mut ws = servers.positions_client(0, "u2").await?;
     let request = json!({"action": "subscribe", "conversationId": "c1", "since": first, "last": 3});
     ws.send_json(&request).await?;
     ensure!(ws.expect_type("subscribed").await?["recovered"] == true);
     for seq in 1..4 {
         if seq == 3 {
-            publish_seq(&mut publisher, "c1", 3).await?;
+            publisher.publish_seq("c1", 3).await?;
         }
-        ensure!(next_seq(&mut ws, "c1").await?.0 == seq, "since wins: replay after it, then live");
+        ensure!(ws.expect_seq_notification("c1").await?.0 == seq, "since wins: replay after it, then live");
     }
     servers.shutdown().await
 }

@@ -3,38 +3,17 @@
 
 use std::sync::Arc;
 
-use anyhow::{Result, bail, ensure};
+use anyhow::{Result, ensure};
 use crier_store::log::{MemoryLog, PartitionedLog};
-use crier_tests::{PublishClient, RedisServer, Servers, WsClient, within};
+use crier_tests::{RedisServer, Servers, within};
 use serde_json::{Value, json};
-
-/// A client authenticated as `user` on edge `edge`, with positions.
-async fn positions_client(servers: &Servers, edge: usize, user: &str) -> Result<WsClient> {
-    let mut ws = WsClient::connect(&format!("{}?positions=1", servers.edge_ws_url(edge))).await?;
-    ws.auth_dev(user).await?;
-    Ok(ws)
-}
-
-/// The next notification frame; returns (seq, position).
-async fn next_notification(ws: &mut WsClient, conversation: &str) -> Result<(i64, String)> {
-    let frame = ws.expect_type("notification").await?;
-    ensure!(frame["conversationId"] == conversation, "{frame}");
-    let (Some(seq), Some(position)) = (frame["data"]["seq"].as_i64(), frame["position"].as_str()) else {
-        bail!("notification without seq or position: {frame}");
-    };
-    Ok((seq, position.to_owned()))
-}
-
-async fn publish_seq(publisher: &mut PublishClient, conversation: &str, seq: i64) -> Result<String> {
-    publisher.publish(conversation, &json!({"type": "job-status", "seq": seq})).await
-}
 
 /// With `?positions=1`, each notification arrives wrapped with its conversation and the position the broker
 /// returned, the payload untouched inside `data`.
 #[tokio::test]
 async fn positions_opt_in_wraps_payload_with_its_position() -> Result<()> {
     let servers = Servers::dev(1).await?;
-    let mut ws = positions_client(&servers, 0, "u1").await?;
+    let mut ws = servers.positions_client(0, "u1").await?;
     ws.subscribe("c1").await?;
     let payload = json!({"type": "research-progress", "progress": 10});
     let position = servers.publish_client().await?.publish("c1", &payload).await?;
@@ -50,29 +29,29 @@ async fn since_replays_what_was_missed_then_continues_live() -> Result<()> {
     let redis = RedisServer::start().await?;
     let servers = Servers::start(redis.redis_log(64, 1_000).await?, 1).await?;
     let mut publisher = servers.publish_client().await?;
-    let mut ws = positions_client(&servers, 0, "u1").await?;
+    let mut ws = servers.positions_client(0, "u1").await?;
     ws.subscribe("c1").await?;
     for seq in 0..3 {
-        publish_seq(&mut publisher, "c1", seq).await?;
+        publisher.publish_seq("c1", seq).await?;
     }
     let mut last = String::new();
     for seq in 0..3 {
-        let (got, position) = next_notification(&mut ws, "c1").await?;
+        let (got, position) = ws.expect_seq_notification("c1").await?;
         ensure!(got == seq);
         last = position;
     }
     ws.close().await?;
     for seq in 3..6 {
-        publish_seq(&mut publisher, "c1", seq).await?;
+        publisher.publish_seq("c1", seq).await?;
     }
-    let mut ws = positions_client(&servers, 0, "u1").await?;
+    let mut ws = servers.positions_client(0, "u1").await?;
     let subscribed = ws.subscribe_since("c1", &last).await?;
     ensure!(subscribed["recovered"] == true, "{subscribed}");
     for seq in 3..6 {
-        ensure!(next_notification(&mut ws, "c1").await?.0 == seq);
+        ensure!(ws.expect_seq_notification("c1").await?.0 == seq);
     }
-    publish_seq(&mut publisher, "c1", 6).await?;
-    ensure!(next_notification(&mut ws, "c1").await?.0 == 6);
+    publisher.publish_seq("c1", 6).await?;
+    ensure!(ws.expect_seq_notification("c1").await?.0 == 6);
     servers.shutdown().await
 }
 
@@ -81,28 +60,28 @@ async fn since_replays_what_was_missed_then_continues_live() -> Result<()> {
 async fn seam_has_no_gap_or_duplicate(log: Arc<dyn PartitionedLog>) -> Result<()> {
     const TOTAL: i64 = 400;
     let servers = Servers::start(log, 1).await?;
-    let mut ws = positions_client(&servers, 0, "u1").await?;
+    let mut ws = servers.positions_client(0, "u1").await?;
     ws.subscribe("seam").await?;
     let mut publisher = servers.publish_client().await?;
     let publishing = tokio::spawn(async move {
         for seq in 0..TOTAL {
-            publish_seq(&mut publisher, "seam", seq).await?;
+            publisher.publish_seq("seam", seq).await?;
         }
         anyhow::Ok(())
     });
     let mut seen = Vec::new();
     let mut last = String::new();
     while seen.len() < 50 {
-        let (seq, position) = next_notification(&mut ws, "seam").await?;
+        let (seq, position) = ws.expect_seq_notification("seam").await?;
         seen.push(seq);
         last = position;
     }
     // Drop without a goodbye: frames in flight are lost with the connection.
     drop(ws);
-    let mut ws = positions_client(&servers, 0, "u1").await?;
+    let mut ws = servers.positions_client(0, "u1").await?;
     ensure!(ws.subscribe_since("seam", &last).await?["recovered"] == true);
     while seen.last() != Some(&(TOTAL - 1)) {
-        seen.push(next_notification(&mut ws, "seam").await?.0);
+        seen.push(ws.expect_seq_notification("seam").await?.0);
     }
     within("the publisher", publishing).await???;
     let want: Vec<i64> = (0..TOTAL).collect();
@@ -128,14 +107,14 @@ async fn seam_has_no_gap_or_duplicate_on_redis() -> Result<()> {
 async fn trimmed_position_is_not_recovered(log: Arc<dyn PartitionedLog>, appends: i64) -> Result<()> {
     let servers = Servers::start(log, 1).await?;
     let mut publisher = servers.publish_client().await?;
-    let first = publish_seq(&mut publisher, "c1", 0).await?;
+    let first = publisher.publish_seq("c1", 0).await?;
     for seq in 1..appends {
-        publish_seq(&mut publisher, "c1", seq).await?;
+        publisher.publish_seq("c1", seq).await?;
     }
-    let mut ws = positions_client(&servers, 0, "u1").await?;
+    let mut ws = servers.positions_client(0, "u1").await?;
     ensure!(ws.subscribe_since("c1", &first).await?["recovered"] == false);
-    publish_seq(&mut publisher, "c1", appends).await?;
-    ensure!(next_notification(&mut ws, "c1").await?.0 == appends, "live delivery after recovered:false");
+    publisher.publish_seq("c1", appends).await?;
+    ensure!(ws.expect_seq_notification("c1").await?.0 == appends, "live delivery after recovered:false");
     servers.shutdown().await
 }
 
@@ -158,18 +137,18 @@ async fn trimmed_position_is_not_recovered_on_redis() -> Result<()> {
 async fn foreign_or_garbage_positions_are_not_recovered() -> Result<()> {
     let servers = Servers::dev(1).await?;
     let mut publisher = servers.publish_client().await?;
-    let position = publish_seq(&mut publisher, "c1", 0).await?;
+    let position = publisher.publish_seq("c1", 0).await?;
     let parts: Vec<&str> = position.split(':').collect();
     let other_epoch = format!("{}:{}:{}", parts[0], "1234abcd", parts[2]);
     let other_partition = format!("{}:{}:{}", (parts[0].parse::<u32>()? + 1) % 64, parts[1], parts[2]);
-    let mut ws = positions_client(&servers, 0, "u1").await?;
+    let mut ws = servers.positions_client(0, "u1").await?;
     for (i, since) in ["garbage", "1:2:3", other_epoch.as_str(), other_partition.as_str()].iter().enumerate()
     {
         let conversation = format!("c{}", i + 10);
         let subscribed = ws.subscribe_since(&conversation, since).await?;
         ensure!(subscribed["recovered"] == false, "{since}: {subscribed}");
     }
-    let mut ws = positions_client(&servers, 0, "u2").await?;
+    let mut ws = servers.positions_client(0, "u2").await?;
     let subscribed: Value = ws.subscribe_since("c1", &position).await?;
     ensure!(subscribed["recovered"] == true, "the genuine position recovers: {subscribed}");
     servers.shutdown().await

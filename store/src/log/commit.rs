@@ -14,6 +14,7 @@ use crier_proto::keys::{ENTRY_FIELD, PartitionKeys};
 use redis::{RedisError, Script, Value};
 use tokio::sync::{mpsc, oneshot};
 
+use super::redis::timed_out;
 use super::reply::{self, protocol};
 use super::topology::Conn;
 use super::{Appended, LogError, new_epoch};
@@ -77,7 +78,7 @@ async fn run(mut pending: mpsc::UnboundedReceiver<Pending>, conn: Conn, shared: 
         let answers = match outcome {
             Ok(Ok(reply)) => answers(&group, reply),
             Ok(Err(source)) => group.iter().map(|p| Err(unavailable(p, source.clone()))).collect(),
-            Err(_) => group.iter().map(|p| Err(unavailable(p, timed_out()))).collect(),
+            Err(_) => group.iter().map(|p| Err(unavailable(p, timed_out("append")))).collect(),
         };
         for (p, answer) in group.drain(..).zip(answers) {
             let _ = p.reply.send(answer);
@@ -134,8 +135,4 @@ fn unavailable(p: &Pending, source: RedisError) -> LogError {
 
 fn closed() -> RedisError {
     RedisError::from(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "append lane stopped"))
-}
-
-fn timed_out() -> RedisError {
-    RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, "append timed out"))
 }

@@ -155,7 +155,7 @@ async fn check_partition_count(conn: &Conn, configured: u32) -> Result<(), LogEr
     }
 }
 
-fn timed_out(what: &str) -> RedisError {
+pub(super) fn timed_out(what: &str) -> RedisError {
     RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("{what} timed out")))
 }
 
