@@ -27,6 +27,12 @@ pub struct HttpReply {
 }
 
 impl AdminClient {
+    /// The admin listener's address.
+    #[must_use]
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// A client of the admin listener at `addr`.
     #[must_use]
     pub fn new(addr: SocketAddr) -> Self {

@@ -1,12 +1,13 @@
 //! [`JwksServer`]: a tiny HTTP or HTTPS server (hyper, tokio-rustls) on `127.0.0.1:0` serving a JWKS document
-//! the test can swap (key rotation), counting fetches (refresh-rate bounds) and failed TLS handshakes.
+//! the test can swap (key rotation), counting fetches (refresh-rate bounds) and failed TLS handshakes. It can
+//! also hang: accept requests and never answer them (an identity provider that stalls).
 //!
 //! Over HTTPS its certificate (for `127.0.0.1` and `localhost`) is signed by a CA made for this server alone
 //! (rcgen), so it chains to nothing an edge trusts unless the test hands it [`JwksServer::ca_pem`].
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::Context;
@@ -35,7 +36,15 @@ pub struct JwksServer {
     ca_pem: Option<String>,
     /// Counts TLS handshakes that failed (a client that does not trust the certificate).
     handshake_failures: watch::Receiver<usize>,
+    hang: Arc<Hang>,
     task: JoinHandle<()>,
+}
+
+/// Whether requests are held unanswered, and how many have been.
+#[derive(Default)]
+struct Hang {
+    on: AtomicBool,
+    held: watch::Sender<usize>,
 }
 
 /// What one accepted connection needs.
@@ -45,6 +54,7 @@ struct Shared {
     fetches: Arc<AtomicUsize>,
     tls: Option<TlsAcceptor>,
     handshake_failures: Arc<watch::Sender<usize>>,
+    hang: Arc<Hang>,
 }
 
 /// A public JWK for `private_pem` (RSA) with `kid`.
@@ -97,14 +107,16 @@ impl JwksServer {
             fetches: Arc::new(AtomicUsize::new(0)),
             tls,
             handshake_failures: Arc::new(failures),
+            hang: Arc::new(Hang::default()),
         };
         let (document, fetches) = (Arc::clone(&shared.document), Arc::clone(&shared.fetches));
+        let hang = Arc::clone(&shared.hang);
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 tokio::spawn(shared.clone().connection(stream));
             }
         });
-        Ok(Self { addr, document, fetches, ca_pem, handshake_failures, task })
+        Ok(Self { addr, document, fetches, ca_pem, handshake_failures, hang, task })
     }
 
     /// The document's URL: `http://` or `https://127.0.0.1:PORT/.well-known/jwks.json`.
@@ -134,6 +146,18 @@ impl JwksServer {
         Ok(())
     }
 
+    /// From now on, requests are accepted and never answered.
+    pub fn hang(&self) {
+        self.hang.on.store(true, Ordering::SeqCst);
+    }
+
+    /// Waits (bounded) until a request is being held unanswered.
+    pub async fn holding_a_request(&self) -> anyhow::Result<()> {
+        let mut held = self.hang.held.subscribe();
+        within("a JWKS request held by the hanging server", held.wait_for(|n| *n > 0)).await??;
+        Ok(())
+    }
+
     /// How many times the document was fetched.
     #[must_use]
     pub fn fetches(&self) -> usize {
@@ -160,11 +184,18 @@ impl Shared {
     }
 
     async fn http(self, stream: impl AsyncRead + AsyncWrite + Unpin + Send + 'static) {
-        let Self { document, fetches, .. } = self;
+        let Self { document, fetches, hang, .. } = self;
         let service = service_fn(move |_req| {
             fetches.fetch_add(1, Ordering::SeqCst);
             let body = document.lock().unwrap_or_else(PoisonError::into_inner).clone();
-            std::future::ready(Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(body)))))
+            let hang = Arc::clone(&hang);
+            async move {
+                if hang.on.load(Ordering::SeqCst) {
+                    hang.held.send_modify(|n| *n += 1);
+                    std::future::pending::<()>().await;
+                }
+                Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(body))))
+            }
         });
         let _ =
             hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;

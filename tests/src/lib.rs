@@ -14,12 +14,13 @@
 //! - [`admin_client`]: `AdminClient`: raw HTTP GETs of `/metrics`, `/healthz`, `/readyz`; `Scrape` parses.
 //! - [`crier_process`]: `CrierProcess`: the built `crier` binary as a child process, for signal tests.
 //! - [`deadline`]: `within`: the timeout wrapped around every await of the harness.
+//! - [`delay_proxy`]: `DelayProxy`: a TCP proxy holding every chunk for a fixed delay (a slow Redis link).
 //! - [`redis_monitor`]: `RedisMonitor`: Redis' own log of the commands it served (`MONITOR`).
 //! - [`redis_server`]: `RedisServer`: a spawned `redis-server` (standalone or cluster node) on a free port,
 //!   killed on drop.
 //! - [`redis_cluster`]: `RedisCluster`: three spawned masters joined by `redis-cli --cluster create`.
 //! - [`jwks_server`]: `JwksServer`: a JWKS document over HTTP or HTTPS (a CA of its own), swappable,
-//!   counting fetches and refused TLS handshakes.
+//!   counting fetches and refused TLS handshakes, or hanging.
 //! - [`pki`]: `TestCa`: a CA per test run issuing server and client certificates as PEM files.
 //! - [`publish_client`]: `PublishClient`: the gRPC publisher backends use.
 //! - [`raw_ws`]: `RawWs`: a WebSocket client on a bare socket, for floods, raw fragments and resets.
@@ -33,6 +34,7 @@ pub mod browser;
 pub mod bystander;
 pub mod crier_process;
 pub mod deadline;
+pub mod delay_proxy;
 pub mod jwks_server;
 pub mod pki;
 pub mod publish_client;
@@ -50,6 +52,7 @@ pub use browser::{BROWSER_STEP, Browser};
 pub use bystander::Bystander;
 pub use crier_process::{CrierProcess, crier_binary};
 pub use deadline::{STEP, within, within_for};
+pub use delay_proxy::DelayProxy;
 pub use jwks_server::{JwksServer, rsa_jwk};
 pub use pki::{Leaf, TestCa};
 pub use publish_client::PublishClient;

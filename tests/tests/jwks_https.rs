@@ -1,7 +1,8 @@
 //! JWKS over HTTPS, through the flags operators use: a real `crier edge` process fetches keys from a local
 //! HTTPS server whose certificate chains to a CA made for the test, trusted only through
 //! `--jwt-jwks-ca-file`. Without that file the certificate is refused, tokens are refused as usual, the
-//! failure is logged with its cause, and the edge keeps serving.
+//! failure is logged with its cause, and the edge keeps serving. A JWKS endpoint that hangs holds only the
+//! tokens that need a refetch.
 
 use std::path::Path;
 use std::time::Duration;
@@ -56,8 +57,13 @@ async fn start_edge(redis: &RedisServer, jwks_url: &str, ca_file: Option<&Path>)
 
 /// An RS256 token for `user` naming key `k1`, listing conversation `c1`.
 fn token(user: &str) -> Result<String> {
+    token_naming(user, "k1")
+}
+
+/// An RS256 token for `user` naming key `kid`, listing conversation `c1`.
+fn token_naming(user: &str, kid: &str) -> Result<String> {
     let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some("k1".to_owned());
+    header.kid = Some(kid.to_owned());
     let claims =
         json!({"typ": "crier-connection", "sub": user, "exp": unix_now() + 300, "conversations": ["c1"]});
     Ok(jsonwebtoken::encode(&header, &claims, &EncodingKey::from_rsa_pem(RSA_A_PRIVATE)?)?)
@@ -118,6 +124,42 @@ async fn https_jwks_without_ca_file_refuses_tokens_and_edge_stays_up() -> Result
     ensure!(
         logs.lines().any(|l| l.contains("JWKS fetch failed") && l.contains("certificate")),
         "no JWKS failure naming the certificate in the log:\n{logs}"
+    );
+    Ok(())
+}
+
+/// The JWKS endpoint hangs (accepts, never answers) while a token naming a key the edge lacks waits for a
+/// refetch: meanwhile the authenticated session keeps receiving and a token with a known key authenticates.
+/// Only the unknown key's session waits, and is then refused with 4001.
+#[tokio::test]
+async fn hanging_jwks_holds_only_tokens_that_need_a_refetch() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let jwks = JwksServer::start(vec![rsa_jwk(RSA_A_PRIVATE, "k1")?]).await?;
+    let edge = start_edge(&redis, &jwks.url(), None).await?;
+    let mut calm = WsClient::connect(&edge.ws_url).await?;
+    calm.auth_token(&token("alice")?, "alice").await?;
+    calm.subscribe("c1").await?;
+    jwks.hang();
+    let mut waiting = WsClient::connect(&edge.ws_url).await?;
+    waiting.expect_type("ready").await?;
+    waiting.send_json(&json!({"action": "auth", "token": token_naming("bob", "k2")?})).await?;
+    jwks.holding_a_request().await?;
+    let publisher = Publisher::new(redis.redis_log(64, 100).await?, &BrokerConfig::default());
+    let item =
+        Item { conversation_id: "c1".into(), payload: r#"{"n":1}"#.into(), idempotency_key: "".into() };
+    publisher.publish(&item).await?;
+    ensure!(calm.recv_json().await?["n"] == 1, "delivery stalled behind the hanging JWKS");
+    let mut known = WsClient::connect(&edge.ws_url).await?;
+    known.auth_token(&token("carol")?, "carol").await?;
+    waiting.expect_no_frame_within(Duration::ZERO).await?;
+    ensure!(waiting.expect_type("error").await?["message"] == "Authentication failed");
+    ensure!(waiting.expect_close().await? == Some(4001));
+    edge.process.sigterm().await?;
+    let (status, logs) = edge.process.wait(Duration::from_secs(5)).await?;
+    ensure!(
+        status.success(),
+        "edge exited with {status}; log:
+{logs}"
     );
     Ok(())
 }
