@@ -70,6 +70,39 @@ impl RedisCluster {
         self.masters[i].stop();
     }
 
+    /// Kills master `i` (SIGKILL) if it runs and starts it again, empty, on the same port with the same `nodes.conf`: it
+    /// comes back as the same node owning the same slots but holding no keys, as a master without
+    /// persistence does after a crash. Returns once it answers and no running master flags it as failed.
+    pub async fn restart_master_empty(&mut self, i: usize) -> anyhow::Result<()> {
+        self.masters[i].restart().await?;
+        self.until_rejoined(i).await
+    }
+
+    /// Returns once every running master (`i` included) sees master `i` without a `fail` or `fail?` flag.
+    pub async fn until_rejoined(&self, i: usize) -> anyhow::Result<()> {
+        let port = format!("127.0.0.1:{}@", self.masters[i].port());
+        let limit = NODE_TIMEOUT * 10;
+        within_for(limit, format!("master {i} to rejoin the cluster"), async {
+            loop {
+                let mut all = true;
+                for master in self.masters.iter().filter(|m| m.is_running()) {
+                    let nodes = cluster_command(master, "NODES").await?;
+                    all &= nodes.lines().any(|l| {
+                        l.split(' ').nth(1).is_some_and(|a| a.starts_with(&port))
+                            && l.split(' ')
+                                .nth(2)
+                                .is_some_and(|f| !f.split(',').any(|f| f.starts_with("fail")))
+                    });
+                }
+                if all {
+                    return Ok(());
+                }
+                tokio::time::sleep(PROBE_INTERVAL).await;
+            }
+        })
+        .await?
+    }
+
     /// A plain connection to master `i` (not cluster-aware: keyed commands get `MOVED` for other slots).
     pub async fn connection(&self, i: usize) -> anyhow::Result<MultiplexedConnection> {
         self.masters[i].connection().await

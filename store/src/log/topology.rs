@@ -93,7 +93,8 @@ pub enum Connector {
     /// One client per standalone node, in `--redis-url` order.
     Nodes(Vec<Client>),
     /// The cluster client for commands, and one for blocking readers: redis-rs' cluster client applies
-    /// its response timeouts to every connection it makes, and `XREAD BLOCK` must outlast them.
+    /// its response timeouts to every connection it makes, and `XREAD BLOCK` must outlast them; and a
+    /// reader must see every failure itself instead of having it retried.
     Cluster {
         /// Bounded by the command timeout.
         commands: Box<ClusterClient>,
@@ -116,9 +117,12 @@ impl Connector {
                         .tcp_settings(tcp_settings())
                 };
                 let commands = builder().response_timeout(timeout).build()?;
+                // No retries: a read broken by a node's crash must fail, so the consumer re-checks the epoch.
+                // Retried, it lands on the node restarted empty and reads its new stream as the old one.
                 let readers = builder()
                     .response_timeout(READER_RESPONSE_TIMEOUT)
                     .overall_response_timeout(None)
+                    .retries(0)
                     .build()?;
                 Ok(Self::Cluster { commands: Box::new(commands), readers: Box::new(readers) })
             }
