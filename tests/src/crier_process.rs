@@ -4,7 +4,7 @@
 //! The binary is the one `cargo build --workspace --all-targets` (which `.ci/run` runs before the tests)
 //! puts next to this test's own executable: `target/<profile>/crier`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -38,17 +38,33 @@ pub fn crier_binary() -> anyhow::Result<PathBuf> {
 impl CrierProcess {
     /// Starts `crier <args>` with `envs` added to the environment (of the child only).
     pub fn spawn(args: &[&str], envs: &[(&str, &str)]) -> anyhow::Result<Self> {
-        let mut command = Command::new(crier_binary()?);
-        command
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+        Self::spawn_binary(&crier_binary()?, args, envs, None)
+    }
+
+    /// Starts `binary <args>` (a `crier` binary given by path) with `envs` added. Its stderr is kept in
+    /// memory, or appended to `log` when given (for long runs and processes restarted many times).
+    pub fn spawn_binary(
+        binary: &Path,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        log: Option<&Path>,
+    ) -> anyhow::Result<Self> {
+        let mut command = Command::new(binary);
+        let stderr = match log {
+            Some(path) => Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .with_context(|| format!("opening {}", path.display()))?,
+            ),
+            None => Stdio::piped(),
+        };
+        command.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr).kill_on_drop(true);
         for &(key, value) in envs {
             command.env(key, value);
         }
-        let mut child = command.spawn().with_context(|| format!("spawning crier {args:?}"))?;
+        let mut child = command.spawn().with_context(|| format!("spawning {} {args:?}", binary.display()))?;
         let stderr = child.stderr.take().map(|mut pipe| {
             tokio::spawn(async move {
                 let mut text = String::new();
@@ -57,6 +73,17 @@ impl CrierProcess {
             })
         });
         Ok(Self { child, stderr })
+    }
+
+    /// Kills the process (SIGKILL, a crash) and reaps it.
+    pub async fn kill(&mut self) -> anyhow::Result<()> {
+        within_for(Duration::from_secs(5), "crier to die", self.child.kill()).await??;
+        Ok(())
+    }
+
+    /// Its exit status if it has exited, without waiting.
+    pub fn exited(&mut self) -> anyhow::Result<Option<ExitStatus>> {
+        Ok(self.child.try_wait()?)
     }
 
     /// Sends SIGTERM, as Kubernetes does to stop a pod (via `kill`, to stay free of `unsafe`).

@@ -11,6 +11,7 @@
 //! - [`browser`]: `Browser`: headless Chromium driven over WebDriver (fantoccini + a spawned chromedriver).
 //! - [`access_client`]: `AccessClient`: the gRPC access-management client backends use.
 //! - [`bystander`]: `Bystander`: the well-behaved client that must not notice another's rejection.
+//! - [`chaos`]: the chaos run: spawned cluster, brokers and edges under random faults, and its exact checker.
 //! - [`admin_client`]: `AdminClient`: raw HTTP GETs of `/metrics`, `/healthz`, `/readyz`; `Scrape` parses.
 //! - [`crier_process`]: `CrierProcess`: the built `crier` binary as a child process, for signal tests.
 //! - [`deadline`]: `within`: the timeout wrapped around every await of the harness.
@@ -32,6 +33,7 @@ pub mod access_client;
 pub mod admin_client;
 pub mod browser;
 pub mod bystander;
+pub mod chaos;
 pub mod crier_process;
 pub mod deadline;
 pub mod delay_proxy;
