@@ -46,7 +46,8 @@ pub struct ChaosConfig {
     pub clients: usize,
     /// Conversations, spread evenly over the Redis masters.
     pub conversations: usize,
-    /// Publishers, and each one's payloads per second.
+    /// Publishers (publisher `i` publishes to conversations `i`, `i + publishers`, ...), and each one's
+    /// payloads per second.
     pub publishers: usize,
     pub rate: f64,
     /// How often and how long faults happen.
@@ -178,16 +179,22 @@ async fn start_clients(
 async fn start_publishers(
     config: &ChaosConfig,
     deployment: &ChaosDeployment,
-    conversations: &Arc<[String]>,
+    conversations: &[String],
     truth: &Arc<Mutex<Truth>>,
     stop: &CancellationToken,
 ) -> Vec<JoinHandle<anyhow::Result<PublishStats>>> {
     let brokers = deployment.broker_urls().await;
     (0..config.publishers)
         .map(|index| {
+            // Each conversation has its publishers: one waiting for a dead master stalls only its own.
+            let mut own: Vec<String> =
+                conversations.iter().skip(index).step_by(config.publishers).cloned().collect();
+            if own.is_empty() {
+                own.push(conversations[index % conversations.len()].clone());
+            }
             let spec = PublisherSpec {
                 index: u32::try_from(index).unwrap_or(u32::MAX),
-                conversations: Arc::clone(conversations),
+                conversations: own.into(),
                 brokers: brokers.clone(),
                 rate: config.rate,
                 seed: config.seed ^ (0x9b1e + index as u64),

@@ -164,8 +164,13 @@ impl Deployment {
 
 /// `--crier`, or `crier` next to the running binary.
 fn crier_binary(target: &TargetArgs) -> anyhow::Result<PathBuf> {
-    if let Some(path) = &target.crier {
-        return Ok(path.clone());
+    given_or_sibling_crier(target.crier.as_deref())
+}
+
+/// `given`, or `crier` next to the running binary.
+pub fn given_or_sibling_crier(given: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = given {
+        return Ok(path.to_owned());
     }
     let exe = std::env::current_exe()?;
     let sibling = exe.with_file_name("crier");

@@ -9,8 +9,8 @@
 //! Each scenario is bounded in time, kills what it spawned (also on Ctrl-C, error and panic), shows
 //! progress on stderr, and prints a table (and `--json FILE`) at the end.
 //!
-//! - `idle`, `fanout`, `latency` (+ `redis`), `connect`, `soak`: the scenarios; `rss_series` and
-//!   `soak_verdict`: the soak's memory samples and its checks.
+//! - `idle`, `fanout`, `latency` (+ `redis`), `connect`, `soak`, `chaos`: the scenarios; `rss_series` and
+//!   `soak_verdict`: the soak's memory samples and its checks; `chaos` wraps `crier_tests::chaos`.
 //! - `deployment`: the servers under test, spawned or given.
 //! - `fleet`: many subscribed connections of one process; `raw_ws`: one connection; `ws_frame`: framing.
 //! - `worker`, `worker_pool`: the worker processes and the bench's side of them.
@@ -18,6 +18,7 @@
 //! - `recorder`: latency histogram; `process_usage`: RSS and CPU from /proc; `machine`: what we ran on.
 //! - `report`: figures against targets, table and JSON; `progress`: progress bars.
 
+mod chaos;
 mod connect;
 mod deployment;
 mod fanout;
@@ -96,6 +97,9 @@ enum Scenario {
         #[command(flatten)]
         args: soak::SoakArgs,
     },
+    /// Chaos: 2 brokers, 3 edges, a 3-master Redis Cluster killed and restarted at random under
+    /// browser-like clients and retrying publishers; an exact checker of what every client received.
+    Chaos(chaos::ChaosArgs),
     /// Connection rate: connect + upgrade + auth + subscribe per second.
     Connect {
         #[command(flatten)]
@@ -146,6 +150,7 @@ async fn run(scenario: Scenario) -> anyhow::Result<Report> {
         Scenario::Redis { target, args } => latency::run_redis(&target, &args).await,
         Scenario::Connect { target, args } => connect::run(&target, &args).await,
         Scenario::Soak { target, args } => soak::run(&target, &args).await,
+        Scenario::Chaos(args) => chaos::run(&args).await,
         Scenario::Worker(_) => anyhow::bail!("worker runs without a scenario runtime"),
     }
 }
