@@ -117,13 +117,8 @@ impl Client {
                     continue;
                 }
                 () = sleep_until_some(due) => {
-                    let now = Instant::now();
-                    let (ready, later) = resubscribe.into_iter().partition(|(at, _)| *at <= now);
-                    resubscribe = later;
-                    for (_, conversation) in ready {
-                        if self.subscribe(&mut ws, &conversation).await.is_err() {
-                            return self.ended(None);
-                        }
+                    if self.resubscribe_due(&mut ws, &mut resubscribe).await.is_err() {
+                        return self.ended(None);
                     }
                     continue;
                 }
@@ -144,6 +139,21 @@ impl Client {
                 Err(_) => return self.ended(None),
             }
         }
+    }
+
+    /// Subscribes again to the conversations in `pending` whose time has come.
+    async fn resubscribe_due(
+        &mut self,
+        ws: &mut WsClient,
+        pending: &mut Vec<(Instant, String)>,
+    ) -> anyhow::Result<()> {
+        let now = Instant::now();
+        let (ready, later): (Vec<_>, Vec<_>) = pending.drain(..).partition(|(at, _)| *at <= now);
+        *pending = later;
+        for (_, conversation) in ready {
+            self.subscribe(ws, &conversation).await?;
+        }
+        Ok(())
     }
 
     fn ended(&mut self, code: Option<u16>) -> Ending {

@@ -146,6 +146,17 @@ async fn publish(
     }
 }
 
+/// The request publishing `payload`, under an idempotency key of its own.
+fn request(conversation: &str, payload: PayloadId) -> PublishRequest {
+    let data =
+        serde_json::json!({"type": "chaos", "c": conversation, "p": payload.publisher, "s": payload.seq});
+    PublishRequest {
+        conversation_id: conversation.to_owned(),
+        payload: data.to_string().into(),
+        idempotency_key: format!("chaos-{}-{}", payload.publisher, payload.seq),
+    }
+}
+
 /// Failures a retry with the same idempotency key may cure: the broker or its Redis unreachable, a call
 /// that timed out or broke with its connection.
 fn retryable(code: tonic::Code) -> bool {
