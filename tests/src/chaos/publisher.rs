@@ -110,13 +110,7 @@ async fn publish(
     rng: &mut StdRng,
     stats: &mut PublishStats,
 ) -> Option<Position> {
-    let data =
-        serde_json::json!({"type": "chaos", "c": conversation, "p": payload.publisher, "s": payload.seq});
-    let request = PublishRequest {
-        conversation_id: conversation.to_owned(),
-        payload: data.to_string().into(),
-        idempotency_key: format!("chaos-{}-{}", payload.publisher, payload.seq),
-    };
+    let request = request(conversation, payload);
     let deadline = Instant::now() + GIVE_UP;
     let mut pause = RETRY_MIN;
     loop {
