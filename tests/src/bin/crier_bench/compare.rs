@@ -8,35 +8,29 @@ use clap::Args;
 use serde_json::json;
 
 use crate::deployment::{Deployment, TargetArgs};
-use crate::latency::{self, Plan, SERVERS_CPU_PER_MILLION, Timing};
+use crate::latency::{self, Plan, RedisArgs, SERVERS_CPU_PER_MILLION};
 use crate::report::{Report, Target};
 
 #[derive(Debug, Args)]
 pub struct CompareArgs {
-    /// Conversations, each with --per-conversation subscribers.
-    #[arg(long, default_value_t = 1_000)]
-    pub conversations: usize,
-    #[arg(long, default_value_t = 2)]
-    pub per_conversation: usize,
-    /// Notifications per second of the fixed-rate phase, round-robin over the conversations.
-    #[arg(long, default_value_t = 5_000.0)]
-    pub rate: f64,
+    /// The load of the `redis` scenario; `--rate` is that of the fixed-rate phase.
+    #[command(flatten)]
+    pub load: RedisArgs,
     /// Arguments passed to `crier broker` (e.g. `--broker-arg=--worker-threads=1`).
     #[arg(long, allow_hyphen_values = true)]
     pub broker_arg: Vec<String>,
-    #[command(flatten)]
-    pub timing: Timing,
 }
 
 /// The two loads of a comparison: the fixed rate, then as fast as deliveries follow.
 fn loads(args: &CompareArgs) -> [(&'static str, Option<f64>); 2] {
-    [("at rate", Some(args.rate)), ("unlimited", None)]
+    [("at rate", Some(args.load.rate)), ("unlimited", None)]
 }
 
 pub async fn run(target: &TargetArgs, args: &CompareArgs) -> anyhow::Result<Report> {
+    let load = &args.load;
     let parameters = json!({
-        "conversations": args.conversations, "subscribers_per_conversation": args.per_conversation,
-        "rate_per_s": args.rate, "duration_s": args.timing.duration.as_secs_f64(), "payload_bytes": 204,
+        "conversations": load.conversations, "subscribers_per_conversation": load.per_conversation,
+        "rate_per_s": load.rate, "duration_s": load.timing.duration.as_secs_f64(), "payload_bytes": 204,
     });
     let mut report = Report::new("compare", parameters);
     let replaced = Deployment::replaced(target).await?;
@@ -62,10 +56,10 @@ async fn measure_both(
     let mut parts = Vec::new();
     for (load, rate) in loads(args) {
         let plan = Plan {
-            conversations: args.conversations,
-            per_conversation: args.per_conversation,
+            conversations: args.load.conversations,
+            per_conversation: args.load.per_conversation,
             rate,
-            timing: args.timing.clone(),
+            timing: args.load.timing.clone(),
             prefix: "compare",
             p99_target_ms: 0.7,
         };
