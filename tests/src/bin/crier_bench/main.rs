@@ -9,9 +9,10 @@
 //! Each scenario is bounded in time, kills what it spawned (also on Ctrl-C, error and panic), shows
 //! progress on stderr, and prints a table (and `--json FILE`) at the end.
 //!
-//! - `idle`, `fanout`, `latency` (+ `redis`), `connect`, `soak`, `chaos`: the scenarios; `rss_series` and
-//!   `soak_verdict`: the soak's memory samples and its checks; `chaos` wraps `crier_tests::chaos`.
-//! - `deployment`: the servers under test, spawned or given.
+//! - `idle`, `fanout`, `latency` (+ `redis`), `compare`, `connect`, `soak`, `chaos`: the scenarios;
+//!   `rss_series` and `soak_verdict`: the soak's memory samples and its checks; `chaos` wraps
+//!   `crier_tests::chaos`.
+//! - `deployment`: the servers under test, spawned or given; `replaced`: the design crier replaces.
 //! - `fleet`: many subscribed connections of one process; `raw_ws`: one connection; `ws_frame`: framing.
 //! - `worker`, `worker_pool`: the worker processes and the bench's side of them.
 //! - `publisher`: gRPC publishing (flood, fixed rate); `payload`: the stamped 204-byte payload.
@@ -19,6 +20,7 @@
 //! - `report`: figures against targets, table and JSON; `progress`: progress bars.
 
 mod chaos;
+mod compare;
 mod connect;
 mod deployment;
 mod fanout;
@@ -32,6 +34,7 @@ mod progress;
 mod publisher;
 mod raw_ws;
 mod recorder;
+mod replaced;
 mod report;
 mod rss_series;
 mod soak;
@@ -100,6 +103,14 @@ enum Scenario {
     /// Chaos: 2 brokers, 3 edges, a 3-master Redis Cluster killed and restarted at random under
     /// browser-like clients and retrying publishers; an exact checker of what every client received.
     Chaos(chaos::ChaosArgs),
+    /// The replaced design (Node + Redis pub/sub) and crier through Redis side by side, same load
+    /// generator: latency, deliveries/s and CPU per million deliveries of every process, and the ratios.
+    Compare {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        args: compare::CompareArgs,
+    },
     /// Connection rate: connect + upgrade + auth + subscribe per second.
     Connect {
         #[command(flatten)]
@@ -148,6 +159,7 @@ async fn run(scenario: Scenario) -> anyhow::Result<Report> {
         Scenario::Fanout { target, args } => fanout::run(&target, &args).await,
         Scenario::Latency { target, args } => latency::run_dev(&target, &args).await,
         Scenario::Redis { target, args } => latency::run_redis(&target, &args).await,
+        Scenario::Compare { target, args } => compare::run(&target, &args).await,
         Scenario::Connect { target, args } => connect::run(&target, &args).await,
         Scenario::Soak { target, args } => soak::run(&target, &args).await,
         Scenario::Chaos(args) => chaos::run(&args).await,
