@@ -125,7 +125,7 @@ async fn publish(
             },
             Err(status) => status,
         };
-        if !retryable(status.code()) {
+        if !retryable(&status) {
             stats.refused.push(format!("{payload}: {status}"));
             return None;
         }
@@ -152,10 +152,17 @@ fn request(conversation: &str, payload: PayloadId) -> PublishRequest {
 }
 
 /// Failures a retry with the same idempotency key may cure: the broker or its Redis unreachable, a call
-/// that timed out or broke with its connection.
-fn retryable(code: tonic::Code) -> bool {
+/// that timed out or broke with its connection. The last includes a request sent while a stopping broker's
+/// `GOAWAY` was on its way, which tonic reports as `INTERNAL` with the transport error as its source (a status
+/// the broker itself sent has no source).
+fn retryable(status: &tonic::Status) -> bool {
     use tonic::Code;
-    matches!(code, Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown)
+    let transport = std::error::Error::source(status).is_some_and(|s| s.is::<tonic::transport::Error>());
+    transport
+        || matches!(
+            status.code(),
+            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown
+        )
 }
 
 fn lock(truth: &Mutex<Truth>) -> std::sync::MutexGuard<'_, Truth> {
