@@ -36,7 +36,7 @@ impl Session {
     pub(super) async fn close(&mut self, ending: &Ending) {
         let close = match ending {
             Ending::Close(code, reason) => {
-                tracing::debug!(session = self.id, code = code.code(), reason, "closing session");
+                tracing::debug!(session = self.id(), code = code.code(), reason, "closing session");
                 let _ = self.outbox.drain_into(self.pending.frames());
                 frame::close(code.code(), reason)
             }

@@ -51,26 +51,22 @@ impl Session {
         let principal = match self.ctx.auth.authenticate(token.as_deref(), user_id.as_deref()).await {
             Ok(principal) => principal,
             Err(err) => {
-                tracing::debug!(session = self.id, error = %err, "authentication failed");
+                tracing::debug!(session = self.id(), error = %err, "authentication failed");
                 self.send(&ServerFrame::error("Authentication failed"));
                 return Some(Ending::Close(CloseCode::AuthFailed, "Authentication failed"));
             }
         };
-        let outbox = Arc::clone(&self.outbox);
-        if !self.ctx.connections.join(&principal.user_id, self.id, outbox) {
-            tracing::debug!(session = self.id, user_id = %principal.user_id, "too many connections for user");
+        if !self.member.authenticate(&principal.user_id) {
+            tracing::debug!(session = self.id(), user_id = %principal.user_id, "too many connections for user");
             self.send(&ServerFrame::error("Too many connections"));
             return Some(Ending::Close(CloseCode::RateLimited, "too many connections"));
         }
-        // Principal and flag together, before anything else: whatever happens next, the session leaves.
         let user_id = Arc::clone(&principal.user_id);
         self.deadline = principal.expires_at.map(expiry_instant);
         self.principal = Some(principal);
-        self.in_user_list = true;
-        tracing::info!(session = self.id, user_id = %user_id, "ws_client_authenticated");
+        tracing::info!(session = self.id(), user_id = %user_id, "ws_client_authenticated");
         self.ctx.meters.authenticated.increment(1.0);
         self.send(&ServerFrame::Authenticated { user_id: &user_id });
-        self.ctx.registry.set_user(self.id, user_id);
         None
     }
 
@@ -79,12 +75,12 @@ impl Session {
         let refreshed = match self.ctx.auth.authenticate(Some(token), None).await {
             Ok(p) if Some(&p.user_id) == current.as_ref() && p.expires_at.is_some() => p,
             Ok(_) => {
-                tracing::debug!(session = self.id, "refresh token for another user or without exp");
+                tracing::debug!(session = self.id(), "refresh token for another user or without exp");
                 self.send(&ServerFrame::error("Refresh token must be for the same user"));
                 return None;
             }
             Err(err) => {
-                tracing::debug!(session = self.id, error = %err, "refresh refused");
+                tracing::debug!(session = self.id(), error = %err, "refresh refused");
                 self.send(&ServerFrame::error("Invalid refresh token"));
                 return None;
             }
@@ -106,7 +102,7 @@ impl Session {
         match self.ctx.gate.check(principal, conversation, token).await {
             Verdict::Allowed => None,
             Verdict::Denied => {
-                tracing::debug!(session = self.id, user_id = %principal.user_id, conversation_id = conversation, "access denied");
+                tracing::debug!(session = self.id(), user_id = %principal.user_id, conversation_id = conversation, "access denied");
                 Some(ACCESS_DENIED)
             }
             Verdict::Unavailable => Some("Access check unavailable"),
@@ -114,10 +110,8 @@ impl Session {
     }
 
     pub(super) fn unsubscribe(&mut self, conversation: &str) {
-        if self.subscriptions.remove(conversation) {
-            self.ctx.hub.unsubscribe(conversation, self.id);
-            self.ctx.meters.subscriptions.decrement(1.0);
-            tracing::info!(session = self.id, conversation_id = conversation, "ws_client_unsubscribed");
+        if self.member.leave(conversation) {
+            tracing::info!(session = self.id(), conversation_id = conversation, "ws_client_unsubscribed");
         }
         self.send(&ServerFrame::Unsubscribed { conversation_id: conversation, reason: None });
     }
@@ -125,10 +119,8 @@ impl Session {
     /// Ends the live subscriptions whose access was revoked.
     pub(super) fn handle_revocations(&mut self) {
         for conversation in self.outbox.take_revoked() {
-            if self.subscriptions.remove(&conversation) {
-                self.ctx.hub.unsubscribe(&conversation, self.id);
-                self.ctx.meters.subscriptions.decrement(1.0);
-                tracing::info!(session = self.id, conversation_id = %conversation, "ws_client_unsubscribed");
+            if self.member.leave(&conversation) {
+                tracing::info!(session = self.id(), conversation_id = %conversation, "ws_client_unsubscribed");
                 let reason = Some("access revoked");
                 self.send(&ServerFrame::Unsubscribed { conversation_id: &conversation, reason });
             }

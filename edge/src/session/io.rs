@@ -46,7 +46,7 @@ impl Session {
                     None => continue,
                 },
                 Ok(None) => {}
-                Err(err) => return inbound_ending(&err, self.id),
+                Err(err) => return inbound_ending(&err, self.id()),
             }
             let deadline = self.next_deadline();
             if sleep.deadline() != deadline {
@@ -77,7 +77,7 @@ impl Session {
         if wake.readable
             && let Err(err) = self.reader.fill(&mut self.stream)
         {
-            return Some(inbound_ending(&err, self.id));
+            return Some(inbound_ending(&err, self.id()));
         }
         if wake.timer { self.on_deadline() } else { None }
     }
@@ -113,17 +113,17 @@ impl Session {
             return Some(Ending::Close(CloseCode::GoingAway, "server shutting down"));
         }
         if self.idle_at.is_some_and(|at| at <= now) {
-            tracing::debug!(session = self.id, "no client message within the idle timeout");
+            tracing::debug!(session = self.id(), "no client message within the idle timeout");
             self.send(&ServerFrame::error(IDLE_TIMEOUT));
             return Some(Ending::Close(CloseCode::Normal, IDLE_TIMEOUT));
         }
         if self.deadline.is_some_and(|at| at <= now) {
             if self.principal.is_none() {
-                tracing::info!(session = self.id, "ws_auth_timeout");
+                tracing::info!(session = self.id(), "ws_auth_timeout");
                 self.send(&ServerFrame::error("Authentication timeout"));
                 return Some(Ending::Close(CloseCode::AuthFailed, "Authentication timeout"));
             }
-            tracing::debug!(session = self.id, "token expired without refresh");
+            tracing::debug!(session = self.id(), "token expired without refresh");
             self.send(&ServerFrame::error("Token expired"));
             return Some(Ending::Close(CloseCode::TokenExpired, "Token expired"));
         }
@@ -132,7 +132,7 @@ impl Session {
         if self.liveness.deadline() <= now
             && self.liveness.on_timer(&self.outbox, &mut self.reader.heard, ping).is_err()
         {
-            tracing::debug!(session = self.id, "peer did not answer ping");
+            tracing::debug!(session = self.id(), "peer did not answer ping");
             return Some(Ending::Close(CloseCode::GoingAway, "ping timeout"));
         }
         None
@@ -142,11 +142,11 @@ impl Session {
     fn on_outbox(&mut self) -> Option<Ending> {
         if self.outbox.take_signalled() {
             if let Some(reason) = self.outbox.kicked() {
-                tracing::info!(session = self.id, %reason, "disconnected by operator");
+                tracing::info!(session = self.id(), %reason, "disconnected by operator");
                 return Some(Ending::Kicked(reason));
             }
             if self.drain_at.is_none() && self.outbox.is_draining() {
-                self.drain_at = Some(drain::drain_deadline(self.ctx.config.drain_window, self.id));
+                self.drain_at = Some(drain::drain_deadline(self.ctx.config.drain_window, self.id()));
             }
             self.handle_revocations();
         }
