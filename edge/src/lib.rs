@@ -78,7 +78,7 @@ use tokio_util::task::TaskTracker;
 
 pub use config::{AclMode, AuthMode, EdgeConfig, JwtConfig, KeySource, Limits, OriginPolicy};
 pub use demo::{Demo, DemoPublished, DemoPublisher, DemoRefusal};
-pub use error::{CloseCode, EdgeError};
+pub use error::{CloseCode, CloseReason, EdgeError};
 
 /// What an edge works with besides its listener, config and log.
 pub struct EdgeDeps {

@@ -3,14 +3,10 @@
 //! a token.
 
 use std::sync::Arc;
-use std::time::Duration;
-
-use tokio::time::Instant;
 
 use super::subscription::Replay;
 use super::{Ending, Session};
-use crate::auth::unix_now;
-use crate::error::CloseCode;
+use crate::error::CloseReason;
 use crate::gate::Verdict;
 use crate::protocol::{ClientFrame, ServerFrame};
 
@@ -52,17 +48,15 @@ impl Session {
             Ok(principal) => principal,
             Err(err) => {
                 tracing::debug!(session = self.id(), error = %err, "authentication failed");
-                self.send(&ServerFrame::error("Authentication failed"));
-                return Some(Ending::Close(CloseCode::AuthFailed, "Authentication failed"));
+                return self.end(CloseReason::AuthFailed);
             }
         };
         if !self.member.authenticate(&principal.user_id) {
             tracing::debug!(session = self.id(), user_id = %principal.user_id, "too many connections for user");
-            self.send(&ServerFrame::error("Too many connections"));
-            return Some(Ending::Close(CloseCode::RateLimited, "too many connections"));
+            return self.end(CloseReason::TooManyConnections);
         }
         let user_id = Arc::clone(&principal.user_id);
-        self.deadline = principal.expires_at.map(expiry_instant);
+        self.timers.expires(principal.expires_at);
         self.principal = Some(principal);
         tracing::info!(session = self.id(), user_id = %user_id, "ws_client_authenticated");
         self.ctx.meters.authenticated.increment(1.0);
@@ -86,7 +80,7 @@ impl Session {
             }
         };
         let expires_at = refreshed.expires_at.unwrap_or_default();
-        self.deadline = Some(expiry_instant(expires_at));
+        self.timers.expires(Some(expires_at));
         self.principal = Some(refreshed);
         self.send(&ServerFrame::Refreshed { expires_at });
         None
@@ -125,30 +119,5 @@ impl Session {
                 self.send(&ServerFrame::Unsubscribed { conversation_id: &conversation, reason });
             }
         }
-    }
-}
-
-/// Stands for "never" when a token's `exp` lies beyond what an `Instant` can hold.
-const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
-
-/// The instant a token with `exp` (Unix seconds) stops being valid; saturates instead of overflowing.
-fn expiry_instant(exp: u64) -> Instant {
-    let now = Instant::now();
-    now.checked_add(Duration::from_secs(exp.saturating_sub(unix_now()))).unwrap_or(now + FAR_FUTURE)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// An `exp` near `u64::MAX` is "far in the future", not a panic (which would leak the user's
-    /// connection count).
-    #[test]
-    fn huge_exp_saturates() {
-        let now = Instant::now();
-        for exp in [u64::MAX, u64::MAX / 2, u64::MAX - 1] {
-            assert!(expiry_instant(exp) > now + Duration::from_secs(365 * 24 * 3600));
-        }
-        assert!(expiry_instant(0) <= Instant::now());
     }
 }

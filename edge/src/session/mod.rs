@@ -14,32 +14,35 @@
 //!
 //! - [`handlers`]: what each client frame does (auth, refresh, unsubscribe), access checks, revocations.
 //! - [`subscription`]: `subscribe`, with recovery from `since`.
+//! - [`timers`]: the session's clocks (auth timeout, token expiry, idle, drain moment, ping) on the tokio
+//!   clock.
 //! - [`liveness`]: WebSocket ping/pong dead-peer detection.
+//! - [`limiter`]: the message rate limit, on the tokio clock.
 //! - [`io`]: the session's loop: waiting on socket, outbox and timers; reading and writing.
 //! - [`closing`]: the lingering close: last frames and the close frame out, the peer's rest read and dropped.
-//! - [`drain`]: when a draining session closes, and the accounting of a session's end.
+//! - [`drain`]: the accounting of a session's end.
 
 mod closing;
 mod drain;
 mod handlers;
 mod io;
+mod limiter;
 mod liveness;
 mod subscription;
+mod timers;
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use crier_store::access::AccessStore;
 use crier_store::log::PartitionedLog;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use tokio::time::Instant;
 
-use self::liveness::Liveness;
+use self::limiter::Limiter;
+use self::timers::Timers;
 use crate::auth::{Authenticator, Principal};
 use crate::config::EdgeConfig;
 use crate::directory::{Directory, Member, Seat};
-use crate::error::CloseCode;
+use crate::error::CloseReason;
 use crate::frame::Pending;
 use crate::gate::Gate;
 use crate::hub::Hub;
@@ -102,8 +105,8 @@ enum Ending {
     Peer,
     /// The peer sent a close frame; this is the echo to send back.
     PeerClosed(Bytes),
-    /// The server closes with this code and reason.
-    Close(CloseCode, &'static str),
+    /// The server closes for this reason (its code and text are in the close table).
+    Close(CloseReason),
     /// An operator disconnected the user (4030) with this reason.
     Kicked(Arc<str>),
 }
@@ -132,15 +135,9 @@ struct Session {
     /// Frames taken from the outbox and not yet fully written.
     pending: Pending,
     principal: Option<Principal>,
-    /// Until authenticated, when the auth frame must have arrived (close 4001); after, when the connection
-    /// token expires (close 4003 unless refreshed; `None` for tokens without expiry, i.e. dev auth).
-    deadline: Option<Instant>,
-    /// When a draining session closes; `None` until the edge drains.
-    drain_at: Option<Instant>,
-    /// When the session closes for want of client messages (`--idle-timeout`); `None` when off.
-    idle_at: Option<Instant>,
-    limiter: DefaultDirectRateLimiter,
-    liveness: Liveness,
+    /// Auth timeout, token expiry, idle timeout, drain moment, ping.
+    timers: Timers,
+    limiter: Limiter,
     /// Notifications arrive as `{"type":"notification",...,"position"}` frames.
     positions: bool,
 }
@@ -149,27 +146,20 @@ impl Session {
     fn new(stream: Stream, early: &[u8], ctx: Arc<SessionContext>, seat: Seat, positions: bool) -> Self {
         let outbox = Arc::new(Outbox::new(ctx.config.max_queue_bytes));
         let limits = &ctx.config.limits;
-        // Config validation rejects zero rates; `MIN` only guards the type.
-        let rate = NonZeroU32::new(limits.messages_per_second).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(limits.message_burst).unwrap_or(NonZeroU32::MIN);
-        let limiter = RateLimiter::direct(Quota::per_second(rate).allow_burst(burst));
-        let liveness = Liveness::new(limits.ping_interval);
-        let idle_at = limits.idle_timeout.map(|timeout| Instant::now() + timeout);
+        let limiter = Limiter::new(limits.messages_per_second, limits.message_burst);
+        let timers = Timers::new(ctx.config.auth_timeout, limits.ping_interval, limits.idle_timeout);
         let member = seat.admit(Arc::clone(&outbox));
         ctx.meters.connections.increment(1.0);
         Self {
             member,
             reader: MessageReader::new(ctx.config.max_frame_bytes, early),
-            deadline: Some(Instant::now() + ctx.config.auth_timeout),
             ctx,
             stream,
             outbox,
             pending: Pending::default(),
             principal: None,
-            drain_at: None,
-            idle_at,
+            timers,
             limiter,
-            liveness,
             positions,
         }
     }
@@ -212,10 +202,9 @@ impl Session {
 
     async fn handle(&mut self, message: Inbound) -> Option<Ending> {
         let charged = !matches!(message, Inbound::Close(_));
-        if charged && self.limiter.check().is_err() {
+        if charged && !self.limiter.take() {
             tracing::debug!(session = self.id(), "rate limit exceeded");
-            self.send(&ServerFrame::error("Rate limit exceeded"));
-            return Some(Ending::Close(CloseCode::RateLimited, "rate limit exceeded"));
+            return self.end(CloseReason::RateLimited);
         }
         let text = match message {
             Inbound::Close(echo) => return Some(Ending::PeerClosed(echo)),
@@ -228,7 +217,7 @@ impl Session {
             Inbound::Text(text) => text,
         };
         // Only messages count as activity: pings and pongs come from browsers on their own.
-        self.idle_at = self.ctx.config.limits.idle_timeout.map(|timeout| Instant::now() + timeout);
+        self.timers.heard_message(self.ctx.config.limits.idle_timeout);
         match protocol::decode(&text) {
             Ok(frame) => self.handle_frame(frame).await,
             Err(err) => {
@@ -237,6 +226,14 @@ impl Session {
                 None
             }
         }
+    }
+
+    /// Ends the session for `reason`: its error frame (if the table lists one) goes out before the close.
+    fn end(&self, reason: CloseReason) -> Option<Ending> {
+        if let Some(message) = reason.error_message() {
+            self.send(&ServerFrame::error(message));
+        }
+        Some(Ending::Close(reason))
     }
 
     fn id(&self) -> u64 {
