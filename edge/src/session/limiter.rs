@@ -3,28 +3,29 @@
 //! `tokio::time::pause()` and `advance()`.
 
 use std::num::NonZeroU32;
-use std::time::Duration;
 
 use governor::clock::Clock;
 use governor::middleware::NoOpMiddleware;
+use governor::nanos::Nanos;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use tokio::time::Instant;
 
-/// The tokio clock as governor reads it: time since the limiter was made.
+/// The tokio clock as governor reads it: time since the limiter was made, in 8-byte nanoseconds (the
+/// limiter is part of every idle connection).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct TokioClock(Instant);
 
 impl Clock for TokioClock {
-    type Instant = Duration;
+    type Instant = Nanos;
 
-    fn now(&self) -> Duration {
-        self.0.elapsed()
+    fn now(&self) -> Nanos {
+        self.0.elapsed().into()
     }
 }
 
 /// One connection's bucket.
-pub(super) struct Limiter(RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Duration>>);
+pub(super) struct Limiter(RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Nanos>>);
 
 impl Limiter {
     /// A full bucket of `burst` tokens refilled at `per_second`; zero (refused by config validation)
@@ -44,6 +45,8 @@ impl Limiter {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     /// The burst is taken at once; then tokens come back at the rate, one per 1/rate, and not sooner.
