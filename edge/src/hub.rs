@@ -117,8 +117,9 @@ impl Hub {
     }
 
     /// Adds `subscriber` to `conversation`, starting the partition's reader if it is the first interest.
-    /// See [`Registration`] for where live delivery starts.
-    pub fn subscribe(self: &Arc<Self>, conversation: &str, subscriber: Subscriber) -> Registration {
+    /// See [`Registration`] for where live delivery starts. Sessions join through their
+    /// [`Member`](crate::directory::Member), which leaves again when dropped.
+    pub(crate) fn subscribe(self: &Arc<Self>, conversation: &str, subscriber: Subscriber) -> Registration {
         let partition = self.partition_of(conversation);
         let mut shard = self.shard(partition);
         let conversation = match shard.conversations.get_key_value(conversation) {
@@ -164,8 +165,9 @@ impl Hub {
         shard.conversations.get(conversation).map(|subscribers| deliver(subscribers))
     }
 
-    /// Removes `session` from `conversation`; stops the partition's reader when nobody is left.
-    pub fn unsubscribe(&self, conversation: &str, session: u64) {
+    /// Removes `session` from `conversation`; stops the partition's reader when nobody is left. Sessions
+    /// leave through their [`Member`](crate::directory::Member).
+    pub(crate) fn unsubscribe(&self, conversation: &str, session: u64) {
         let partition = self.partition_of(conversation);
         let mut shard = self.shard(partition);
         let Some(list) = shard.conversations.get_mut(conversation) else { return };
