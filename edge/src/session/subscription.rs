@@ -11,7 +11,6 @@ use crier_proto::{Position, StreamId};
 use crier_store::log::Head;
 
 use super::Session;
-use crate::hub::Subscriber;
 use crate::protocol::ServerFrame;
 use crate::recovery::{self, RecoveryError};
 
@@ -49,17 +48,17 @@ impl Session {
             }
         };
         let asked = since.is_some();
-        if self.subscriptions.contains(conversation) {
+        if self.member.is_joined(conversation) {
             let recovered = asked.then_some(false);
             self.send(&ServerFrame::Subscribed { conversation_id: conversation, recovered, position: None });
             return;
         }
-        let partition = self.ctx.hub.partition_of(conversation);
+        let partition = self.ctx.directory.partition_of(conversation);
         let since = since.and_then(|s| s.parse::<Position>().ok()).filter(|p| p.partition == partition);
         let mark = self.outbox.mark();
-        let Some((live, since, key)) = self.register(conversation, since).await else {
+        let Some((live, since)) = self.register(conversation, since).await else {
             tracing::warn!(
-                session = self.id,
+                session = self.id(),
                 conversation_id = conversation,
                 "subscription failed: log unavailable"
             );
@@ -79,9 +78,12 @@ impl Session {
         let mut frames = vec![subscribed.encode()];
         frames.extend(missed.unwrap_or_default());
         let _ = self.outbox.insert_at(mark, frames);
-        self.subscriptions.insert(key);
-        self.ctx.meters.subscriptions.increment(1.0);
-        tracing::info!(session = self.id, conversation_id = conversation, ?recovered, "ws_client_subscribed");
+        tracing::info!(
+            session = self.id(),
+            conversation_id = conversation,
+            ?recovered,
+            "ws_client_subscribed"
+        );
     }
 
     /// The frames to replay after `subscribed`: what was missed after `since` (`None`: not recoverable), or
@@ -98,7 +100,7 @@ impl Session {
         let replayed = match (since, last) {
             (Some(since), _) => recovery::missed(log, conversation, since, live.last, positions).await,
             (None, Some(n)) => {
-                let partition = self.ctx.hub.partition_of(conversation);
+                let partition = self.ctx.directory.partition_of(conversation);
                 recovery::newest(log, conversation, partition, live, n, positions).await.map_err(Into::into)
             }
             (None, None) => return None,
@@ -107,11 +109,11 @@ impl Session {
             Ok(frames) => Some(frames),
             // The log failed: the client hears recovered:false; the operator hears why.
             Err(RecoveryError::Log(err)) => {
-                tracing::warn!(session = self.id, conversation_id = conversation, error = %err, "replay read failed");
+                tracing::warn!(session = self.id(), conversation_id = conversation, error = %err, "replay read failed");
                 None
             }
             Err(gap) => {
-                tracing::debug!(session = self.id, conversation_id = conversation, %gap, "not recoverable");
+                tracing::debug!(session = self.id(), conversation_id = conversation, %gap, "not recoverable");
                 None
             }
         }
@@ -121,13 +123,17 @@ impl Session {
     async fn may_subscribe(&mut self, conversation: &str, token: Option<&str>) -> bool {
         if let Err(reason) = validate_conversation_id(conversation, self.ctx.config.max_conversation_id_bytes)
         {
-            tracing::debug!(session = self.id, %reason, "ws_invalid_message");
+            tracing::debug!(session = self.id(), %reason, "ws_invalid_message");
             self.send(&ServerFrame::error("Invalid conversationId"));
             return false;
         }
-        let fresh = !self.subscriptions.contains(conversation);
-        if fresh && self.subscriptions.len() >= self.ctx.config.limits.max_subscriptions {
-            tracing::debug!(session = self.id, conversation_id = conversation, "subscription limit reached");
+        let fresh = !self.member.is_joined(conversation);
+        if fresh && self.member.joined() >= self.ctx.config.limits.max_subscriptions {
+            tracing::debug!(
+                session = self.id(),
+                conversation_id = conversation,
+                "subscription limit reached"
+            );
             let conversation_id = Some(conversation);
             self.send(&ServerFrame::Error { message: "Too many subscriptions", conversation_id });
             return false;
@@ -139,39 +145,38 @@ impl Session {
         true
     }
 
-    /// Registers with the hub and waits until live delivery has a starting point. Returns that point, the
-    /// recovery position still usable (a `since` of another epoch is dropped, and the registration redone
-    /// without it, so live delivery skips nothing) and the hub's copy of the id. `None` when the log is
+    /// Joins the conversation (through the directory) and waits until live delivery has a starting point.
+    /// Returns that point and the recovery position still usable (a `since` of another epoch is dropped,
+    /// and the registration redone without it, so live delivery skips nothing). `None` when the log is
     /// unavailable.
     async fn register(
         &mut self,
         conversation: &str,
         since: Option<Position>,
-    ) -> Option<(Head, Option<Position>, Arc<str>)> {
-        let (live, key) = self.register_once(conversation, since.map_or(StreamId::ZERO, |p| p.id)).await?;
+    ) -> Option<(Head, Option<Position>)> {
+        let live = self.register_once(conversation, since.map_or(StreamId::ZERO, |p| p.id)).await?;
         match since {
             Some(p) if p.epoch != live.epoch => {
-                self.ctx.hub.unsubscribe(conversation, self.id);
-                let (live, key) = self.register_once(conversation, StreamId::ZERO).await?;
-                Some((live, None, key))
+                self.member.leave(conversation);
+                let live = self.register_once(conversation, StreamId::ZERO).await?;
+                Some((live, None))
             }
-            since => Some((live, since, key)),
+            since => Some((live, since)),
         }
     }
 
-    async fn register_once(&mut self, conversation: &str, after: StreamId) -> Option<(Head, Arc<str>)> {
+    async fn register_once(&mut self, conversation: &str, after: StreamId) -> Option<Head> {
         let outbox = Arc::clone(&self.outbox);
-        let subscriber = Subscriber { session: self.id, outbox, positions: self.positions, after };
-        let mut registration = self.ctx.hub.subscribe(conversation, subscriber);
+        let mut registration = self.member.join(conversation, outbox, self.positions, after);
         if let Some(at) = registration.at {
-            return Some((at, registration.conversation));
+            return Some(at);
         }
         let started =
             tokio::time::timeout(SUBSCRIBE_READY_TIMEOUT, registration.started.wait_for(Option::is_some));
         match started.await {
-            Ok(Ok(head)) => head.map(|head| (head, registration.conversation)),
+            Ok(Ok(head)) => *head,
             _ => {
-                self.ctx.hub.unsubscribe(conversation, self.id);
+                self.member.leave(conversation);
                 None
             }
         }
