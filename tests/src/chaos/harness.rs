@@ -71,6 +71,8 @@ pub struct ChaosOutcome {
     pub settled: bool,
     /// The seed, to replay the fault schedule.
     pub seed: u64,
+    /// Where the processes' logs are, when the run failed.
+    pub logs: Option<PathBuf>,
 }
 
 impl ChaosOutcome {
@@ -86,6 +88,9 @@ impl ChaosOutcome {
         failures.extend(self.publishing.refused.iter().map(|r| format!("publish refused: {r}")));
         if !self.settled {
             failures.push("clients did not catch up with the last acknowledged entries".to_owned());
+        }
+        if let Some(logs) = self.logs.as_ref().filter(|_| !failures.is_empty()) {
+            failures.push(format!("process logs in {}", logs.display()));
         }
         failures
     }
@@ -118,8 +123,10 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosOutcome> {
     for publisher in publishers {
         publishing.add(publisher.await??);
     }
-    let truth =
-        Arc::try_unwrap(truth).map_or_else(|t| lock(&t).clone(), |t| t.into_inner().unwrap_or_default());
+    let truth = Arc::try_unwrap(truth).map_or_else(
+        |shared| lock(&shared).clone(),
+        |owned| owned.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
     let settled = settle(&truth, &conversations, &clients, config.settle).await;
     stop_clients.cancel();
     let mut histories: Vec<History> = Vec::new();
@@ -127,7 +134,12 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosOutcome> {
         histories.push(handle.await?);
     }
     let verdict = check(&truth, &histories);
-    Ok(ChaosOutcome { verdict, faults, publishing, settled, seed: config.seed })
+    let mut outcome = ChaosOutcome { verdict, faults, publishing, settled, seed: config.seed, logs: None };
+    if !outcome.failures().is_empty() {
+        // Kept for whoever investigates: a temporary directory would vanish with the evidence.
+        outcome.logs = Some(if config.logs.is_some() { logs } else { tmp.keep() });
+    }
+    Ok(outcome)
 }
 
 /// `n` conversation ids (`chaos-<i>`), as evenly spread over the masters as ids allow.
