@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crier_broker::{BrokerConfig, BrokerTls};
 use crier_edge::config::{
     DEFAULT_AUTH_TIMEOUT, DEFAULT_DRAIN_WINDOW, DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_QUEUE_BYTES,
+    DEFAULT_MAX_RECOVERY_SCAN,
 };
 use crier_edge::{AuthMode, EdgeConfig};
 use crier_proto::partition::DEFAULT_PARTITIONS;
@@ -190,6 +191,10 @@ pub struct EdgeArgs {
     /// Per-connection outbound queue bound, in bytes (overflow: close 4008).
     #[arg(long, env = "CRIER_MAX_QUEUE_BYTES", default_value_t = DEFAULT_MAX_QUEUE_BYTES)]
     pub max_queue_bytes: usize,
+    /// Most stream entries (of every conversation in the partition) a `subscribe` with `since` may have to
+    /// read; a position farther behind is answered `recovered:false`.
+    #[arg(long, env = "CRIER_MAX_RECOVERY_SCAN", default_value_t = DEFAULT_MAX_RECOVERY_SCAN)]
+    pub max_recovery_scan: usize,
     /// This edge's id in `AdminService.Stats` (default: random). The chart sets the pod name.
     #[arg(long, env = "CRIER_EDGE_ID")]
     pub edge_id: Option<String>,
@@ -344,6 +349,7 @@ impl EdgeArgs {
             max_frame_bytes: self.max_frame_bytes,
             max_conversation_id_bytes: self.ids.max_conversation_id_bytes,
             max_queue_bytes: self.max_queue_bytes,
+            max_recovery_scan: self.max_recovery_scan,
             drain_window: self.drain_window.into(),
             edge_id: self.edge_id.clone().unwrap_or_else(EdgeConfig::random_id),
             tls: self.tls.edge_files(&mut problems),

@@ -32,7 +32,7 @@ impl Session {
                     Some(since) => Replay::Since(since),
                     None => last.map_or(Replay::None, Replay::Last),
                 };
-                self.subscribe(&conversation_id, replay, token.as_deref()).await;
+                return self.subscribe(&conversation_id, replay, token.as_deref()).await;
             }
             ClientFrame::Unsubscribe { conversation_id } => self.unsubscribe(&conversation_id),
         }
@@ -114,12 +114,18 @@ impl Session {
     }
 
     pub(super) fn unsubscribe(&mut self, conversation: &str) {
+        self.end_subscription(conversation, None);
+    }
+
+    /// Ends the subscription to `conversation` (live or recovering), if any, and says so with `reason`.
+    pub(super) fn end_subscription(&mut self, conversation: &str, reason: Option<&str>) {
         if self.subscriptions.remove(conversation) {
             self.ctx.hub.unsubscribe(conversation, self.id);
+            self.forget_recovery(conversation);
             self.ctx.meters.subscriptions.decrement(1.0);
             tracing::info!(session = self.id, conversation_id = conversation, "ws_client_unsubscribed");
         }
-        self.send(&ServerFrame::Unsubscribed { conversation_id: conversation, reason: None });
+        self.send(&ServerFrame::Unsubscribed { conversation_id: conversation, reason });
     }
 
     /// Ends the live subscriptions whose access was revoked.
@@ -127,6 +133,7 @@ impl Session {
         for conversation in self.outbox.take_revoked() {
             if self.subscriptions.remove(&conversation) {
                 self.ctx.hub.unsubscribe(&conversation, self.id);
+                self.forget_recovery(&conversation);
                 self.ctx.meters.subscriptions.decrement(1.0);
                 tracing::info!(session = self.id, conversation_id = %conversation, "ws_client_unsubscribed");
                 let reason = Some("access revoked");

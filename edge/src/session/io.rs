@@ -52,8 +52,19 @@ impl Session {
             if sleep.deadline() != deadline {
                 sleep.as_mut().reset(deadline);
             }
-            let wake = std::future::poll_fn(|cx| self.poll_wake(sleep.as_mut(), cx)).await;
+            // A recovery waiting for a page only looks at what is ready, then reads its page.
+            let paging = self.wants_page();
+            let wake = std::future::poll_fn(|cx| match self.poll_wake(sleep.as_mut(), cx) {
+                Poll::Pending if paging => Poll::Ready(Wake::default()),
+                polled => polled,
+            })
+            .await;
             if let Some(ending) = self.on_wake(&wake) {
+                return ending;
+            }
+            if self.wants_page()
+                && let Some(ending) = Box::pin(self.next_page()).await
+            {
                 return ending;
             }
         }

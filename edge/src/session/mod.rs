@@ -12,7 +12,8 @@
 //!   chosen at random so that clients reconnecting elsewhere do not arrive all at once; then it closes 1001.
 //!
 //! - [`handlers`]: what each client frame does (auth, refresh, unsubscribe), access checks, revocations.
-//! - [`subscription`]: `subscribe`, with recovery from `since`.
+//! - [`subscription`]: `subscribe`, with replay of the newest notifications (`last`).
+//! - [`recovering`]: recovery from `since` in pages as the socket drains, and its seam with live delivery.
 //! - [`liveness`]: WebSocket ping/pong dead-peer detection.
 //! - [`io`]: the session's loop: waiting on socket, outbox and timers; reading and writing.
 //! - [`closing`]: the lingering close: last frames and the close frame out, the peer's rest read and dropped.
@@ -23,6 +24,7 @@ mod drain;
 mod handlers;
 mod io;
 mod liveness;
+mod recovering;
 mod subscription;
 
 use std::num::NonZeroU32;
@@ -36,6 +38,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::Instant;
 
 use self::liveness::Liveness;
+use self::recovering::Recovering;
 use crate::auth::{Authenticator, Principal};
 use crate::config::EdgeConfig;
 use crate::connections::{ConnectionSlot, Connections};
@@ -147,6 +150,9 @@ struct Session {
     /// This connection's place under `--max-connections`.
     _slot: ConnectionSlot,
     subscriptions: Subscriptions,
+    /// Recoveries in progress (their subscriptions are in `subscriptions`, not yet in the hub); boxed, as
+    /// most connections never recover.
+    recovering: Option<Box<Recovering>>,
     limiter: DefaultDirectRateLimiter,
     liveness: Liveness,
     /// Notifications arrive as `{"type":"notification",...,"position"}` frames.
@@ -187,6 +193,7 @@ impl Session {
             idle_at,
             _slot: slot,
             subscriptions: Subscriptions::default(),
+            recovering: None,
             limiter,
             liveness,
             positions,
@@ -263,6 +270,7 @@ impl Session {
         for conversation in self.subscriptions.drain() {
             self.ctx.hub.unsubscribe(&conversation, self.id);
         }
+        self.recovering = None;
         self.leave_user_list();
     }
 

@@ -11,7 +11,7 @@ use prost::Message;
 
 use super::{Entry, LogError, PartitionedLog};
 
-/// Entries fetched per `range` call.
+/// Entries fetched per `range` call at most.
 pub const PAGE: usize = 512;
 
 /// Why entries after a position may be missing.
@@ -47,37 +47,110 @@ pub struct Scanned {
     pub last_read: StreamId,
 }
 
+/// How much one [`page`] may read and hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    /// Payload bytes the page may hold: it stops before an entry that would take it past this, but holds at
+    /// least one entry. `0`: the page keeps nothing and only reads (a count of the distance to the end).
+    pub bytes: usize,
+    /// Partition entries (of every conversation) the page may read past its start.
+    pub reads: usize,
+}
+
+impl Limit {
+    /// No bound but the scan's `until`.
+    pub const NONE: Self = Self { bytes: usize::MAX, reads: usize::MAX };
+}
+
+/// One page of a conversation's entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// The conversation's entries, oldest first, with their positions.
+    pub entries: Vec<(Position, Bytes)>,
+    /// The gap found, if any, and the last id read: the next page starts after it.
+    pub scanned: Scanned,
+    /// Partition entries read past the start (the distance covered; what [`Limit::reads`] bounds).
+    pub read: usize,
+    /// Partition entries fetched from the log, some perhaps read again by the next page (the work done).
+    pub fetched: usize,
+    /// Nothing is left up to `until`, or up to the stream's end as it was when read.
+    pub end: bool,
+}
+
+/// One page of the conversation's entries after `scan.after`: stops at `until` or the stream's end (`end`),
+/// at a gap, after `limit.reads` partition entries, or before an entry that does not fit `limit.bytes`. The
+/// one reader of the scan's completeness rule: history and recovery page through it.
+pub async fn page(log: &dyn PartitionedLog, scan: Scan<'_>, limit: Limit) -> Result<Page, LogError> {
+    let until = scan.until.unwrap_or(StreamId::new(u64::MAX, u64::MAX));
+    let last_read = scan.after;
+    let mut page = Page {
+        entries: Vec::new(),
+        scanned: Scanned { gap: None, last_read },
+        read: 0,
+        fetched: 0,
+        end: false,
+    };
+    let mut bytes = 0;
+    loop {
+        let after = page.scanned.last_read;
+        let count = PAGE.min(limit.reads - page.read);
+        if after >= until || count == 0 {
+            page.end = after >= until;
+            return Ok(page);
+        }
+        let range = log.range(scan.partition, after, count).await?;
+        page.fetched += range.entries.len();
+        if let Some(gap) = gap(scan.epoch, range.epoch, range.max_deleted, after) {
+            page.scanned.gap = Some(gap);
+            return Ok(page);
+        }
+        let fetched = range.entries.len();
+        for entry in range.entries {
+            if entry.id > until {
+                page.end = true;
+                return Ok(page);
+            }
+            if let Ok(decoded) = decode_entry(scan.partition, &entry)
+                && decoded.conversation_id == scan.conversation
+                && limit.bytes > 0
+            {
+                let size = decoded.payload.len();
+                if !page.entries.is_empty() && bytes + size > limit.bytes {
+                    return Ok(page);
+                }
+                bytes += size;
+                let position = Position { partition: scan.partition, epoch: range.epoch, id: entry.id };
+                page.entries.push((position, decoded.payload));
+            }
+            page.scanned.last_read = entry.id;
+            page.read += 1;
+        }
+        if fetched < count {
+            page.end = true;
+            return Ok(page);
+        }
+    }
+}
+
 /// Calls `visit` with the position and payload of each entry of the conversation, oldest first, until
 /// `visit` answers `false`, `until` is passed, the stream ends, or a gap is found.
 pub async fn scan(
     log: &dyn PartitionedLog,
-    scan: Scan<'_>,
+    mut scan: Scan<'_>,
     mut visit: impl FnMut(Position, Bytes) -> bool,
 ) -> Result<Scanned, LogError> {
-    let until = scan.until.unwrap_or(StreamId::new(u64::MAX, u64::MAX));
-    let mut after = scan.after;
-    while after < until {
-        let range = log.range(scan.partition, after, PAGE).await?;
-        if let Some(gap) = gap(scan.epoch, range.epoch, range.max_deleted, after) {
-            return Ok(Scanned { gap: Some(gap), last_read: after });
-        }
-        let full_page = range.entries.len() == PAGE;
-        for entry in range.entries.into_iter().take_while(|e| e.id <= until) {
-            after = entry.id;
-            let Ok(decoded) = decode_entry(scan.partition, &entry) else { continue };
-            if decoded.conversation_id != scan.conversation {
-                continue;
-            }
-            let position = Position { partition: scan.partition, epoch: range.epoch, id: entry.id };
-            if !visit(position, decoded.payload) {
-                return Ok(Scanned { gap: None, last_read: after });
+    loop {
+        let page = page(log, scan, Limit { bytes: usize::MAX, reads: PAGE }).await?;
+        for (position, payload) in page.entries {
+            if !visit(position, payload) {
+                return Ok(Scanned { gap: None, last_read: position.id });
             }
         }
-        if !full_page {
-            break;
+        if page.end || page.scanned.gap.is_some() {
+            return Ok(page.scanned);
         }
+        scan.after = page.scanned.last_read;
     }
-    Ok(Scanned { gap: None, last_read: after })
 }
 
 /// The completeness rule for entries after `after` of a position of `expected` epoch.
