@@ -164,3 +164,68 @@ pub async fn newest(
 fn notification_frame(conversation: &str, position: &Position, payload: &Bytes, positions: bool) -> Bytes {
     if positions { protocol::notification(conversation, position, payload) } else { frame::text(payload) }
 }
+
+#[cfg(test)]
+mod tests {
+    use crier_proto::v1::{STREAM_ENTRY_VERSION, StreamEntry};
+    use crier_store::log::MemoryLog;
+    use prost::Message;
+
+    use super::*;
+
+    async fn append(log: &MemoryLog, conversation: &str, payload: Vec<u8>) -> Position {
+        let entry = StreamEntry {
+            version: STREAM_ENTRY_VERSION,
+            conversation_id: conversation.into(),
+            payload: payload.into(),
+            published_at_ms: 0,
+            trace_context: std::collections::HashMap::default(),
+        };
+        let appended = log.append(0, entry.encode_to_vec().into(), None).await.unwrap();
+        Position { partition: 0, epoch: appended.epoch, id: appended.id }
+    }
+
+    /// 200 × 1 KiB missed (between entries of another conversation) with a 16 KiB queue come in pages of at
+    /// most 4 KiB, all of them once and in order, the last reaching the end; a position farther behind than
+    /// the scan bound is refused before anything is read for sending.
+    #[tokio::test]
+    async fn backlog_comes_in_bounded_pages_and_far_positions_are_refused() {
+        let log = MemoryLog::new(1, 10_000);
+        let since = append(&log, "c", b"0".to_vec()).await;
+        for seq in 1..=200u32 {
+            append(&log, "other", vec![b'x'; 100]).await;
+            let mut payload = format!("{seq:04}").into_bytes();
+            payload.resize(1024, b' ');
+            append(&log, "c", payload).await;
+        }
+        let budget = Budget::new(16 * 1024, 1_000);
+        assert_eq!(budget.page_bytes, 4 * 1024);
+        let mut fetched = 0;
+        let first = probe(&log, "c", since, budget, true, false, &mut fetched).await.unwrap();
+        let (mut seen, mut at, mut end) = (Vec::new(), since, first.end);
+        let mut pages = vec![first.frames];
+        at.id = first.last_read;
+        while !end {
+            let limit = Limit { bytes: budget.page_bytes, reads: 1_000 };
+            let page = next_page(&log, "c", at, None, limit, false, &mut fetched).await.unwrap();
+            (at.id, end) = (page.last_read, page.end);
+            pages.push(page.frames);
+        }
+        for page in &pages {
+            let bytes: usize = page.iter().map(Bytes::len).sum();
+            // Each frame adds its 4-byte WebSocket header to the payload bytes the page counts.
+            assert!(bytes <= budget.page_bytes + 4 * page.len(), "a page of {bytes} bytes");
+            seen.extend(page.iter().map(|frame| String::from_utf8_lossy(&frame[4..8]).into_owned()));
+        }
+        let want: Vec<String> = (1..=200).map(|seq| format!("{seq:04}")).collect();
+        assert_eq!(seen, want);
+        assert!(pages.len() >= 50, "{} pages", pages.len());
+        assert!(fetched >= 400, "fetched {fetched}");
+
+        let near = Budget::new(16 * 1024, 400);
+        assert!(probe(&log, "c", since, near, true, false, &mut fetched).await.is_ok());
+        let far = Budget::new(16 * 1024, 399);
+        let refused = probe(&log, "c", since, far, true, false, &mut fetched).await;
+        assert!(matches!(refused, Err(RecoveryError::BeyondScanBound)), "{refused:?}");
+    }
+}

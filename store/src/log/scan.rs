@@ -125,7 +125,8 @@ pub async fn page(log: &dyn PartitionedLog, scan: Scan<'_>, limit: Limit) -> Res
             page.scanned.last_read = entry.id;
             page.read += 1;
         }
-        if fetched < count {
+        // The stream's newest id, read with the batch, tells the end even when the batch was full.
+        if fetched < count || page.scanned.last_read >= range.last {
             page.end = true;
             return Ok(page);
         }
