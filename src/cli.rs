@@ -2,6 +2,7 @@
 //! crates' configs. All validation happens here, before any port is bound.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -34,6 +35,10 @@ pub struct Cli {
     /// `service.name` of exported spans (default `crier-<command>`).
     #[arg(long, global = true, env = "OTEL_SERVICE_NAME")]
     pub otel_service_name: Option<String>,
+    /// Threads of the async runtime. Unset: one per CPU this process may use (cgroup quotas included).
+    /// Set it below the CPU count to leave cores to Redis or a sidecar on the same machine.
+    #[arg(long, global = true, env = "CRIER_WORKER_THREADS")]
+    pub worker_threads: Option<NonZeroUsize>,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -16,6 +16,7 @@ mod serve;
 mod tls_args;
 
 use std::io::IsTerminal;
+use std::num::NonZeroUsize;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -48,7 +49,7 @@ fn main() -> ExitCode {
         Ok(otlp) => otlp.flatten(),
         Err(problems) => return usage_error(&problems),
     };
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match runtime(cli.worker_threads) {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("crier: cannot start the async runtime: {err}");
@@ -68,6 +69,15 @@ fn main() -> ExitCode {
         eprintln!("crier: flushing traces: {err}");
     }
     code
+}
+
+/// The multi-threaded runtime, with `--worker-threads` threads when set.
+fn runtime(worker_threads: Option<NonZeroUsize>) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = worker_threads {
+        builder.worker_threads(threads.get());
+    }
+    builder.enable_all().build()
 }
 
 async fn dispatch(command: Command) -> ExitCode {

@@ -95,6 +95,16 @@ fn unknown_flag_exits_64() -> Result<()> {
     Ok(())
 }
 
+/// A runtime without threads is a usage error, named by its flag, before anything starts.
+#[test]
+fn zero_worker_threads_exits_64() -> Result<()> {
+    let output = run(&["--worker-threads", "0", "dev"])?;
+    ensure!(output.status.code() == Some(64), "exit {:?}", output.status.code());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    ensure!(stderr.contains("--worker-threads"), "stderr does not name the flag: {stderr}");
+    Ok(())
+}
+
 /// A minted token is three base64url parts and names its user and kind: a connection token, or with
 /// `--conversation` a subscription token for it.
 #[test]

@@ -261,3 +261,43 @@ async fn scripts_are_sent_by_hash_and_reloaded_when_flushed() -> Result<()> {
     ensure!(range.entries.len() == 20, "{} entries after 20 appends", range.entries.len());
     Ok(())
 }
+
+/// Appends that arrive together go out in one script call (group commit) that checks each stream's epoch
+/// once: every entry of a partition gets the partition's one epoch, and its live sequence counts every entry
+/// exactly once, even when the partition's first appends all arrive at the same time.
+#[tokio::test]
+async fn concurrent_first_appends_share_one_epoch_and_a_gapless_sequence() -> Result<()> {
+    const PER_PARTITION: usize = 200;
+    let redis = RedisServer::start().await?;
+    let log = redis_log(RedisTopology::Nodes(vec![redis.url()]), 4, Retention::default()).await?;
+    let appends = (0..4 * PER_PARTITION).map(|i| {
+        let log = Arc::clone(&log);
+        async move { log.append((i % 4) as u32, payload(i), None).await.map(|a| ((i % 4) as u32, a)) }
+    });
+    let appended = within("concurrent appends", futures_util::future::try_join_all(appends)).await??;
+    let mut conn = redis.connection().await?;
+    for p in 0..4 {
+        let head = within("head", log.head(p)).await??;
+        let mine: Vec<_> = appended.iter().filter(|(q, _)| *q == p).map(|(_, a)| a).collect();
+        ensure!(mine.iter().all(|a| a.epoch == head.epoch), "partition {p}: entries in several epochs");
+        let seq: usize = redis::cmd("GET").arg(&PartitionKeys::new(p).seq).query_async(&mut conn).await?;
+        ensure!(seq == PER_PARTITION, "partition {p}: sequence {seq} after {PER_PARTITION} appends");
+    }
+    Ok(())
+}
+
+/// A stream that disappears on its own (deleted, evicted) while its epoch key survives is a new stream:
+/// the next append gives it a new epoch, so positions from the lost one are never taken for its own.
+#[tokio::test]
+async fn redis_append_after_the_stream_alone_was_deleted_starts_a_new_epoch() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let log = redis_log(RedisTopology::Nodes(vec![redis.url()]), 4, Retention::default()).await?;
+    let before = within("append", log.append(1, payload(0), None)).await??;
+    let mut conn = redis.connection().await?;
+    let () = redis::cmd("DEL").arg(&PartitionKeys::new(1).stream).query_async(&mut conn).await?;
+    let after = within("append", log.append(1, payload(1), None)).await??;
+    ensure!(after.epoch != before.epoch, "epoch {:x} kept after its stream was deleted", before.epoch);
+    let head = within("head", log.head(1)).await??;
+    ensure!(head == Head { epoch: after.epoch, last: after.id }, "head {head:?} after append {after:?}");
+    Ok(())
+}

@@ -5,8 +5,16 @@
 -- the entry has one (all keys of one call share a slot on a Cluster).
 -- Each new entry is published on its channel as "<epoch> <seq> <id> <data>", atomically with the XADD.
 -- Returns two per entry: "<epoch> <id>", duplicate (0|1).
+-- A stream's epoch is checked once per call (a group commit often holds many entries of one partition), and
+-- the age trim (MINID) runs on every 16th entry of a stream: MAXLEN already trims on every append, and the
+-- age bound is approximate ('~') either way.
+local epochs = {}
 local function append(stream, epoch_key, seq_key, dedupe, data, window, channel)
-  local epoch = ensure_epoch(stream, epoch_key, seq_key, ARGV[1])
+  local epoch = epochs[stream]
+  if not epoch then
+    epoch = ensure_epoch(stream, epoch_key, seq_key, ARGV[1])
+    epochs[stream] = epoch
+  end
   if dedupe then
     local first = redis.call('GET', dedupe)
     if first then
@@ -14,11 +22,13 @@ local function append(stream, epoch_key, seq_key, dedupe, data, window, channel)
     end
   end
   local id = redis.call('XADD', stream, 'MAXLEN', '~', ARGV[3], '*', ARGV[2], data)
-  local min_ms = tonumber(string.match(id, '^(%d+)-')) - tonumber(ARGV[4])
-  if min_ms > 0 then
-    redis.call('XTRIM', stream, 'MINID', '~', string.format('%.0f', min_ms))
-  end
   local seq = redis.call('INCR', seq_key)
+  if seq % 16 == 1 then
+    local min_ms = tonumber(string.match(id, '^(%d+)-')) - tonumber(ARGV[4])
+    if min_ms > 0 then
+      redis.call('XTRIM', stream, 'MINID', '~', string.format('%.0f', min_ms))
+    end
+  end
   redis.call(ARGV[5], channel, epoch .. ' ' .. seq .. ' ' .. id .. ' ' .. data)
   local result = epoch .. ' ' .. id
   if dedupe then

@@ -46,9 +46,9 @@ pub struct TargetArgs {
 }
 
 /// A process the bench started; killed (SIGKILL) when dropped.
-struct Spawned {
+pub(crate) struct Spawned {
     name: &'static str,
-    child: Child,
+    pub(crate) child: Child,
     log: PathBuf,
 }
 
@@ -61,6 +61,8 @@ pub struct Deployment {
     pub grpc: String,
     /// The process whose RSS and CPU the figures are about (the edge; `crier dev` holds broker and edge).
     pub edge_pid: Option<u32>,
+    /// Set for the replaced design: its publishers `PUBLISH` to this Redis directly, with no broker.
+    pub publish_redis: Option<String>,
     // Field order matters: children are killed before their log directory is removed.
     children: Vec<Spawned>,
     _logs: Option<TempDir>,
@@ -91,16 +93,10 @@ impl Deployment {
         }
         let logs = TempDir::new()?;
         let crier = crier_binary(target)?;
-        let (redis, ws, grpc) = (free_addr()?, free_addr()?, free_addr()?);
+        let (ws, grpc) = (free_addr()?, free_addr()?);
         let dir = logs.path().to_string_lossy().into_owned();
-        let port = redis.port().to_string();
-        let redis_args =
-            ["--port", &port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", &dir];
         let mut deployment = Self::spawned(target, ws, grpc, logs);
-        let redis_server = spawn("redis-server", Path::new("redis-server"), &redis_args, Path::new(&dir))?;
-        deployment.children.push(redis_server);
-        deployment.wait_listening(&[redis]).await?;
-        let url = format!("redis://{redis}");
+        let url = deployment.spawn_redis(Path::new(&dir)).await?;
         let grpc_listen = grpc.to_string();
         let mut broker = vec!["broker", "--grpc-listen", &grpc_listen, "--redis-url", &url];
         broker.extend(broker_args.iter().map(String::as_str));
@@ -124,6 +120,22 @@ impl Deployment {
         Ok(deployment)
     }
 
+    /// Spawns a `redis-server` without persistence, logging into `dir`; returns its URL once it listens.
+    pub(crate) async fn spawn_redis(&mut self, dir: &Path) -> anyhow::Result<String> {
+        let redis = free_addr()?;
+        let (port, dir_arg) = (redis.port().to_string(), dir.to_string_lossy());
+        let args =
+            ["--port", &port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", &dir_arg];
+        self.children.push(spawn("redis-server", Path::new("redis-server"), &args, dir)?);
+        self.wait_listening(&[redis]).await?;
+        Ok(format!("redis://{redis}"))
+    }
+
+    /// Adds a spawned process; it is what the figures name `name`, killed with the deployment.
+    pub(crate) fn push(&mut self, spawned: Spawned) {
+        self.children.push(spawned);
+    }
+
     /// Process ids of everything spawned, named (for CPU accounting of the whole server side).
     pub fn processes(&self) -> Vec<(&'static str, u32)> {
         self.children.iter().filter_map(|s| Some((s.name, s.child.id()?))).collect()
@@ -133,17 +145,26 @@ impl Deployment {
         let ws = target.ws?;
         let grpc = target.grpc.clone()?;
         let path = target.path.clone();
-        Some(Self { ws, path, grpc, edge_pid: target.pid, children: Vec::new(), _logs: None })
+        Some(Self {
+            ws,
+            path,
+            grpc,
+            edge_pid: target.pid,
+            publish_redis: None,
+            children: Vec::new(),
+            _logs: None,
+        })
     }
 
-    fn spawned(target: &TargetArgs, ws: SocketAddr, grpc: SocketAddr, logs: TempDir) -> Self {
+    pub(crate) fn spawned(target: &TargetArgs, ws: SocketAddr, grpc: SocketAddr, logs: TempDir) -> Self {
         let grpc = format!("http://{grpc}");
         let path = target.path.clone();
-        Self { ws, path, grpc, edge_pid: None, children: Vec::new(), _logs: Some(logs) }
+        let children = Vec::new();
+        Self { ws, path, grpc, edge_pid: None, publish_redis: None, children, _logs: Some(logs) }
     }
 
     /// Waits until every address accepts TCP connections, failing early if a spawned process exits.
-    async fn wait_listening(&mut self, addrs: &[SocketAddr]) -> anyhow::Result<()> {
+    pub(crate) async fn wait_listening(&mut self, addrs: &[SocketAddr]) -> anyhow::Result<()> {
         let deadline = Instant::now() + START_TIMEOUT;
         for &addr in addrs {
             while TcpStream::connect(addr).await.is_err() {
@@ -175,7 +196,12 @@ fn crier_binary(target: &TargetArgs) -> anyhow::Result<PathBuf> {
     Ok(sibling)
 }
 
-fn spawn(name: &'static str, program: &Path, args: &[&str], dir: &Path) -> anyhow::Result<Spawned> {
+pub(crate) fn spawn(
+    name: &'static str,
+    program: &Path,
+    args: &[&str],
+    dir: &Path,
+) -> anyhow::Result<Spawned> {
     let log = dir.join(format!("{}.log", name.replace(' ', "-")));
     let file = std::fs::File::create(&log)?;
     let child = Command::new(program)
@@ -190,7 +216,7 @@ fn spawn(name: &'static str, program: &Path, args: &[&str], dir: &Path) -> anyho
 }
 
 /// A loopback address with a port nobody listens on right now.
-fn free_addr() -> anyhow::Result<SocketAddr> {
+pub(crate) fn free_addr() -> anyhow::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
     Ok(listener.local_addr()?)
 }

@@ -61,21 +61,26 @@ pub struct Timing {
 }
 
 /// One latency run: who subscribes to what, how fast, and the p99 target.
-struct Plan {
-    conversations: usize,
-    per_conversation: usize,
-    rate: f64,
-    timing: Timing,
-    prefix: &'static str,
-    p99_target_ms: f64,
+pub struct Plan {
+    pub conversations: usize,
+    pub per_conversation: usize,
+    /// Notifications per second; `None`: as fast as deliveries follow.
+    pub rate: Option<f64>,
+    pub timing: Timing,
+    pub prefix: &'static str,
+    pub p99_target_ms: f64,
 }
+
+/// Notifications [`publisher::unlimited`] may publish ahead of the average subscriber: far below any
+/// queue bound (2,000 × 204 bytes spread over every subscriber), enough to keep every stage busy.
+const UNLIMITED_WINDOW: u64 = 2_000;
 
 pub async fn run_dev(target: &TargetArgs, args: &LatencyArgs) -> anyhow::Result<Report> {
     let deployment = Deployment::dev(target).await?;
     let plan = Plan {
         conversations: 1,
         per_conversation: args.subscribers,
-        rate: args.rate,
+        rate: Some(args.rate),
         timing: args.timing.clone(),
         prefix: "latency",
         p99_target_ms: 22.0,
@@ -88,7 +93,7 @@ pub async fn run_redis(target: &TargetArgs, args: &RedisArgs) -> anyhow::Result<
     let plan = Plan {
         conversations: args.conversations,
         per_conversation: args.per_conversation,
-        rate: args.rate,
+        rate: Some(args.rate),
         timing: args.timing.clone(),
         prefix: "redis",
         p99_target_ms: 0.7,
@@ -96,7 +101,7 @@ pub async fn run_redis(target: &TargetArgs, args: &RedisArgs) -> anyhow::Result<
     measure("redis", &deployment, target, &plan).await
 }
 
-async fn measure(
+pub async fn measure(
     scenario: &'static str,
     deployment: &Deployment,
     target: &TargetArgs,
@@ -108,8 +113,11 @@ async fn measure(
     let spec = fleet_spec(deployment, target, plan);
     connect(&fleet, &spec, &recorder).await?;
     let conversations: Vec<String> = (0..plan.conversations).map(|i| spec.conversation(i)).collect();
-    let client = publisher::connect(&deployment.grpc).await?;
-    let publish = |label, duration| publish(label, &client, &conversations, plan.rate, duration, &recorder);
+    let sink = publisher::Sink::connect(deployment).await?;
+    let per_conversation = plan.per_conversation as u64;
+    let delivered = || recorder.count() / per_conversation;
+    let publish =
+        |label, duration| publish(label, &sink, &conversations, plan.rate, duration, &recorder, &delivered);
     publish("warm-up", plan.timing.warmup).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     recorder.reset();
@@ -122,27 +130,46 @@ async fn measure(
     drain(&recorder, expected).await;
     let seconds = started.elapsed().as_secs_f64();
     add_figures(&mut report, &recorder, plan, expected);
+    report.figure("deliveries per second", recorder.count() as f64 / seconds, "/s", None);
+    let millions = (recorder.count() as f64 / 1e6).max(f64::MIN_POSITIVE);
+    let mut servers_cpu = 0.0;
     for (&(name, pid), before) in servers.iter().zip(before) {
         let used = cpu_ticks(pid).unwrap_or(0).saturating_sub(before) as f64 / CLK_TCK;
         report.figure(format!("{name} CPU use"), 100.0 * used / seconds, "% of 1 CPU", None);
+        report.figure(format!("{name} CPU per million deliveries"), used / millions, "CPU-s", None);
+        servers_cpu += if name == "load generator" { 0.0 } else { used };
     }
+    report.figure(SERVERS_CPU_PER_MILLION, servers_cpu / millions, "CPU-s", None);
     notes(&mut report, &fleet, &stats);
     fleet.shutdown().await;
     Ok(report)
 }
 
-/// Publishes at `rate` for `duration` with a progress bar; returns the publishing counters.
+/// The figure of every server process's CPU together (all but the load generator).
+pub const SERVERS_CPU_PER_MILLION: &str = "servers CPU per million deliveries";
+
+/// Publishes at `rate` (or unlimited) for `duration` with a progress bar; returns the publishing counters.
 async fn publish(
     label: &str,
-    client: &publisher::Client,
+    sink: &publisher::Sink,
     conversations: &[String],
-    rate: f64,
+    rate: Option<f64>,
     duration: Duration,
     recorder: &Recorder,
+    delivered: &(dyn Fn() -> u64 + Sync),
 ) -> Arc<PublishStats> {
     let stats = Arc::new(PublishStats::default());
     let status = || format!("{} frames", recorder.count());
-    let publishing = publisher::at_rate(client, conversations, rate, duration, recorder.clock, &stats);
+    let clock = recorder.clock;
+    let publishing = async {
+        match rate {
+            Some(rate) => publisher::at_rate(sink, conversations, rate, duration, clock, &stats).await,
+            None => {
+                let window = UNLIMITED_WINDOW;
+                publisher::unlimited(sink, conversations, duration, window, clock, delivered, &stats).await;
+            }
+        }
+    };
     tokio::join!(publishing, progress::timed(label, duration, &status));
     stats
 }
@@ -173,7 +200,7 @@ fn fleet_spec(deployment: &Deployment, target: &TargetArgs, plan: &Plan) -> Flee
 fn parameters(plan: &Plan) -> serde_json::Value {
     json!({
         "conversations": plan.conversations, "subscribers_per_conversation": plan.per_conversation,
-        "rate_per_s": plan.rate, "duration_s": plan.timing.duration.as_secs_f64(), "payload_bytes": 204,
+        "rate_per_s": plan.rate.map_or(json!("unlimited"), |rate| json!(rate)), "duration_s": plan.timing.duration.as_secs_f64(), "payload_bytes": 204,
     })
 }
 

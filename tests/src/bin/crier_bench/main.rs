@@ -9,15 +9,16 @@
 //! Each scenario is bounded in time, kills what it spawned (also on Ctrl-C, error and panic), shows
 //! progress on stderr, and prints a table (and `--json FILE`) at the end.
 //!
-//! - `idle`, `fanout`, `latency` (+ `redis`), `connect`, `soak`: the scenarios; `rss_series` and
+//! - `idle`, `fanout`, `latency` (+ `redis`), `compare`, `connect`, `soak`: the scenarios; `rss_series` and
 //!   `soak_verdict`: the soak's memory samples and its checks.
-//! - `deployment`: the servers under test, spawned or given.
+//! - `deployment`: the servers under test, spawned or given; `replaced`: the design crier replaces.
 //! - `fleet`: many subscribed connections of one process; `raw_ws`: one connection; `ws_frame`: framing.
 //! - `worker`, `worker_pool`: the worker processes and the bench's side of them.
 //! - `publisher`: gRPC publishing (flood, fixed rate); `payload`: the stamped 204-byte payload.
 //! - `recorder`: latency histogram; `process_usage`: RSS and CPU from /proc; `machine`: what we ran on.
 //! - `report`: figures against targets, table and JSON; `progress`: progress bars.
 
+mod compare;
 mod connect;
 mod deployment;
 mod fanout;
@@ -31,6 +32,7 @@ mod progress;
 mod publisher;
 mod raw_ws;
 mod recorder;
+mod replaced;
 mod report;
 mod rss_series;
 mod soak;
@@ -96,6 +98,14 @@ enum Scenario {
         #[command(flatten)]
         args: soak::SoakArgs,
     },
+    /// The replaced design (Node + Redis pub/sub) and crier through Redis side by side, same load
+    /// generator: latency, deliveries/s and CPU per million deliveries of every process, and the ratios.
+    Compare {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        args: compare::CompareArgs,
+    },
     /// Connection rate: connect + upgrade + auth + subscribe per second.
     Connect {
         #[command(flatten)]
@@ -144,6 +154,7 @@ async fn run(scenario: Scenario) -> anyhow::Result<Report> {
         Scenario::Fanout { target, args } => fanout::run(&target, &args).await,
         Scenario::Latency { target, args } => latency::run_dev(&target, &args).await,
         Scenario::Redis { target, args } => latency::run_redis(&target, &args).await,
+        Scenario::Compare { target, args } => compare::run(&target, &args).await,
         Scenario::Connect { target, args } => connect::run(&target, &args).await,
         Scenario::Soak { target, args } => soak::run(&target, &args).await,
         Scenario::Worker(_) => anyhow::bail!("worker runs without a scenario runtime"),

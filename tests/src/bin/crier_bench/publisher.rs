@@ -1,11 +1,13 @@
 //! Publishing over gRPC (`crier.v1.PublishService`): [`flood`] as fast as the edge delivers (fan-out), and
-//! [`at_rate`] at a fixed rate with a send timestamp in each payload (latency).
+//! [`at_rate`] at a fixed rate or [`unlimited`] with a send timestamp in each payload (latency), to a
+//! [`Sink`]: crier's `Publish`, or the replaced design's `PUBLISH conversation:<id>` straight to Redis.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context;
+use bytes::Bytes;
 use crier_proto::v1::publish_service_client::PublishServiceClient;
 use crier_proto::v1::{PublishBatchRequest, PublishRequest};
 use futures_util::future::join_all;
@@ -14,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::transport::Channel;
 
+use crate::deployment::Deployment;
 use crate::payload::{self, Clock};
 
 /// A gRPC client of the broker.
@@ -26,6 +29,45 @@ pub async fn connect(url: &str) -> anyhow::Result<Client> {
         .await
         .with_context(|| format!("gRPC connect to {url} timed out"))?
         .with_context(|| format!("gRPC connect to {url}"))
+}
+
+/// Where a latency run's notifications go, one call per notification as a job worker makes them.
+#[derive(Clone)]
+pub enum Sink {
+    /// crier's `PublishService.Publish`.
+    Grpc(Client),
+    /// The replaced design: Redis `PUBLISH conversation:<id> <payload>` on one multiplexed connection.
+    Redis(redis::aio::MultiplexedConnection),
+}
+
+impl Sink {
+    /// Redis `PUBLISH` when the deployment publishes that way (the replaced design), else gRPC.
+    pub async fn connect(deployment: &Deployment) -> anyhow::Result<Self> {
+        let Some(url) = &deployment.publish_redis else {
+            return Ok(Self::Grpc(connect(&deployment.grpc).await?));
+        };
+        let client = redis::Client::open(url.as_str())?;
+        let connecting = client.get_multiplexed_async_connection();
+        let conn = tokio::time::timeout(Duration::from_secs(10), connecting)
+            .await
+            .with_context(|| format!("connecting to {url} timed out"))??;
+        Ok(Self::Redis(conn))
+    }
+
+    async fn send(&mut self, conversation: String, payload: Bytes) -> Result<(), String> {
+        match self {
+            Self::Grpc(client) => {
+                let request =
+                    PublishRequest { conversation_id: conversation, payload, idempotency_key: String::new() };
+                client.publish(request).await.map(drop).map_err(|status| status.to_string())
+            }
+            Self::Redis(conn) => {
+                let mut publish = redis::cmd("PUBLISH");
+                publish.arg(format!("conversation:{conversation}")).arg(payload.as_ref());
+                publish.query_async::<i64>(conn).await.map(drop).map_err(|err| err.to_string())
+            }
+        }
+    }
 }
 
 /// Counters of a publishing run.
@@ -118,10 +160,10 @@ pub async fn flood(
 }
 
 /// Publishes `rate` notifications per second for `duration`, round-robin over `conversations`, each
-/// stamped with `clock` just before its `Publish` call. Calls overlap (one task each), so a slow reply
-/// never delays the schedule. Returns once every call has been answered (or 10 s have passed).
+/// stamped with `clock` just before its call. Calls overlap (one task each), so a slow reply never delays
+/// the schedule. Returns once every call has been answered (or 10 s have passed).
 pub async fn at_rate(
-    client: &Client,
+    sink: &Sink,
     conversations: &[String],
     rate: f64,
     duration: Duration,
@@ -135,21 +177,51 @@ pub async fn at_rate(
         tokio::time::sleep_until(start + Duration::from_secs_f64(n as f64 / rate)).await;
         let index = n as usize % conversations.len();
         let conversation = conversations[index].clone();
-        let mut client = client.clone();
+        let mut sink = sink.clone();
         let stats = Arc::clone(stats);
         tracker.spawn(async move {
-            let sent_ns = clock.now_ns();
-            let request = PublishRequest {
-                conversation_id: conversation,
-                payload: payload::stamped(sent_ns),
-                idempotency_key: String::new(),
-            };
-            match client.publish(request).await {
-                Ok(_) => stats.accepted(index),
-                Err(status) => stats.fail(1, status.to_string()),
+            let payload = payload::stamped(clock.now_ns());
+            match sink.send(conversation, payload).await {
+                Ok(()) => stats.accepted(index),
+                Err(error) => stats.fail(1, error),
             }
         });
     }
     tracker.close();
     let _ = tokio::time::timeout(Duration::from_secs(10), tracker.wait()).await;
+}
+
+/// Calls in flight at once when publishing [`unlimited`].
+const UNLIMITED_LANES: usize = 64;
+
+/// Publishes round-robin over `conversations` for `duration` as fast as deliveries follow: 64 calls in
+/// flight, never more than `window` notifications ahead of what `delivered()` (notifications received by
+/// every subscriber, on average) reports, so the run measures throughput, not overflowing queues.
+pub async fn unlimited(
+    sink: &Sink,
+    conversations: &[String],
+    duration: Duration,
+    window: u64,
+    clock: Clock,
+    delivered: &(dyn Fn() -> u64 + Sync),
+    stats: &PublishStats,
+) {
+    let next = AtomicU64::new(0);
+    let deadline = Instant::now() + duration;
+    let lanes = (0..UNLIMITED_LANES).map(|_| async {
+        let mut sink = sink.clone();
+        while Instant::now() < deadline {
+            if next.load(Ordering::Relaxed).saturating_sub(delivered()) >= window {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                continue;
+            }
+            let index = (next.fetch_add(1, Ordering::Relaxed) % conversations.len() as u64) as usize;
+            let payload = payload::stamped(clock.now_ns());
+            match sink.send(conversations[index].clone(), payload).await {
+                Ok(()) => stats.accepted(index),
+                Err(error) => stats.fail(1, error),
+            }
+        }
+    });
+    join_all(lanes).await;
 }

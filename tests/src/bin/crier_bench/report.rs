@@ -108,12 +108,12 @@ impl Report {
     pub fn table(&self) -> String {
         let mut out = format!("crier-bench {} on {}\n", self.scenario, self.machine);
         out += &format!("parameters: {}\n", self.parameters);
-        out += &format!("{:<44} {:>14} {:<10} {:<14} {}\n", "figure", "value", "unit", "target", "verdict");
+        out += &format!("{:<58} {:>14} {:<10} {:<14} {}\n", "figure", "value", "unit", "target", "verdict");
         for f in &self.figures {
             let target = f.target.map(|t| t.to_string()).unwrap_or_default();
             let verdict = f.target.map(|t| t.verdict(f.value)).unwrap_or_default();
             out += &format!(
-                "{:<44} {:>14} {:<10} {:<14} {}\n",
+                "{:<58} {:>14} {:<10} {:<14} {}\n",
                 f.name,
                 number(f.value),
                 f.unit,

@@ -157,12 +157,12 @@ async fn publish(
     recorder: &Arc<Recorder>,
     stats: &Arc<PublishStats>,
 ) -> anyhow::Result<Observed> {
-    let client = publisher::connect(&deployment.grpc).await?;
+    let sink = publisher::Sink::connect(deployment).await?;
     let conversations: Vec<String> = (0..args.conversations).map(|i| format!("{PREFIX}-{i}")).collect();
     let watched = watched_processes(deployment);
     let stop = CancellationToken::new();
     let publishing = async {
-        publisher::at_rate(&client, &conversations, args.rate, args.duration, recorder.clock, stats).await;
+        publisher::at_rate(&sink, &conversations, args.rate, args.duration, recorder.clock, stats).await;
         stop.cancel();
     };
     let status = || {
