@@ -4,7 +4,11 @@
 //! - Every server frame, replies included, goes through the outbox, so frames leave in the order queued and
 //!   one writer owns the socket.
 //! - `subscribed` is queued before the hub registration and written only after the partition reader holds a
-//!   position taken after it: everything appended after the client sees `subscribed` is delivered.
+//!   position taken after it: everything appended after the client sees `subscribed` is delivered. A
+//!   recovering subscription (`since`) joins the hub only once its pages reached the stream's end, with an
+//!   exact seam (see [`recovering`]).
+//! - Recovery pages are read only while the queue holds less than half its bound: a backlog never overflows
+//!   it.
 //! - A session's failure ends that session only; it unsubscribes everything on the way out.
 //! - Every client message, WebSocket ping and unfinished fragment costs a token of the connection's bucket
 //!   before it is even parsed.
