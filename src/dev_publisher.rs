@@ -37,3 +37,22 @@ fn refusal(err: &BrokerError) -> DemoRefusal {
         _ => DemoRefusal::Internal(message),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crier_store::log::LogError;
+
+    use super::*;
+
+    /// The demo's refusals follow the gRPC classification: invalid arguments, unavailable stores, and
+    /// everything else internal.
+    #[test]
+    fn refusals_follow_the_grpc_codes() {
+        let invalid = refusal(&BrokerError::InvalidPayload("not JSON".into()));
+        assert!(matches!(invalid, DemoRefusal::Invalid(m) if m == "invalid payload: not JSON"));
+        let source = redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        let down = refusal(&BrokerError::Log(LogError::Unavailable { partition: 1, source }));
+        assert!(matches!(down, DemoRefusal::Unavailable(_)));
+        assert!(matches!(refusal(&BrokerError::Internal("bug")), DemoRefusal::Internal(_)));
+    }
+}

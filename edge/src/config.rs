@@ -6,7 +6,7 @@ use crier_proto::conversation_id::{self, DEFAULT_MAX_CONVERSATION_ID_BYTES};
 use crier_proto::partition::DEFAULT_PARTITIONS;
 use crier_store::control::{HEARTBEAT_INTERVAL, HEARTBEAT_TTL};
 
-pub use crate::auth::{JwtConfig, KeySource};
+pub use crate::auth::{AuthMode, JwtConfig, KeySource};
 pub use crate::tls::TlsFiles;
 
 /// Default drain window of `crier edge`: long enough to spread reconnects, well inside Kubernetes' default
@@ -22,16 +22,6 @@ pub const DEFAULT_MAX_QUEUE_BYTES: usize = 1024 * 1024;
 /// than the default retention (10,000 entries, `MAXLEN ~` keeps up to a node more), so every position within
 /// the default retention is recovered.
 pub const DEFAULT_MAX_RECOVERY_SCAN: usize = 10_240;
-
-/// How sessions prove who they are.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuthMode {
-    /// A JWT from the `auth` frame or the handshake, verified per this config (boxed: it is large and
-    /// read once, at startup).
-    Jwt(Box<JwtConfig>),
-    /// `{"action":"auth","userId":"<id>"}` is believed. `crier dev` and tests only.
-    None,
-}
 
 /// Who may subscribe to what (DESIGN.md §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

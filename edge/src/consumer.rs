@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::frame;
-use crate::hub::{Hub, Subscriber};
+use crate::hub::{Hub, ReaderHandle, StartReader, Subscriber};
 use crate::meters::{self, EdgeMeters};
 use crate::protocol;
 
@@ -38,27 +38,6 @@ pub struct Consumer {
     meters: EdgeMeters,
     /// Numbers the readers started, so a hub shard can tell its current reader from a stopped one.
     serials: AtomicU64,
-}
-
-/// A running reader, held by its hub shard.
-pub struct ReaderHandle {
-    /// Unique per reader started by this consumer.
-    pub serial: u64,
-    cancel: CancellationToken,
-    started: watch::Receiver<Option<Head>>,
-}
-
-impl ReaderHandle {
-    /// Becomes the reader's starting head once it has one.
-    #[must_use]
-    pub fn started(&self) -> watch::Receiver<Option<Head>> {
-        self.started.clone()
-    }
-
-    /// Stops the reader; it exits at its next await.
-    pub fn stop(self) {
-        self.cancel.cancel();
-    }
 }
 
 impl Consumer {
@@ -81,9 +60,11 @@ impl Consumer {
     pub fn partitions(&self) -> u32 {
         self.log.partitions()
     }
+}
 
+impl StartReader for Consumer {
     /// Starts reading `partition` for `hub`.
-    pub fn spawn(&self, partition: u32, hub: Arc<Hub>) -> ReaderHandle {
+    fn start(&self, partition: u32, hub: Arc<Hub>) -> ReaderHandle {
         let cancel = self.shutdown.child_token();
         let (started_tx, started) = watch::channel(None);
         let serial = self.serials.fetch_add(1, Ordering::Relaxed);

@@ -12,8 +12,8 @@ use crier_store::telemetry::now_ms;
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
+use crate::directory::Directory;
 use crate::hub::Hub;
-use crate::registry::Registry;
 
 /// Wait before re-subscribing to operators' commands after losing the subscription.
 const RESUBSCRIBE_BACKOFF: Duration = Duration::from_secs(1);
@@ -26,7 +26,7 @@ pub struct Heartbeat {
     /// Where reports and commands travel.
     pub control: Arc<dyn ControlPlane>,
     /// The edge's sessions.
-    pub registry: Arc<Registry>,
+    pub directory: Arc<Directory>,
     /// The edge's hub, for the partitions read.
     pub hub: Arc<Hub>,
     /// Time between reports.
@@ -51,7 +51,7 @@ impl Heartbeat {
     }
 
     fn report(&self) -> EdgeReport {
-        let snapshot = self.registry.snapshot(&self.hub);
+        let snapshot = self.directory.snapshot();
         EdgeReport {
             edge_id: self.edge_id.clone(),
             connections: snapshot.connections,
@@ -91,7 +91,7 @@ impl Heartbeat {
     fn apply(&self, command: &ControlMessage) {
         match command {
             ControlMessage::DisconnectUser { user_id, reason } => {
-                let sessions = self.registry.disconnect_user(user_id, reason);
+                let sessions = self.directory.disconnect_user(user_id, reason);
                 tracing::info!(user_id = %user_id, reason = %reason, sessions, "disconnecting user on operator request");
             }
         }

@@ -20,9 +20,34 @@ use bytes::Bytes;
 use crier_proto::{StreamId, partition};
 use crier_store::log::Head;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
-use crate::consumer::{Consumer, ReaderHandle};
 use crate::outbox::{Outbox, Overflowed};
+
+/// How the hub starts a partition reader: injected at construction (the edge's is
+/// [`Consumer`](crate::consumer::Consumer)), so the hub knows nothing of how entries are read.
+pub trait StartReader: Send + Sync {
+    /// Starts reading `partition` for `hub`; the reader reports through [`Hub::reader_at`] and
+    /// [`Hub::dispatch`] and exits once the handle's [`stop`](ReaderHandle::stop) is called.
+    fn start(&self, partition: u32, hub: Arc<Hub>) -> ReaderHandle;
+}
+
+/// A running reader, held by its hub shard.
+pub struct ReaderHandle {
+    /// Unique per reader started for this hub: tells a shard's current reader from a stopped one.
+    pub serial: u64,
+    /// Cancelled to stop the reader.
+    pub cancel: CancellationToken,
+    /// Becomes the reader's starting head once it has one.
+    pub started: watch::Receiver<Option<Head>>,
+}
+
+impl ReaderHandle {
+    /// Stops the reader; it exits at its next await.
+    pub fn stop(self) {
+        self.cancel.cancel();
+    }
+}
 
 /// One session's interest in one conversation.
 #[derive(Clone)]
@@ -55,7 +80,7 @@ pub struct Registration {
 /// Conversation → local subscribers, and the partition readers that feed them.
 pub struct Hub {
     shards: Box<[Mutex<Shard>]>,
-    consumer: Consumer,
+    readers: Box<dyn StartReader>,
 }
 
 #[derive(Default)]
@@ -75,11 +100,11 @@ struct Shard {
 }
 
 impl Hub {
-    /// A hub with one shard per partition of `consumer`'s log.
+    /// A hub with one shard per partition of a log of `partitions`, starting readers with `readers`.
     #[must_use]
-    pub fn new(consumer: Consumer) -> Arc<Self> {
-        let shards = (0..consumer.partitions()).map(|_| Mutex::default()).collect();
-        Arc::new(Self { shards, consumer })
+    pub fn new(partitions: u32, readers: Box<dyn StartReader>) -> Arc<Self> {
+        let shards = (0..partitions).map(|_| Mutex::default()).collect();
+        Arc::new(Self { shards, readers })
     }
 
     fn shard(&self, partition: u32) -> MutexGuard<'_, Shard> {
@@ -94,8 +119,9 @@ impl Hub {
     }
 
     /// Adds `subscriber` to `conversation`, starting the partition's reader if it is the first interest.
-    /// See [`Registration`] for where live delivery starts.
-    pub fn subscribe(self: &Arc<Self>, conversation: &str, subscriber: Subscriber) -> Registration {
+    /// See [`Registration`] for where live delivery starts. Sessions join through their
+    /// [`Member`](crate::directory::Member), which leaves again when dropped.
+    pub(crate) fn subscribe(self: &Arc<Self>, conversation: &str, subscriber: Subscriber) -> Registration {
         let partition = self.partition_of(conversation);
         let mut shard = self.shard(partition);
         let conversation = match shard.conversations.get_key_value(conversation) {
@@ -108,8 +134,8 @@ impl Hub {
         list.push(subscriber);
         shard.subscriptions += 1;
         let at = shard.dispatched;
-        let reader = shard.reader.get_or_insert_with(|| self.consumer.spawn(partition, Arc::clone(self)));
-        Registration { partition, conversation, at, started: reader.started() }
+        let reader = shard.reader.get_or_insert_with(|| self.readers.start(partition, Arc::clone(self)));
+        Registration { partition, conversation, at, started: reader.started.clone() }
     }
 
     /// The shard of `partition` while `reader` is its current reader.
@@ -143,8 +169,9 @@ impl Hub {
         shard.conversations.get(conversation).map(|subscribers| deliver(subscribers))
     }
 
-    /// Removes `session` from `conversation`; stops the partition's reader when nobody is left.
-    pub fn unsubscribe(&self, conversation: &str, session: u64) {
+    /// Removes `session` from `conversation`; stops the partition's reader when nobody is left. Sessions
+    /// leave through their [`Member`](crate::directory::Member).
+    pub(crate) fn unsubscribe(&self, conversation: &str, session: u64) {
         let partition = self.partition_of(conversation);
         let mut shard = self.shard(partition);
         let Some(list) = shard.conversations.get_mut(conversation) else { return };
@@ -227,21 +254,47 @@ impl Hub {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use std::time::Duration;
-
-    use crier_store::log::MemoryLog;
-    use tokio_util::sync::CancellationToken;
-    use tokio_util::task::TaskTracker;
-
     use super::*;
-    use crate::meters::EdgeMeters;
+
+    /// A reader start: its partition, serial, stop token, and the sender of its starting head.
+    type Started = (u32, u64, CancellationToken, watch::Sender<Option<Head>>);
+
+    /// Records the readers the hub starts and stops, instead of reading a log: the seam under test is the
+    /// hub's bookkeeping, not reading.
+    #[derive(Clone, Default)]
+    pub(crate) struct Readers(Arc<Mutex<Vec<Started>>>);
+
+    impl StartReader for Readers {
+        fn start(&self, partition: u32, _hub: Arc<Hub>) -> ReaderHandle {
+            let mut started = self.0.lock().unwrap();
+            let (serial, cancel) = (started.len() as u64, CancellationToken::new());
+            let (tx, rx) = watch::channel(None);
+            started.push((partition, serial, cancel.clone(), tx));
+            ReaderHandle { serial, cancel, started: rx }
+        }
+    }
+
+    impl Readers {
+        /// Partitions whose reader runs (started and not stopped), in start order.
+        pub(crate) fn running(&self) -> Vec<u32> {
+            let started = self.0.lock().unwrap();
+            started.iter().filter(|(_, _, cancel, _)| !cancel.is_cancelled()).map(|(p, ..)| *p).collect()
+        }
+
+        /// How many readers were started in all.
+        pub(crate) fn starts(&self) -> usize {
+            self.0.lock().unwrap().len()
+        }
+    }
+
+    /// A hub of four partitions and the readers it starts.
+    pub(crate) fn hub_and_readers() -> (Arc<Hub>, Readers) {
+        let readers = Readers::default();
+        (Hub::new(4, Box::new(readers.clone())), readers)
+    }
 
     pub(crate) fn hub() -> Arc<Hub> {
-        let log = Arc::new(MemoryLog::new(4, 100));
-        let (tracker, shutdown) = (TaskTracker::new(), CancellationToken::new());
-        let consumer =
-            Consumer::new(log, 16, Duration::from_millis(50), tracker, shutdown, EdgeMeters::new());
-        Hub::new(consumer)
+        hub_and_readers().0
     }
 
     pub(crate) fn subscriber(session: u64) -> Subscriber {
@@ -255,8 +308,8 @@ pub(crate) mod tests {
 
     /// Subscribes and unsubscribes change a conversation's list in place: whoever is left is found, each
     /// once, and the partition's count follows.
-    #[tokio::test]
-    async fn churn_leaves_exactly_the_remaining_subscribers() {
+    #[test]
+    fn churn_leaves_exactly_the_remaining_subscribers() {
         let hub = hub();
         let partition = hub.subscribe("c", subscriber(1)).partition;
         for session in 2..=5 {
@@ -276,8 +329,69 @@ pub(crate) mod tests {
         assert_eq!(hub.shard(partition).subscriptions, 3);
     }
 
-    #[tokio::test]
-    async fn a_stopped_reader_no_longer_reaches_later_subscribers() {
+    /// A partition's reader runs exactly while the partition has a subscriber: one start for many
+    /// subscribers, one stop with the last leave, a new start for the next subscriber.
+    #[test]
+    fn a_reader_runs_while_its_partition_has_subscribers() {
+        let (hub, readers) = hub_and_readers();
+        let partition = hub.subscribe("c", subscriber(1)).partition;
+        hub.subscribe("c", subscriber(2));
+        assert_eq!((readers.running(), readers.starts()), (vec![partition], 1));
+        hub.unsubscribe("c", 1);
+        assert_eq!(readers.running(), [partition], "a subscriber is left");
+        hub.unsubscribe("c", 2);
+        assert!(readers.running().is_empty(), "the last leave stops the reader");
+        assert_eq!(hub.conversations(), 0);
+        hub.subscribe("c", subscriber(3));
+        assert_eq!((readers.running(), readers.starts()), (vec![partition], 2));
+    }
+
+    /// A subscriber that joins before the reader has a position learns it from `started`; one that joins
+    /// after learns it at once, with the last id looked up.
+    #[test]
+    fn registrations_say_where_live_delivery_starts() {
+        let (hub, readers) = hub_and_readers();
+        let first = hub.subscribe("c", subscriber(1));
+        assert!(first.at.is_none() && first.started.borrow().is_none());
+        let head = Head { epoch: 7, last: StreamId { ms: 5, seq: 0 } };
+        let serial = reader_of(&hub, first.partition).unwrap();
+        hub.reader_at(first.partition, serial, head);
+        readers.0.lock().unwrap()[0].3.send_replace(Some(head));
+        assert_eq!(*first.started.borrow(), Some(head));
+        let id = StreamId { ms: 9, seq: 1 };
+        assert_eq!(hub.dispatch(first.partition, serial, "c", id, <[Subscriber]>::len), Some(1));
+        let second = hub.subscribe("c", subscriber(2));
+        assert_eq!(second.at, Some(Head { epoch: 7, last: id }));
+    }
+
+    /// Delivery skips what a subscriber recovers itself (`after`) and encodes positioned frames once.
+    #[test]
+    fn delivery_respects_after_and_positions() {
+        let mut recovering = subscriber(1);
+        recovering.after = StreamId { ms: 10, seq: 0 };
+        let (mut a, mut b) = (subscriber(2), subscriber(3));
+        (a.positions, b.positions) = (true, true);
+        let list = [recovering.clone(), a.clone(), b.clone()];
+        let mut encoded = 0;
+        let frame = Bytes::from_static(b"bare");
+        let positioned_frame = || Bytes::from_static(b"positioned");
+        let positioned = || {
+            encoded += 1;
+            positioned_frame()
+        };
+        assert_eq!(Hub::deliver(&list, StreamId { ms: 10, seq: 0 }, &frame, positioned), (2, 0));
+        assert_eq!(encoded, 1);
+        let frames = |s: &Subscriber| {
+            let mut frames = std::collections::VecDeque::new();
+            s.outbox.drain_into(&mut frames).unwrap();
+            frames
+        };
+        assert!(frames(&recovering).is_empty());
+        assert_eq!((frames(&a), frames(&b)), ([positioned_frame()].into(), [positioned_frame()].into()));
+    }
+
+    #[test]
+    fn a_stopped_reader_no_longer_reaches_later_subscribers() {
         let hub = hub();
         let partition = hub.subscribe("c", subscriber(1)).partition;
         let old = reader_of(&hub, partition).expect("first subscriber starts a reader");

@@ -12,7 +12,7 @@
 use bytes::Bytes;
 use fastwebsockets::OpCode;
 
-use crate::error::CloseCode;
+use crate::error::CloseReason;
 use crate::frame;
 use crate::outbox::Outbox;
 use crate::stream::Stream;
@@ -49,13 +49,13 @@ pub enum InboundError {
 }
 
 impl InboundError {
-    /// The close code to answer with, if the connection can still take one.
+    /// The close to answer with, if the connection can still take one.
     #[must_use]
-    pub fn close_code(&self) -> Option<CloseCode> {
+    pub fn close_reason(&self) -> Option<CloseReason> {
         match self {
-            Self::TooBig => Some(CloseCode::TooBig),
-            Self::InvalidUtf8 => Some(CloseCode::InvalidPayload),
-            Self::Protocol(_) => Some(CloseCode::ProtocolError),
+            Self::TooBig => Some(CloseReason::TooBig),
+            Self::InvalidUtf8 => Some(CloseReason::InvalidUtf8),
+            Self::Protocol(_) => Some(CloseReason::ProtocolError),
             Self::Gone => None,
         }
     }

@@ -4,7 +4,7 @@
 //! ```text
 //!  browser ◀─ws─ session ◀─ outbox ◀─ hub (conversation → subscribers, per partition)
 //!                 │ auth, subscribe       ▲
-//!                 └──────▶ hub ──starts──▶ consumer: one reader per partition with local interest
+//!                 └─▶ directory ─▶ hub ──starts──▶ consumer: one reader per partition with local interest
 //!                                          └─ PartitionedLog (crier-store's log: Redis XREAD | memory)
 //! ```
 //!
@@ -20,7 +20,10 @@
 //! - [`protocol`]: client/server frames of the browser protocol (pure).
 //! - [`frame`]: WebSocket frame encoding (once per notification) and batched writes.
 //! - [`outbox`]: a session's byte-bounded outbound queue.
-//! - [`hub`]: conversation → subscribers, sharded by partition; starts and stops readers.
+//! - [`directory`]: every session's membership (seat, user, conversations) behind one guard; limits per edge
+//!   and per user; reaching a user's sessions (revocations, disconnects) and every session (drain); presence.
+//! - [`hub`]: conversation → subscribers, sharded by partition; starts and stops readers through an injected
+//!   [`hub::StartReader`].
 //! - [`consumer`]: partition reader tasks.
 //! - [`recovery`]: replay of missed notifications for `subscribe` with `since`.
 //! - [`auth`]: tokens → principal (JWT with pinned algorithms, PEM or JWKS keys; or dev auth).
@@ -29,10 +32,8 @@
 //! - [`gate`]: access checks for subscribes (claims, subscription tokens, cached store answers, remembered
 //!   revocations).
 //! - [`revocations`]: follows the access store's revocation feed; kicks revoked subscriptions.
-//! - [`connections`]: connection counts per edge and per user; reaching a user's sessions.
 //! - [`handshake`]: origin check and handshake token sources.
 //! - [`meters`]: the edge's Prometheus metrics.
-//! - [`registry`]: who is connected: users and conversations per session, for presence and disconnects.
 //! - [`heartbeat`]: reports to the control plane; carries out operators' commands.
 //!
 //! Shutdown (drain): when `shutdown` is cancelled the edge stops accepting, every session closes with 1001 at
@@ -45,9 +46,9 @@ pub mod acl;
 pub mod assets;
 pub mod auth;
 pub mod config;
-pub mod connections;
 pub mod consumer;
 pub mod demo;
+pub mod directory;
 pub mod error;
 pub mod expiring;
 pub mod frame;
@@ -60,7 +61,6 @@ pub mod meters;
 pub mod outbox;
 pub mod protocol;
 pub mod recovery;
-pub mod registry;
 pub mod revocations;
 pub mod server;
 pub mod session;
@@ -78,7 +78,7 @@ use tokio_util::task::TaskTracker;
 
 pub use config::{AclMode, AuthMode, EdgeConfig, JwtConfig, KeySource, Limits, OriginPolicy};
 pub use demo::{Demo, DemoPublished, DemoPublisher, DemoRefusal};
-pub use error::{CloseCode, EdgeError};
+pub use error::{CloseCode, CloseReason, EdgeError};
 
 /// What an edge works with besides its listener, config and log.
 pub struct EdgeDeps {
@@ -137,7 +137,7 @@ pub async fn run_with(
         stop.clone(),
         meters.clone(),
     );
-    let hub = hub::Hub::new(consumer);
+    let hub = hub::Hub::new(log.partitions(), Box::new(consumer));
     let demo = demo.map(|publisher| Demo::new(publisher, &config.ws_path));
     let drain_window = config.drain_window;
     let tls = match &config.tls {
@@ -151,14 +151,15 @@ pub async fn run_with(
     };
     ctx.auth.start(&readers, &stop);
     readers.spawn(revocations::run(access, Arc::clone(&ctx), stop.clone()));
-    let registry = Arc::clone(&ctx.registry);
-    let heartbeat = heartbeat::Heartbeat { edge_id, control, registry: Arc::clone(&registry), hub, interval };
+    let directory = Arc::clone(&ctx.directory);
+    let heartbeat =
+        heartbeat::Heartbeat { edge_id, control, directory: Arc::clone(&directory), hub, interval };
     readers.spawn(heartbeat.clone().report_until(stop.clone()));
     readers.spawn(heartbeat.listen_until(stop.clone()));
     let routes = Arc::new(server::Routes { sessions: ctx, demo, tls });
     let result = server::serve(listener, routes, draining.clone(), sessions.clone()).await;
     draining.cancel();
-    registry.drain_all();
+    directory.drain_all();
     tracing::info!(?drain_window, "edge draining: closing sessions with 1001");
     sessions.close();
     sessions.wait().await;

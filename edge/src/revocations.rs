@@ -66,7 +66,7 @@ fn apply(ctx: &SessionContext, change: &AccessChange) {
         ChangeKind::Revoked => {
             ctx.gate.revoked_access(user, conversation);
             if ctx.gate.enforces() {
-                ctx.connections.revoke(user, conversation);
+                ctx.directory.revoke(user, conversation);
             }
         }
     }

@@ -153,7 +153,7 @@ fn upgrade(mut req: Request<Incoming>, ctx: &Arc<SessionContext>, tracker: &Task
         tracing::debug!("handshake refused: origin not allowed");
         return plain(StatusCode::FORBIDDEN, "origin not allowed\n");
     }
-    let Some(slot) = ctx.connections.open() else {
+    let Some(seat) = ctx.directory.seat() else {
         tracing::debug!(limit = ctx.config.limits.max_connections, "handshake refused: edge full");
         let mut response = plain(StatusCode::SERVICE_UNAVAILABLE, "too many connections\n");
         response.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("5"));
@@ -173,9 +173,9 @@ fn upgrade(mut req: Request<Incoming>, ctx: &Arc<SessionContext>, tracker: &Task
         response.headers_mut().insert(http::header::SEC_WEBSOCKET_PROTOCOL, bearer);
     }
     let positions = wants_positions(req.uri().query());
-    let handshake = Handshake { token: token.map(|(t, _)| t), slot, positions };
+    let handshake = Handshake { token: token.map(|(t, _)| t), seat, positions };
     let ctx = Arc::clone(ctx);
-    // Detached from hyper; the registry tells the session when the edge drains.
+    // Detached from hyper; the directory tells the session when the edge drains.
     // A combinator, not an async block: that would hold the session's future twice.
     tracker.spawn(upgrade.then(move |upgraded| match session_on(upgraded, ctx, handshake) {
         Some(session) => Either::Left(session),

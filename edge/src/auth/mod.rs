@@ -22,7 +22,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use self::jwt::{JwtConfig, JwtVerifier, KeySource, TokenKind, Verified};
-use crate::config::AuthMode;
+
+/// How sessions prove who they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthMode {
+    /// A JWT from the `auth` frame or the handshake, verified per this config (boxed: it is large and
+    /// read once, at startup).
+    Jwt(Box<JwtConfig>),
+    /// `{"action":"auth","userId":"<id>"}` is believed. `crier dev` and tests only.
+    None,
+}
 
 /// An authenticated user.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use crier_store::access::{ChangeFeed, MemoryAccessStore};
 use tokio::sync::Notify;
 
 use super::*;
-use crate::config::AuthMode;
+use crate::auth::AuthMode;
 
 /// The memory store, whose `check` can be held after it read its answer, until released.
 #[derive(Default)]

@@ -35,10 +35,11 @@ impl Session {
     /// frame being written, if any, and nothing else), then lingers.
     pub(super) async fn close(&mut self, ending: &Ending) {
         let close = match ending {
-            Ending::Close(code, reason) => {
-                tracing::debug!(session = self.id, code = code.code(), reason, "closing session");
+            Ending::Close(reason) => {
+                let (code, text) = (reason.code().code(), reason.text());
+                tracing::debug!(session = self.id(), code, reason = text, "closing session");
                 let _ = self.outbox.drain_into(self.pending.frames());
-                frame::close(code.code(), reason)
+                frame::close(code, text)
             }
             Ending::Kicked(reason) => {
                 let _ = self.outbox.drain_into(self.pending.frames());
@@ -58,7 +59,9 @@ impl Session {
     /// window (none in `crier dev` and tests, whose clients mostly stop reading before the edge stops).
     fn closing_grace(&self, ending: &Ending) -> Duration {
         match ending {
-            Ending::Close(CloseCode::GoingAway, _) => CLOSING_GRACE.min(self.ctx.config.drain_window),
+            Ending::Close(reason) if reason.code() == CloseCode::GoingAway => {
+                CLOSING_GRACE.min(self.ctx.config.drain_window)
+            }
             _ => CLOSING_GRACE,
         }
     }

@@ -1,22 +1,8 @@
-//! How a session ends: the random moment a draining session closes at, and the accounting of its end in the
-//! metrics.
-
-use std::hash::{BuildHasher, RandomState};
-use std::time::Duration;
-
-use tokio::time::Instant;
+//! How a session's end is counted in the metrics (the moment a draining session closes at is
+//! [`timers`](super::timers)'; its membership is left by its [`Member`](crate::directory::Member)).
 
 use super::{Ending, Session};
 use crate::error::CloseCode;
-
-/// A random moment within `window` from now: when a draining session closes.
-pub(super) fn drain_deadline(window: Duration, session: u64) -> Instant {
-    // RandomState is seeded per instance, so this is a fresh random number without a dependency.
-    let random = RandomState::new().hash_one(session);
-    let nanos = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
-    let offset = if nanos == 0 { 0 } else { random % nanos };
-    Instant::now() + Duration::from_nanos(offset)
-}
 
 impl Session {
     /// Accounts for the session's end in the metrics (its `Drop` leaves the registry).
@@ -28,7 +14,7 @@ impl Session {
         }
         meters.closed(match ending {
             Ending::Peer | Ending::PeerClosed(_) => None,
-            Ending::Close(code, _) => Some(*code),
+            Ending::Close(reason) => Some(reason.code()),
             Ending::Kicked(_) => Some(CloseCode::Disconnected),
         });
     }

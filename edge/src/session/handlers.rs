@@ -3,14 +3,10 @@
 //! a token.
 
 use std::sync::Arc;
-use std::time::Duration;
-
-use tokio::time::Instant;
 
 use super::subscription::Replay;
 use super::{Ending, Session};
-use crate::auth::unix_now;
-use crate::error::CloseCode;
+use crate::error::CloseReason;
 use crate::gate::Verdict;
 use crate::protocol::{ClientFrame, ServerFrame};
 
@@ -51,26 +47,20 @@ impl Session {
         let principal = match self.ctx.auth.authenticate(token.as_deref(), user_id.as_deref()).await {
             Ok(principal) => principal,
             Err(err) => {
-                tracing::debug!(session = self.id, error = %err, "authentication failed");
-                self.send(&ServerFrame::error("Authentication failed"));
-                return Some(Ending::Close(CloseCode::AuthFailed, "Authentication failed"));
+                tracing::debug!(session = self.id(), error = %err, "authentication failed");
+                return self.end(CloseReason::AuthFailed);
             }
         };
-        let outbox = Arc::clone(&self.outbox);
-        if !self.ctx.connections.join(&principal.user_id, self.id, outbox) {
-            tracing::debug!(session = self.id, user_id = %principal.user_id, "too many connections for user");
-            self.send(&ServerFrame::error("Too many connections"));
-            return Some(Ending::Close(CloseCode::RateLimited, "too many connections"));
+        if !self.member.authenticate(&principal.user_id) {
+            tracing::debug!(session = self.id(), user_id = %principal.user_id, "too many connections for user");
+            return self.end(CloseReason::TooManyConnections);
         }
-        // Principal and flag together, before anything else: whatever happens next, the session leaves.
         let user_id = Arc::clone(&principal.user_id);
-        self.deadline = principal.expires_at.map(expiry_instant);
+        self.timers.expires(principal.expires_at);
         self.principal = Some(principal);
-        self.in_user_list = true;
-        tracing::info!(session = self.id, user_id = %user_id, "ws_client_authenticated");
+        tracing::info!(session = self.id(), user_id = %user_id, "ws_client_authenticated");
         self.ctx.meters.authenticated.increment(1.0);
         self.send(&ServerFrame::Authenticated { user_id: &user_id });
-        self.ctx.registry.set_user(self.id, user_id);
         None
     }
 
@@ -79,18 +69,18 @@ impl Session {
         let refreshed = match self.ctx.auth.authenticate(Some(token), None).await {
             Ok(p) if Some(&p.user_id) == current.as_ref() && p.expires_at.is_some() => p,
             Ok(_) => {
-                tracing::debug!(session = self.id, "refresh token for another user or without exp");
+                tracing::debug!(session = self.id(), "refresh token for another user or without exp");
                 self.send(&ServerFrame::error("Refresh token must be for the same user"));
                 return None;
             }
             Err(err) => {
-                tracing::debug!(session = self.id, error = %err, "refresh refused");
+                tracing::debug!(session = self.id(), error = %err, "refresh refused");
                 self.send(&ServerFrame::error("Invalid refresh token"));
                 return None;
             }
         };
         let expires_at = refreshed.expires_at.unwrap_or_default();
-        self.deadline = Some(expiry_instant(expires_at));
+        self.timers.expires(Some(expires_at));
         self.principal = Some(refreshed);
         self.send(&ServerFrame::Refreshed { expires_at });
         None
@@ -106,7 +96,7 @@ impl Session {
         match self.ctx.gate.check(principal, conversation, token).await {
             Verdict::Allowed => None,
             Verdict::Denied => {
-                tracing::debug!(session = self.id, user_id = %principal.user_id, conversation_id = conversation, "access denied");
+                tracing::debug!(session = self.id(), user_id = %principal.user_id, conversation_id = conversation, "access denied");
                 Some(ACCESS_DENIED)
             }
             Verdict::Unavailable => Some("Access check unavailable"),
@@ -117,13 +107,11 @@ impl Session {
         self.end_subscription(conversation, None);
     }
 
-    /// Ends the subscription to `conversation` (live or recovering), if any, and says so with `reason`.
+    /// Ends the subscription to `conversation` (live or still recovering), if any, and says so with
+    /// `reason`.
     pub(super) fn end_subscription(&mut self, conversation: &str, reason: Option<&str>) {
-        if self.subscriptions.remove(conversation) {
-            self.ctx.hub.unsubscribe(conversation, self.id);
-            self.forget_recovery(conversation);
-            self.ctx.meters.subscriptions.decrement(1.0);
-            tracing::info!(session = self.id, conversation_id = conversation, "ws_client_unsubscribed");
+        if self.member.leave(conversation) | self.forget_recovery(conversation) {
+            tracing::info!(session = self.id(), conversation_id = conversation, "ws_client_unsubscribed");
         }
         self.send(&ServerFrame::Unsubscribed { conversation_id: conversation, reason });
     }
@@ -131,39 +119,11 @@ impl Session {
     /// Ends the live subscriptions whose access was revoked.
     pub(super) fn handle_revocations(&mut self) {
         for conversation in self.outbox.take_revoked() {
-            if self.subscriptions.remove(&conversation) {
-                self.ctx.hub.unsubscribe(&conversation, self.id);
-                self.forget_recovery(&conversation);
-                self.ctx.meters.subscriptions.decrement(1.0);
-                tracing::info!(session = self.id, conversation_id = %conversation, "ws_client_unsubscribed");
+            if self.member.leave(&conversation) | self.forget_recovery(&conversation) {
+                tracing::info!(session = self.id(), conversation_id = %conversation, "ws_client_unsubscribed");
                 let reason = Some("access revoked");
                 self.send(&ServerFrame::Unsubscribed { conversation_id: &conversation, reason });
             }
         }
-    }
-}
-
-/// Stands for "never" when a token's `exp` lies beyond what an `Instant` can hold.
-const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
-
-/// The instant a token with `exp` (Unix seconds) stops being valid; saturates instead of overflowing.
-fn expiry_instant(exp: u64) -> Instant {
-    let now = Instant::now();
-    now.checked_add(Duration::from_secs(exp.saturating_sub(unix_now()))).unwrap_or(now + FAR_FUTURE)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// An `exp` near `u64::MAX` is "far in the future", not a panic (which would leak the user's
-    /// connection count).
-    #[test]
-    fn huge_exp_saturates() {
-        let now = Instant::now();
-        for exp in [u64::MAX, u64::MAX / 2, u64::MAX - 1] {
-            assert!(expiry_instant(exp) > now + Duration::from_secs(365 * 24 * 3600));
-        }
-        assert!(expiry_instant(0) <= Instant::now());
     }
 }

@@ -7,15 +7,11 @@
 
 use std::task::{Context, Poll};
 
-use tokio::time::{Instant, Sleep};
+use tokio::time::Sleep;
 
-use super::{Ending, Session, drain};
-use crate::error::CloseCode;
+use super::{Ending, Session};
+use crate::error::CloseReason;
 use crate::inbound::InboundError;
-use crate::protocol::ServerFrame;
-
-/// Error message and close reason of a session closed by `--idle-timeout`.
-const IDLE_TIMEOUT: &str = "Session timeout";
 
 /// What ended a wait: every source that was ready, so that none starves another (a session whose outbox
 /// refills all the time still reads, and its timers still fire).
@@ -37,7 +33,7 @@ impl Session {
     /// Reads, answers and writes until the session must end. Messages already read are handled before the
     /// socket is read again.
     pub(super) async fn serve(&mut self) -> Ending {
-        let sleep = tokio::time::sleep_until(self.next_deadline());
+        let sleep = tokio::time::sleep_until(self.timers.next());
         tokio::pin!(sleep);
         loop {
             match self.reader.next(&self.outbox) {
@@ -46,9 +42,9 @@ impl Session {
                     None => continue,
                 },
                 Ok(None) => {}
-                Err(err) => return inbound_ending(&err, self.id),
+                Err(err) => return inbound_ending(&err, self.id()),
             }
-            let deadline = self.next_deadline();
+            let deadline = self.timers.next();
             if sleep.deadline() != deadline {
                 sleep.as_mut().reset(deadline);
             }
@@ -88,7 +84,7 @@ impl Session {
         if wake.readable
             && let Err(err) = self.reader.fill(&mut self.stream)
         {
-            return Some(inbound_ending(&err, self.id));
+            return Some(inbound_ending(&err, self.id()));
         }
         if wake.timer { self.on_deadline() } else { None }
     }
@@ -111,53 +107,32 @@ impl Session {
         if any { Poll::Ready(wake) } else { Poll::Pending }
     }
 
-    /// The earliest moment a timer needs attention.
-    fn next_deadline(&self) -> Instant {
-        let ping = self.liveness.deadline();
-        [self.deadline, self.drain_at, self.idle_at].into_iter().flatten().fold(ping, Instant::min)
-    }
-
-    /// Whatever is due now: the drain moment, the idle timeout, the auth timeout, token expiry, the ping timer.
+    /// Whatever is due now (see [`Timers::due`](super::timers::Timers::due)).
     fn on_deadline(&mut self) -> Option<Ending> {
-        let now = Instant::now();
-        if self.drain_at.is_some_and(|at| at <= now) {
-            return Some(Ending::Close(CloseCode::GoingAway, "server shutting down"));
-        }
-        if self.idle_at.is_some_and(|at| at <= now) {
-            tracing::debug!(session = self.id, "no client message within the idle timeout");
-            self.send(&ServerFrame::error(IDLE_TIMEOUT));
-            return Some(Ending::Close(CloseCode::Normal, IDLE_TIMEOUT));
-        }
-        if self.deadline.is_some_and(|at| at <= now) {
-            if self.principal.is_none() {
-                tracing::info!(session = self.id, "ws_auth_timeout");
-                self.send(&ServerFrame::error("Authentication timeout"));
-                return Some(Ending::Close(CloseCode::AuthFailed, "Authentication timeout"));
-            }
-            tracing::debug!(session = self.id, "token expired without refresh");
-            self.send(&ServerFrame::error("Token expired"));
-            return Some(Ending::Close(CloseCode::TokenExpired, "Token expired"));
-        }
         let limits = &self.ctx.config.limits;
         let ping = (limits.ping_interval, limits.pong_timeout);
-        if self.liveness.deadline() <= now
-            && self.liveness.on_timer(&self.outbox, &mut self.reader.heard, ping).is_err()
-        {
-            tracing::debug!(session = self.id, "peer did not answer ping");
-            return Some(Ending::Close(CloseCode::GoingAway, "ping timeout"));
+        let authenticated = self.principal.is_some();
+        let reason = self.timers.due(authenticated, &self.outbox, &mut self.reader.heard, ping)?;
+        let session = self.id();
+        match reason {
+            CloseReason::IdleTimeout => tracing::debug!(session, "no client message within the idle timeout"),
+            CloseReason::AuthTimeout => tracing::info!(session, "ws_auth_timeout"),
+            CloseReason::TokenExpired => tracing::debug!(session, "token expired without refresh"),
+            CloseReason::PingTimeout => tracing::debug!(session, "peer did not answer ping"),
+            _ => {}
         }
-        None
+        self.end(reason)
     }
 
     /// Something arrived in the outbox: an operator's disconnect, the drain, revocations, frames to write.
     fn on_outbox(&mut self) -> Option<Ending> {
         if self.outbox.take_signalled() {
             if let Some(reason) = self.outbox.kicked() {
-                tracing::info!(session = self.id, %reason, "disconnected by operator");
+                tracing::info!(session = self.id(), %reason, "disconnected by operator");
                 return Some(Ending::Kicked(reason));
             }
-            if self.drain_at.is_none() && self.outbox.is_draining() {
-                self.drain_at = Some(drain::drain_deadline(self.ctx.config.drain_window, self.id));
+            if self.outbox.is_draining() {
+                self.timers.drain_within(self.ctx.config.drain_window, self.id());
             }
             self.handle_revocations();
         }
@@ -175,11 +150,11 @@ impl Session {
         loop {
             if !self.pending.is_empty() && self.outbox.is_overflowed() {
                 self.pending.discard_unstarted();
-                return Some(Ending::Close(CloseCode::SlowConsumer, "slow consumer"));
+                return self.end(CloseReason::SlowConsumer);
             }
             if self.pending.is_empty() {
                 if self.outbox.drain_into(self.pending.frames()).is_err() {
-                    return Some(Ending::Close(CloseCode::SlowConsumer, "slow consumer"));
+                    return self.end(CloseReason::SlowConsumer);
                 }
                 if self.pending.is_empty() {
                     return None;
@@ -199,5 +174,5 @@ impl Session {
 /// How a read error ends the session.
 fn inbound_ending(err: &InboundError, session: u64) -> Ending {
     tracing::debug!(session, error = ?err, "ws_invalid_message");
-    err.close_code().map_or(Ending::Peer, |code| Ending::Close(code, "invalid frame"))
+    err.close_reason().map_or(Ending::Peer, Ending::Close)
 }

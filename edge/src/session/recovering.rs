@@ -34,7 +34,7 @@ use crier_proto::Position;
 use crier_store::log::Limit;
 
 use super::{Ending, Session};
-use crate::error::CloseCode;
+use crate::error::CloseReason;
 use crate::meters::Recovery;
 use crate::protocol::ServerFrame;
 use crate::recovery::{self, Budget, RecoveryError};
@@ -100,14 +100,16 @@ impl Session {
         let position = self.positions.then(|| since.to_string());
         let recovered = Some(true);
         self.send(&ServerFrame::Subscribed { conversation_id: conversation, recovered, position });
-        let key: Arc<str> = Arc::from(conversation);
-        self.subscriptions.insert(Arc::clone(&key));
-        self.ctx.meters.subscriptions.increment(1.0);
-        tracing::info!(session = self.id, conversation_id = conversation, ?recovered, "ws_client_subscribed");
+        tracing::info!(
+            session = self.id(),
+            conversation_id = conversation,
+            ?recovered,
+            "ws_client_subscribed"
+        );
         // Without room the probe kept nothing: the pages start at `since`.
         let (frames, id, end) =
             if keep { (first.frames, first.last_read, first.end) } else { (Vec::new(), since.id, false) };
-        let place = Place { conversation: key, at: Position { id, ..since } };
+        let place = Place { conversation: Arc::from(conversation), at: Position { id, ..since } };
         Ok(self.advance(place, frames, end).await)
     }
 
@@ -149,8 +151,8 @@ impl Session {
     async fn join(&mut self, place: Place) -> Option<Ending> {
         let conversation = place.conversation;
         let mark = self.outbox.mark();
-        let Some((live, key)) = self.register_once(&conversation, place.at.id).await else {
-            tracing::warn!(session = self.id, conversation_id = %conversation, "recovery failed: log unavailable");
+        let Some(live) = self.register_once(&conversation, place.at.id).await else {
+            tracing::warn!(session = self.id(), conversation_id = %conversation, "recovery failed: log unavailable");
             self.ctx.meters.recovery(Recovery::Unavailable);
             self.end_subscription(&conversation, Some("log unavailable"));
             return None;
@@ -182,11 +184,8 @@ impl Session {
             }
         }
         let _ = self.outbox.insert_at(mark, frames);
-        // The hub's copy of the id, shared by every local subscription of the conversation.
-        self.subscriptions.remove(&conversation);
-        self.subscriptions.insert(key);
         self.ctx.meters.recovery(Recovery::Recovered);
-        tracing::debug!(session = self.id, conversation_id = %conversation, "recovered; live from here");
+        tracing::debug!(session = self.id(), conversation_id = %conversation, "recovered; live from here");
         None
     }
 
@@ -194,15 +193,15 @@ impl Session {
     fn refused(&self, conversation: &str, err: &RecoveryError) -> Recovery {
         match err {
             RecoveryError::Log(err) => {
-                tracing::warn!(session = self.id, conversation_id = conversation, error = %err, "recovery read failed");
+                tracing::warn!(session = self.id(), conversation_id = conversation, error = %err, "recovery read failed");
                 Recovery::Unavailable
             }
             RecoveryError::BeyondScanBound => {
-                tracing::debug!(session = self.id, conversation_id = conversation, %err, "not recoverable");
+                tracing::debug!(session = self.id(), conversation_id = conversation, %err, "not recoverable");
                 Recovery::BeyondScanBound
             }
             RecoveryError::EpochChanged | RecoveryError::Trimmed => {
-                tracing::debug!(session = self.id, conversation_id = conversation, %err, "not recoverable");
+                tracing::debug!(session = self.id(), conversation_id = conversation, %err, "not recoverable");
                 Recovery::NotRecovered
             }
         }
@@ -212,14 +211,14 @@ impl Session {
     /// with `unsubscribed`, reason `log unavailable`), or what it still had to send is gone (close 4008).
     fn lost(&mut self, conversation: &str, err: &RecoveryError) -> Option<Ending> {
         if let RecoveryError::Log(err) = err {
-            tracing::warn!(session = self.id, conversation_id = conversation, error = %err, "recovery read failed");
+            tracing::warn!(session = self.id(), conversation_id = conversation, error = %err, "recovery read failed");
             self.ctx.meters.recovery(Recovery::Unavailable);
             self.end_subscription(conversation, Some("log unavailable"));
             return None;
         }
-        tracing::debug!(session = self.id, conversation_id = conversation, %err, "recovery lost its place");
+        tracing::debug!(session = self.id(), conversation_id = conversation, %err, "recovery lost its place");
         self.ctx.meters.recovery(Recovery::Interrupted);
-        Some(Ending::Close(CloseCode::SlowConsumer, "recovery interrupted"))
+        Some(Ending::Close(CloseReason::RecoveryInterrupted))
     }
 
     /// Charges `fetched` more partition entries read to the connection's rate limiter (one token per 512,
@@ -234,18 +233,28 @@ impl Session {
         let tokens = due - recovering.charged;
         recovering.charged = due;
         let tokens = NonZeroU32::new(u32::try_from(tokens).unwrap_or(u32::MAX))?;
-        if matches!(self.limiter.check_n(tokens), Ok(Ok(()))) {
+        if self.limiter.take_n(tokens) {
             return None;
         }
-        tracing::debug!(session = self.id, "rate limit exceeded by recovery reads");
-        self.send(&ServerFrame::error("Rate limit exceeded"));
-        Some(Ending::Close(CloseCode::RateLimited, "rate limit exceeded"))
+        tracing::debug!(session = self.id(), "rate limit exceeded by recovery reads");
+        self.end(CloseReason::RateLimited)
     }
 
-    /// Stops recovering `conversation`, if it was (unsubscribed, revoked).
-    pub(super) fn forget_recovery(&mut self, conversation: &str) {
-        if let Some(recovering) = &mut self.recovering {
-            recovering.queue.retain(|place| &*place.conversation != conversation);
-        }
+    /// Stops recovering `conversation` (unsubscribed, revoked); whether it was.
+    pub(super) fn forget_recovery(&mut self, conversation: &str) -> bool {
+        let Some(recovering) = &mut self.recovering else { return false };
+        let before = recovering.queue.len();
+        recovering.queue.retain(|place| &*place.conversation != conversation);
+        recovering.queue.len() != before
+    }
+
+    /// Whether `conversation` is being recovered (a subscription of the session, not yet in the hub).
+    pub(super) fn is_recovering(&self, conversation: &str) -> bool {
+        self.recovering.as_ref().is_some_and(|r| r.queue.iter().any(|p| &*p.conversation == conversation))
+    }
+
+    /// How many recoveries are in progress.
+    pub(super) fn recoveries(&self) -> usize {
+        self.recovering.as_ref().map_or(0, |r| r.queue.len())
     }
 }

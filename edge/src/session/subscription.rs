@@ -11,7 +11,6 @@ use crier_proto::{Position, StreamId};
 use crier_store::log::Head;
 
 use super::{Ending, Session};
-use crate::hub::Subscriber;
 use crate::meters::Recovery;
 use crate::protocol::ServerFrame;
 use crate::recovery;
@@ -54,12 +53,12 @@ impl Session {
             }
         };
         let asked = since.is_some();
-        if self.subscriptions.contains(conversation) {
+        if self.is_subscribed(conversation) {
             let recovered = asked.then_some(false);
             self.send(&ServerFrame::Subscribed { conversation_id: conversation, recovered, position: None });
             return None;
         }
-        let partition = self.ctx.hub.partition_of(conversation);
+        let partition = self.ctx.directory.partition_of(conversation);
         let position = since.and_then(|s| s.parse::<Position>().ok()).filter(|p| p.partition == partition);
         if let Some(since) = position {
             match self.recover(conversation, since).await {
@@ -74,12 +73,13 @@ impl Session {
     }
 
     /// Subscribes from now on (`recovered:false` when a recovery was `asked` for), after the newest `last`
-    /// notifications when asked.
+    /// notifications when asked. The `subscribed` frame (and any replayed frames) go in at the outbox
+    /// position taken before registering, ahead of every live frame.
     async fn subscribe_live(&mut self, conversation: &str, asked: bool, last: Option<usize>) {
         let mark = self.outbox.mark();
-        let Some((live, key)) = self.register_once(conversation, StreamId::ZERO).await else {
+        let Some(live) = self.register_once(conversation, StreamId::ZERO).await else {
             tracing::warn!(
-                session = self.id,
+                session = self.id(),
                 conversation_id = conversation,
                 "subscription failed: log unavailable"
             );
@@ -93,43 +93,55 @@ impl Session {
         };
         let recovered = asked.then_some(false);
         // The client has everything up to `live`: replayed frames carry their own positions.
-        let partition = self.ctx.hub.partition_of(conversation);
+        let partition = self.ctx.directory.partition_of(conversation);
         let resume = Position { partition, epoch: live.epoch, id: live.last };
         let position = self.positions.then(|| resume.to_string());
         let subscribed = ServerFrame::Subscribed { conversation_id: conversation, recovered, position };
         let mut frames = vec![subscribed.encode()];
         frames.extend(replayed);
         let _ = self.outbox.insert_at(mark, frames);
-        self.subscriptions.insert(key);
-        self.ctx.meters.subscriptions.increment(1.0);
-        tracing::info!(session = self.id, conversation_id = conversation, ?recovered, "ws_client_subscribed");
+        tracing::info!(
+            session = self.id(),
+            conversation_id = conversation,
+            ?recovered,
+            "ws_client_subscribed"
+        );
     }
 
     /// The newest `n` notifications up to `live.last`, which are exactly the entries live delivery skips (no
     /// gap, no duplicate; a failed read shows nothing).
     async fn newest(&self, conversation: &str, live: Head, n: usize) -> Vec<Bytes> {
         let (log, positions) = (self.ctx.log.as_ref(), self.positions);
-        let partition = self.ctx.hub.partition_of(conversation);
+        let partition = self.ctx.directory.partition_of(conversation);
         match recovery::newest(log, conversation, partition, live, n, positions).await {
             Ok(frames) => frames,
             Err(err) => {
-                tracing::warn!(session = self.id, conversation_id = conversation, error = %err, "replay read failed");
+                tracing::warn!(session = self.id(), conversation_id = conversation, error = %err, "replay read failed");
                 Vec::new()
             }
         }
+    }
+
+    /// Whether the session follows `conversation`, live or still recovering.
+    pub(super) fn is_subscribed(&self, conversation: &str) -> bool {
+        self.member.is_joined(conversation) || self.is_recovering(conversation)
     }
 
     /// Shape, per-connection limit and access; each refusal is answered here.
     async fn may_subscribe(&mut self, conversation: &str, token: Option<&str>) -> bool {
         if let Err(reason) = validate_conversation_id(conversation, self.ctx.config.max_conversation_id_bytes)
         {
-            tracing::debug!(session = self.id, %reason, "ws_invalid_message");
+            tracing::debug!(session = self.id(), %reason, "ws_invalid_message");
             self.send(&ServerFrame::error("Invalid conversationId"));
             return false;
         }
-        let fresh = !self.subscriptions.contains(conversation);
-        if fresh && self.subscriptions.len() >= self.ctx.config.limits.max_subscriptions {
-            tracing::debug!(session = self.id, conversation_id = conversation, "subscription limit reached");
+        let fresh = !self.is_subscribed(conversation);
+        if fresh && self.member.joined() + self.recoveries() >= self.ctx.config.limits.max_subscriptions {
+            tracing::debug!(
+                session = self.id(),
+                conversation_id = conversation,
+                "subscription limit reached"
+            );
             let conversation_id = Some(conversation);
             self.send(&ServerFrame::Error { message: "Too many subscriptions", conversation_id });
             return false;
@@ -141,25 +153,20 @@ impl Session {
         true
     }
 
-    /// Registers with the hub, live delivery taking entries after `after` only, and waits until it has a
-    /// starting point. Returns that point and the hub's copy of the id; `None` when the log is unavailable.
-    pub(super) async fn register_once(
-        &mut self,
-        conversation: &str,
-        after: StreamId,
-    ) -> Option<(Head, Arc<str>)> {
+    /// Joins the conversation (through the directory), live delivery taking entries after `after` only, and
+    /// waits until it has a starting point, which it returns; `None` when the log is unavailable.
+    pub(super) async fn register_once(&mut self, conversation: &str, after: StreamId) -> Option<Head> {
         let outbox = Arc::clone(&self.outbox);
-        let subscriber = Subscriber { session: self.id, outbox, positions: self.positions, after };
-        let mut registration = self.ctx.hub.subscribe(conversation, subscriber);
+        let mut registration = self.member.join(conversation, outbox, self.positions, after);
         if let Some(at) = registration.at {
-            return Some((at, registration.conversation));
+            return Some(at);
         }
         let started =
             tokio::time::timeout(SUBSCRIBE_READY_TIMEOUT, registration.started.wait_for(Option::is_some));
         match started.await {
-            Ok(Ok(head)) => head.map(|head| (head, registration.conversation)),
+            Ok(Ok(head)) => *head,
             _ => {
-                self.ctx.hub.unsubscribe(conversation, self.id);
+                self.member.leave(conversation);
                 None
             }
         }
