@@ -9,7 +9,7 @@ use crier_proto::v1::{STREAM_ENTRY_VERSION, StreamEntry};
 use crier_proto::{Position, StreamId};
 use prost::Message;
 
-use super::{Entry, LogError, PartitionedLog};
+use super::{Entry, LogError, PartitionedLog, Range};
 
 /// Entries fetched per `range` call at most.
 pub const PAGE: usize = 512;
@@ -104,32 +104,50 @@ pub async fn page(log: &dyn PartitionedLog, scan: Scan<'_>, limit: Limit) -> Res
             page.scanned.gap = Some(gap);
             return Ok(page);
         }
-        let fetched = range.entries.len();
-        for entry in range.entries {
-            if entry.id > until {
-                page.end = true;
-                return Ok(page);
-            }
-            if let Ok(decoded) = decode_entry(scan.partition, &entry)
-                && decoded.conversation_id == scan.conversation
-                && limit.bytes > 0
-            {
-                let size = decoded.payload.len();
-                if !page.entries.is_empty() && bytes + size > limit.bytes {
-                    return Ok(page);
-                }
-                bytes += size;
-                let position = Position { partition: scan.partition, epoch: range.epoch, id: entry.id };
-                page.entries.push((position, decoded.payload));
-            }
-            page.scanned.last_read = entry.id;
-            page.read += 1;
-        }
         // The stream's newest id, read with the batch, tells the end even when the batch was full.
-        if fetched < count || page.scanned.last_read >= range.last {
+        let at_end = range.entries.len() < count || range.entries.last().is_some_and(|e| e.id >= range.last);
+        if !page.take(&scan, range, until, limit.bytes, &mut bytes) {
+            return Ok(page);
+        }
+        if at_end {
             page.end = true;
             return Ok(page);
         }
+    }
+}
+
+impl Page {
+    /// Takes `range`'s entries up to `until`, keeping the conversation's while they fit `max_bytes` (with
+    /// `bytes` held so far); `false` when the page is complete (`end` set if `until` was passed).
+    fn take(
+        &mut self,
+        scan: &Scan<'_>,
+        range: Range,
+        until: StreamId,
+        max_bytes: usize,
+        bytes: &mut usize,
+    ) -> bool {
+        for entry in range.entries {
+            if entry.id > until {
+                self.end = true;
+                return false;
+            }
+            if let Ok(decoded) = decode_entry(scan.partition, &entry)
+                && decoded.conversation_id == scan.conversation
+                && max_bytes > 0
+            {
+                let size = decoded.payload.len();
+                if !self.entries.is_empty() && *bytes + size > max_bytes {
+                    return false;
+                }
+                *bytes += size;
+                let position = Position { partition: scan.partition, epoch: range.epoch, id: entry.id };
+                self.entries.push((position, decoded.payload));
+            }
+            self.scanned.last_read = entry.id;
+            self.read += 1;
+        }
+        true
     }
 }
 
@@ -199,7 +217,43 @@ pub fn decode_entry(partition: u32, entry: &Entry) -> Result<StreamEntry, Unsend
 
 #[cfg(test)]
 mod tests {
+    use super::super::MemoryLog;
     use super::*;
+
+    async fn append(log: &MemoryLog, conversation: &str, payload: &'static [u8]) -> StreamId {
+        let entry = StreamEntry {
+            version: STREAM_ENTRY_VERSION,
+            conversation_id: conversation.into(),
+            payload: Bytes::from_static(payload),
+            ..StreamEntry::default()
+        };
+        log.append(0, entry.encode_to_vec().into(), None).await.unwrap().id
+    }
+
+    /// A page keeps the conversation's entries while they fit (at least one), stops after `reads`
+    /// partition entries, and knows the stream's end even when its last batch was full.
+    #[tokio::test]
+    async fn a_page_stops_at_its_bytes_its_reads_or_the_end() {
+        let log = MemoryLog::new(1, 100);
+        let start = append(&log, "c", b"0000").await;
+        let mut ids = Vec::new();
+        for _ in 0..4 {
+            append(&log, "other", b"..").await;
+            ids.push(append(&log, "c", b"1234").await);
+        }
+        let wanted = Scan { conversation: "c", partition: 0, after: start, epoch: None, until: None };
+        let got = page(&log, wanted, Limit { bytes: 10, reads: 100 }).await.unwrap();
+        let kept: Vec<StreamId> = got.entries.iter().map(|(p, _)| p.id).collect();
+        assert_eq!((kept, got.end), (ids[..2].to_vec(), false));
+        let last_read = got.scanned.last_read;
+        assert!(ids[1] < last_read && last_read < ids[2], "the next page starts with what did not fit");
+        let got = page(&log, wanted, Limit { bytes: 1, reads: 100 }).await.unwrap();
+        assert_eq!(got.entries.len(), 1, "a page holds at least one entry");
+        let got = page(&log, wanted, Limit { bytes: 0, reads: 8 }).await.unwrap();
+        assert!(got.entries.is_empty() && got.end && got.read == 8, "{got:?}");
+        let got = page(&log, wanted, Limit { bytes: 0, reads: 7 }).await.unwrap();
+        assert!(!got.end && got.read == 7, "{got:?}");
+    }
 
     /// Completeness is checked only for positions, and the epoch before trimming.
     #[test]
