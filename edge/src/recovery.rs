@@ -21,6 +21,8 @@ const PAGE: usize = crier_store::log::scan::PAGE;
 const NEWEST_SCAN: usize = 4 * PAGE;
 /// Largest page of a recovery, in payload bytes.
 const MAX_PAGE_BYTES: usize = 64 * 1024;
+/// Entries a recovery's first page fetches per `range` call, before it knows how many a page takes.
+pub const FIRST_FETCH: usize = PAGE / 4;
 
 /// Why the missed notifications cannot be replayed.
 #[derive(Debug, thiserror::Error)]
@@ -115,12 +117,12 @@ pub async fn probe(
     fetched: &mut usize,
 ) -> Result<Frames, RecoveryError> {
     let bytes = if keep { budget.page_bytes } else { 0 };
-    let limit = Limit { bytes, reads: budget.max_scan };
+    let limit = Limit { bytes, reads: budget.max_scan, fetch: FIRST_FETCH };
     let first = next_page(log, conversation, since, None, limit, positions, fetched).await?;
     if first.end {
         return Ok(first);
     }
-    let rest = Limit { bytes: 0, reads: budget.max_scan - first.read };
+    let rest = Limit { bytes: 0, reads: budget.max_scan - first.read, fetch: PAGE };
     let at = Position { id: first.last_read, ..since };
     let counted = next_page(log, conversation, at, None, rest, positions, fetched).await?;
     if counted.end { Ok(first) } else { Err(RecoveryError::BeyondScanBound) }
@@ -206,7 +208,7 @@ mod tests {
         let mut pages = vec![first.frames];
         at.id = first.last_read;
         while !end {
-            let limit = Limit { bytes: budget.page_bytes, reads: 1_000 };
+            let limit = Limit { bytes: budget.page_bytes, reads: 1_000, fetch: 8 };
             let page = next_page(&log, "c", at, None, limit, false, &mut fetched).await.unwrap();
             (at.id, end) = (page.last_read, page.end);
             pages.push(page.frames);

@@ -9,6 +9,7 @@ use crier_edge::EdgeConfig;
 use crier_proto::partition;
 use crier_proto::v1::{STREAM_ENTRY_VERSION, StreamEntry};
 use crier_store::log::{MemoryLog, PartitionedLog};
+use crier_tests::tungstenite::Message as WsMessage;
 use crier_tests::{PublishClient, RedisServer, Servers, ServersConfig, within};
 use prost::Message;
 use serde_json::{Value, json};
@@ -358,5 +359,53 @@ async fn recovery_reads_are_charged_to_the_rate_limit() -> Result<()> {
     let refused = ws.expect_type("error").await?;
     ensure!(refused["message"] == "Rate limit exceeded", "{refused}");
     ensure!(ws.expect_close().await? == Some(4029));
+    servers.shutdown().await
+}
+
+/// Appends `count` ~4 KB notifications about `conversation` (seq `first..`) straight to the log.
+async fn append_padded(log: &dyn PartitionedLog, conversation: &str, first: i64, count: i64) -> Result<()> {
+    let partition = partition(conversation, log.partitions());
+    for seq in first..first + count {
+        let payload = json!({"type": "job-status", "seq": seq, "pad": "x".repeat(PAD)});
+        let entry = StreamEntry {
+            version: STREAM_ENTRY_VERSION,
+            conversation_id: conversation.into(),
+            payload: payload.to_string().into_bytes().into(),
+            published_at_ms: 0,
+            trace_context: HashMap::new(),
+        };
+        log.append(partition, entry.encode_to_vec().into(), None).await?;
+    }
+    Ok(())
+}
+
+/// A client that stops reading in the middle of a 16 MB recovery while retention trims what it has not
+/// received yet gets a contiguous prefix and then 4008 (`recovery interrupted`), never a silent gap: it was
+/// told `recovered:true`, so the edge must not skip on.
+#[tokio::test]
+async fn recovery_that_loses_its_place_closes_4008_without_a_gap() -> Result<()> {
+    const BACKLOG: i64 = 4_000;
+    let log: Arc<dyn PartitionedLog> = Arc::new(MemoryLog::new(64, BACKLOG as usize));
+    let servers = small_queue_servers(Arc::clone(&log), |_| {}).await?;
+    let since = servers.publish_client().await?.publish_seq("c1", 0).await?;
+    append_padded(log.as_ref(), "c1", 1, BACKLOG).await?;
+    let mut ws = servers.positions_client(0, "u1").await?;
+    ensure!(ws.subscribe_since("c1", &since).await?["recovered"] == true);
+    // Far more than the socket buffers hold is still unsent: this trims all of it.
+    append_padded(log.as_ref(), &neighbour("c1", 64), 0, BACKLOG).await?;
+    let mut seen = Vec::new();
+    let code = loop {
+        match within("the recovery's frames", ws.next_message()).await?? {
+            Some(WsMessage::Text(text)) => {
+                let frame: Value = serde_json::from_str(text.as_str())?;
+                seen.push(frame["data"]["seq"].as_i64().unwrap_or(-1));
+            }
+            Some(WsMessage::Close(frame)) => break frame.map(|f| u16::from(f.code)),
+            other => anyhow::bail!("unexpected {other:?} after {} notifications", seen.len()),
+        }
+    };
+    ensure!(code == Some(4008), "closed with {code:?} after {} notifications", seen.len());
+    ensure!(seen.len() < BACKLOG as usize, "the whole backlog fit the socket buffers: no test");
+    ensure!(seen == (1..=seen.len() as i64).collect::<Vec<_>>(), "not a contiguous prefix: {seen:?}");
     servers.shutdown().await
 }

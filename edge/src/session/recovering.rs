@@ -43,7 +43,9 @@ use crate::recovery::{self, Budget, RecoveryError};
 const ENTRIES_PER_TOKEN: u64 = 512;
 /// Partition entries one page may read (skipping other conversations' entries) before the session looks
 /// at its socket again.
-const PAGE_READS: usize = 4 * crier_store::log::scan::PAGE;
+const PAGE_READS: usize = 4 * PAGE;
+/// Entries per log call at most.
+const PAGE: usize = crier_store::log::scan::PAGE;
 
 /// A connection's recoveries in progress and what they have cost; allocated with its first recovery.
 #[derive(Default)]
@@ -62,6 +64,14 @@ struct Place {
     conversation: Arc<str>,
     /// The position of the last partition entry read (sent or skipped): the next page starts after it.
     at: Position,
+    /// Entries the next page fetches per log call: about twice what the last page took, so a dense
+    /// backlog of large notifications is not fetched 512 at a time to keep 16.
+    fetch: usize,
+}
+
+/// Entries to fetch per log call for a page after one that read `read` partition entries.
+fn fetch_after(read: usize) -> usize {
+    read.saturating_mul(2).clamp(16, PAGE)
 }
 
 impl Session {
@@ -107,16 +117,19 @@ impl Session {
             "ws_client_subscribed"
         );
         // Without room the probe kept nothing: the pages start at `since`.
-        let (frames, id, end) =
-            if keep { (first.frames, first.last_read, first.end) } else { (Vec::new(), since.id, false) };
-        let place = Place { conversation: Arc::from(conversation), at: Position { id, ..since } };
+        let (frames, id, end, fetch) = if keep {
+            (first.frames, first.last_read, first.end, fetch_after(first.read))
+        } else {
+            (Vec::new(), since.id, false, recovery::FIRST_FETCH)
+        };
+        let place = Place { conversation: Arc::from(conversation), at: Position { id, ..since }, fetch };
         Ok(self.advance(place, frames, end).await)
     }
 
     /// One page of the recovery whose turn it is.
     pub(super) async fn next_page(&mut self) -> Option<Ending> {
         let mut place = self.recovering.as_mut()?.queue.pop_front()?;
-        let limit = Limit { bytes: self.budget().page_bytes, reads: PAGE_READS };
+        let limit = Limit { bytes: self.budget().page_bytes, reads: PAGE_READS, fetch: place.fetch };
         let (log, positions) = (self.ctx.log.as_ref(), self.positions);
         let mut fetched = 0;
         let page =
@@ -127,7 +140,7 @@ impl Session {
         }
         match page {
             Ok(page) => {
-                place.at.id = page.last_read;
+                (place.at.id, place.fetch) = (page.last_read, fetch_after(page.read));
                 self.advance(place, page.frames, page.end).await
             }
             Err(err) => self.lost(&place.conversation, &err),

@@ -55,11 +55,14 @@ pub struct Limit {
     pub bytes: usize,
     /// Partition entries (of every conversation) the page may read past its start.
     pub reads: usize,
+    /// Entries fetched per `range` call (at most [`PAGE`]): what a page reads but does not keep is fetched
+    /// again by the next, so a page that keeps little should fetch little.
+    pub fetch: usize,
 }
 
 impl Limit {
     /// No bound but the scan's `until`.
-    pub const NONE: Self = Self { bytes: usize::MAX, reads: usize::MAX };
+    pub const NONE: Self = Self { bytes: usize::MAX, reads: usize::MAX, fetch: PAGE };
 }
 
 /// One page of a conversation's entries.
@@ -93,7 +96,7 @@ pub async fn page(log: &dyn PartitionedLog, scan: Scan<'_>, limit: Limit) -> Res
     let mut bytes = 0;
     loop {
         let after = page.scanned.last_read;
-        let count = PAGE.min(limit.reads - page.read);
+        let count = limit.fetch.clamp(1, PAGE).min(limit.reads - page.read);
         if after >= until || count == 0 {
             page.end = after >= until;
             return Ok(page);
@@ -159,7 +162,7 @@ pub async fn scan(
     mut visit: impl FnMut(Position, Bytes) -> bool,
 ) -> Result<Scanned, LogError> {
     loop {
-        let page = page(log, scan, Limit { bytes: usize::MAX, reads: PAGE }).await?;
+        let page = page(log, scan, Limit { bytes: usize::MAX, reads: PAGE, fetch: PAGE }).await?;
         for (position, payload) in page.entries {
             if !visit(position, payload) {
                 return Ok(Scanned { gap: None, last_read: position.id });
@@ -242,16 +245,16 @@ mod tests {
             ids.push(append(&log, "c", b"1234").await);
         }
         let wanted = Scan { conversation: "c", partition: 0, after: start, epoch: None, until: None };
-        let got = page(&log, wanted, Limit { bytes: 10, reads: 100 }).await.unwrap();
+        let got = page(&log, wanted, Limit { bytes: 10, reads: 100, fetch: 3 }).await.unwrap();
         let kept: Vec<StreamId> = got.entries.iter().map(|(p, _)| p.id).collect();
         assert_eq!((kept, got.end), (ids[..2].to_vec(), false));
         let last_read = got.scanned.last_read;
         assert!(ids[1] < last_read && last_read < ids[2], "the next page starts with what did not fit");
-        let got = page(&log, wanted, Limit { bytes: 1, reads: 100 }).await.unwrap();
+        let got = page(&log, wanted, Limit { bytes: 1, reads: 100, fetch: PAGE }).await.unwrap();
         assert_eq!(got.entries.len(), 1, "a page holds at least one entry");
-        let got = page(&log, wanted, Limit { bytes: 0, reads: 8 }).await.unwrap();
+        let got = page(&log, wanted, Limit { bytes: 0, reads: 8, fetch: PAGE }).await.unwrap();
         assert!(got.entries.is_empty() && got.end && got.read == 8, "{got:?}");
-        let got = page(&log, wanted, Limit { bytes: 0, reads: 7 }).await.unwrap();
+        let got = page(&log, wanted, Limit { bytes: 0, reads: 7, fetch: PAGE }).await.unwrap();
         assert!(!got.end && got.read == 7, "{got:?}");
     }
 
