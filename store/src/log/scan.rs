@@ -55,8 +55,8 @@ pub struct Limit {
     pub bytes: usize,
     /// Partition entries (of every conversation) the page may read past its start.
     pub reads: usize,
-    /// Entries fetched per `range` call (at most [`PAGE`]): what a page reads but does not keep is fetched
-    /// again by the next, so a page that keeps little should fetch little.
+    /// Entries fetched by the first `range` call, doubling (up to [`PAGE`]) while whole batches are taken:
+    /// what a page fetches but does not take is fetched again by the next page.
     pub fetch: usize,
 }
 
@@ -93,10 +93,10 @@ pub async fn page(log: &dyn PartitionedLog, scan: Scan<'_>, limit: Limit) -> Res
         fetched: 0,
         end: false,
     };
-    let mut bytes = 0;
+    let (mut bytes, mut fetch) = (0, limit.fetch.clamp(1, PAGE));
     loop {
         let after = page.scanned.last_read;
-        let count = limit.fetch.clamp(1, PAGE).min(limit.reads - page.read);
+        let count = fetch.min(limit.reads - page.read);
         if after >= until || count == 0 {
             page.end = after >= until;
             return Ok(page);
@@ -116,6 +116,8 @@ pub async fn page(log: &dyn PartitionedLog, scan: Scan<'_>, limit: Limit) -> Res
             page.end = true;
             return Ok(page);
         }
+        // All of it was taken: the conversation is sparse here, fetch more at a time.
+        fetch = (fetch * 2).min(PAGE);
     }
 }
 
