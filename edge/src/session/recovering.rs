@@ -206,7 +206,7 @@ impl Session {
     fn refused(&self, conversation: &str, err: &RecoveryError) -> Recovery {
         match err {
             RecoveryError::Log(err) => {
-                tracing::warn!(session = self.id(), conversation_id = conversation, error = %err, "recovery read failed");
+                tracing::warn!(session = self.id(), conversation_id = conversation, error = %err, "replay read failed");
                 Recovery::Unavailable
             }
             RecoveryError::BeyondScanBound => {
@@ -224,7 +224,7 @@ impl Session {
     /// with `unsubscribed`, reason `log unavailable`), or what it still had to send is gone (close 4008).
     fn lost(&mut self, conversation: &str, err: &RecoveryError) -> Option<Ending> {
         if let RecoveryError::Log(err) = err {
-            tracing::warn!(session = self.id(), conversation_id = conversation, error = %err, "recovery read failed");
+            tracing::warn!(session = self.id(), conversation_id = conversation, error = %err, "replay read failed");
             self.ctx.meters.recovery(Recovery::Unavailable);
             self.end_subscription(conversation, Some("log unavailable"));
             return None;
