@@ -424,6 +424,23 @@ mod tests {
         assert!(problems.iter().any(|p| p.contains("--partitions")));
     }
 
+    /// `--max-recovery-scan` defaults to the edge config's constant, reaches the config, and 0 is refused.
+    #[test]
+    fn max_recovery_scan_is_configured_and_checked() {
+        let edge = |extra: &[&str]| {
+            let args = [
+                &["edge", "--redis-url", "redis://127.0.0.1", "--jwt-secret", "0123456789abcdef"][..],
+                extra,
+            ];
+            let Command::Edge(args) = parse(&args.concat()).command else { panic!("not edge") };
+            args.config()
+        };
+        assert_eq!(edge(&[]).unwrap().max_recovery_scan, DEFAULT_MAX_RECOVERY_SCAN);
+        assert_eq!(edge(&["--max-recovery-scan", "512"]).unwrap().max_recovery_scan, 512);
+        let problems = edge(&["--max-recovery-scan", "0"]).unwrap_err();
+        assert!(problems.iter().any(|p| p.contains("--max-recovery-scan")), "{problems:?}");
+    }
+
     /// The Redis password goes into every URL percent-encoded, and never alongside URL credentials.
     #[test]
     fn redis_password_is_encoded_into_each_url() {
