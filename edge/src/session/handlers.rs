@@ -110,7 +110,7 @@ impl Session {
     /// Ends the subscription to `conversation` (live or still recovering), if any, and says so with
     /// `reason`.
     pub(super) fn end_subscription(&mut self, conversation: &str, reason: Option<&str>) {
-        if self.member.leave(conversation) | self.forget_recovery(conversation) {
+        if self.member.leave(conversation) || self.forget_recovery(conversation) {
             tracing::info!(session = self.id(), conversation_id = conversation, "ws_client_unsubscribed");
         }
         self.send(&ServerFrame::Unsubscribed { conversation_id: conversation, reason });
@@ -119,7 +119,7 @@ impl Session {
     /// Ends the live subscriptions whose access was revoked.
     pub(super) fn handle_revocations(&mut self) {
         for conversation in self.outbox.take_revoked() {
-            if self.member.leave(&conversation) | self.forget_recovery(&conversation) {
+            if self.member.leave(&conversation) || self.forget_recovery(&conversation) {
                 tracing::info!(session = self.id(), conversation_id = %conversation, "ws_client_unsubscribed");
                 let reason = Some("access revoked");
                 self.send(&ServerFrame::Unsubscribed { conversation_id: &conversation, reason });

@@ -4,6 +4,10 @@
 //!
 //! Frames stay in the (bounded) outbox while a batch is being written; a client that stops reading overflows
 //! it and is closed with 4008 after the frame being written, if any.
+//!
+//! While a recovery waits for its next page and the queue has room for one, the loop does not wait: it
+//! serves whatever is ready, then reads one page (`recovering`), so pages follow the socket's draining and
+//! client messages, writes and timers are still served between them.
 
 use std::task::{Context, Poll};
 
