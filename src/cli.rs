@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crier_broker::{BrokerConfig, BrokerTls};
 use crier_edge::config::{
     DEFAULT_AUTH_TIMEOUT, DEFAULT_DRAIN_WINDOW, DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_QUEUE_BYTES,
+    DEFAULT_MAX_RECOVERY_SCAN,
 };
 use crier_edge::{AuthMode, EdgeConfig};
 use crier_proto::partition::DEFAULT_PARTITIONS;
@@ -195,6 +196,10 @@ pub struct EdgeArgs {
     /// Per-connection outbound queue bound, in bytes (overflow: close 4008).
     #[arg(long, env = "CRIER_MAX_QUEUE_BYTES", default_value_t = DEFAULT_MAX_QUEUE_BYTES)]
     pub max_queue_bytes: usize,
+    /// Most stream entries (of every conversation in the partition) a `subscribe` with `since` may have to
+    /// read; a position farther behind is answered `recovered:false`.
+    #[arg(long, env = "CRIER_MAX_RECOVERY_SCAN", default_value_t = DEFAULT_MAX_RECOVERY_SCAN)]
+    pub max_recovery_scan: usize,
     /// This edge's id in `AdminService.Stats` (default: random). The chart sets the pod name.
     #[arg(long, env = "CRIER_EDGE_ID")]
     pub edge_id: Option<String>,
@@ -349,6 +354,7 @@ impl EdgeArgs {
             max_frame_bytes: self.max_frame_bytes,
             max_conversation_id_bytes: self.ids.max_conversation_id_bytes,
             max_queue_bytes: self.max_queue_bytes,
+            max_recovery_scan: self.max_recovery_scan,
             drain_window: self.drain_window.into(),
             edge_id: self.edge_id.clone().unwrap_or_else(EdgeConfig::random_id),
             tls: self.tls.edge_files(&mut problems),
@@ -416,6 +422,23 @@ mod tests {
         assert!(problems.iter().any(|p| p.contains("--jwt-secret")), "{problems:?}");
         assert!(problems.iter().any(|p| p.contains("--redis-url")));
         assert!(problems.iter().any(|p| p.contains("--partitions")));
+    }
+
+    /// `--max-recovery-scan` defaults to the edge config's constant, reaches the config, and 0 is refused.
+    #[test]
+    fn max_recovery_scan_is_configured_and_checked() {
+        let edge = |extra: &[&str]| {
+            let args = [
+                &["edge", "--redis-url", "redis://127.0.0.1", "--jwt-secret", "0123456789abcdef"][..],
+                extra,
+            ];
+            let Command::Edge(args) = parse(&args.concat()).command else { panic!("not edge") };
+            args.config()
+        };
+        assert_eq!(edge(&[]).unwrap().max_recovery_scan, DEFAULT_MAX_RECOVERY_SCAN);
+        assert_eq!(edge(&["--max-recovery-scan", "512"]).unwrap().max_recovery_scan, 512);
+        let problems = edge(&["--max-recovery-scan", "0"]).unwrap_err();
+        assert!(problems.iter().any(|p| p.contains("--max-recovery-scan")), "{problems:?}");
     }
 
     /// The Redis password goes into every URL percent-encoded, and never alongside URL credentials.

@@ -18,6 +18,10 @@ pub const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 64 * 1024;
 /// Default per-connection outbound queue bound, in bytes (close 4008 beyond it).
 pub const DEFAULT_MAX_QUEUE_BYTES: usize = 1024 * 1024;
+/// Default most partition entries one recovery (`subscribe` with `since`) may have to read: a little more
+/// than the default retention (10,000 entries, `MAXLEN ~` keeps up to a node more), so every position within
+/// the default retention is recovered.
+pub const DEFAULT_MAX_RECOVERY_SCAN: usize = 10_240;
 
 /// Who may subscribe to what (DESIGN.md §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +137,9 @@ pub struct EdgeConfig {
     pub max_conversation_id_bytes: usize,
     /// Per-connection outbound queue bound, in bytes.
     pub max_queue_bytes: usize,
+    /// Most partition entries (of every conversation) a recovery may have to read between its position
+    /// and the stream's end; farther positions are answered `recovered:false`.
+    pub max_recovery_scan: usize,
     /// Entries fetched per partition read.
     pub read_batch: usize,
     /// How long one partition read blocks before it is re-issued.
@@ -163,6 +170,7 @@ impl EdgeConfig {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_conversation_id_bytes: DEFAULT_MAX_CONVERSATION_ID_BYTES,
             max_queue_bytes: DEFAULT_MAX_QUEUE_BYTES,
+            max_recovery_scan: DEFAULT_MAX_RECOVERY_SCAN,
             read_batch: 256,
             read_block: Duration::from_secs(5),
             // Dev and tests stop at once; `crier edge` defaults to DEFAULT_DRAIN_WINDOW.
@@ -229,6 +237,9 @@ impl EdgeConfig {
         problems.extend(conversation_id::max_bytes_problem(self.max_conversation_id_bytes));
         if self.max_queue_bytes < 64 * 1024 {
             problems.push(format!("--max-queue-bytes must be at least 65536, got {}", self.max_queue_bytes));
+        }
+        if self.max_recovery_scan == 0 {
+            problems.push("--max-recovery-scan must be positive".to_owned());
         }
         if self.drain_window > Duration::from_secs(600) {
             problems.push(format!(

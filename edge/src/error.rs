@@ -70,6 +70,8 @@ pub enum CloseReason {
     RateLimited,
     /// The outbound queue overflowed, or the session's partition reader missed entries.
     SlowConsumer,
+    /// Entries a recovery (already answered `recovered:true`) still had to send were trimmed or lost.
+    RecoveryInterrupted,
     /// The edge drains and this session's moment came.
     ShuttingDown,
     /// The peer answered no ping in time.
@@ -98,6 +100,7 @@ impl CloseReason {
             }
             Self::RateLimited => (C::RateLimited, "rate limit exceeded", Some("Rate limit exceeded")),
             Self::SlowConsumer => (C::SlowConsumer, "slow consumer", None),
+            Self::RecoveryInterrupted => (C::SlowConsumer, "recovery interrupted", None),
             Self::ShuttingDown => (C::GoingAway, "server shutting down", None),
             Self::PingTimeout => (C::GoingAway, "ping timeout", None),
             Self::IdleTimeout => (C::Normal, "Session timeout", Some("Session timeout")),
@@ -160,6 +163,7 @@ mod tests {
             R::TooManyConnections,
             R::RateLimited,
             R::SlowConsumer,
+            R::RecoveryInterrupted,
             R::ShuttingDown,
             R::PingTimeout,
             R::IdleTimeout,

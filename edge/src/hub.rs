@@ -85,10 +85,12 @@ pub struct Hub {
 
 #[derive(Default)]
 struct Shard {
-    /// Copy-on-write lists: dispatch clones the `Arc`, (un)subscribe replaces it.
+    /// Each conversation's subscribers, changed in place: every reader of a list (dispatch, presence, cut-off)
+    /// holds the shard lock, so a subscribe is a push and an unsubscribe a swap-remove, never a copy of a
+    /// popular conversation's list under the lock that dispatch waits for.
     // Bound: one entry per conversation with a subscriber on this edge (removed with its last one); the
     // lists hold ≤ --max-subscriptions per open connection in all.
-    conversations: HashMap<Arc<str>, Arc<[Subscriber]>>,
+    conversations: HashMap<Arc<str>, Vec<Subscriber>>,
     subscriptions: usize,
     // Bound: one reader per partition with subscribers (≤ --partitions readers per edge).
     reader: Option<ReaderHandle>,
@@ -126,8 +128,10 @@ impl Hub {
             Some((key, _)) => Arc::clone(key),
             None => Arc::from(conversation),
         };
-        let list = shard.conversations.entry(Arc::clone(&conversation)).or_insert_with(|| Arc::new([]));
-        *list = list.iter().cloned().chain([subscriber]).collect();
+        let list = shard.conversations.entry(Arc::clone(&conversation)).or_default();
+        // Most conversations have one subscriber per edge: no room for four until a second arrives.
+        list.reserve_exact(usize::from(list.is_empty()));
+        list.push(subscriber);
         shard.subscriptions += 1;
         let at = shard.dispatched;
         let reader = shard.reader.get_or_insert_with(|| self.readers.start(partition, Arc::clone(self)));
@@ -171,15 +175,16 @@ impl Hub {
         let partition = self.partition_of(conversation);
         let mut shard = self.shard(partition);
         let Some(list) = shard.conversations.get_mut(conversation) else { return };
-        let before = list.len();
-        let kept: Arc<[Subscriber]> = list.iter().filter(|s| s.session != session).cloned().collect();
-        let removed = before - kept.len();
-        if kept.is_empty() {
+        let Some(index) = list.iter().position(|s| s.session == session) else { return };
+        // Order among a conversation's subscribers does not matter: each gets every entry.
+        list.swap_remove(index);
+        if list.is_empty() {
             shard.conversations.remove(conversation);
-        } else {
-            *list = kept;
+        } else if list.len() < list.capacity() / 4 {
+            // A crowd that left gives its room back.
+            list.shrink_to(2 * list.len());
         }
-        shard.subscriptions -= removed;
+        shard.subscriptions -= 1;
         if shard.subscriptions == 0
             && let Some(reader) = shard.reader.take()
         {
@@ -299,6 +304,29 @@ pub(crate) mod tests {
 
     fn reader_of(hub: &Hub, partition: u32) -> Option<u64> {
         hub.shard(partition).reader.as_ref().map(|r| r.serial)
+    }
+
+    /// Subscribes and unsubscribes change a conversation's list in place: whoever is left is found, each
+    /// once, and the partition's count follows.
+    #[test]
+    fn churn_leaves_exactly_the_remaining_subscribers() {
+        let hub = hub();
+        let partition = hub.subscribe("c", subscriber(1)).partition;
+        for session in 2..=5 {
+            hub.subscribe("c", subscriber(session));
+        }
+        hub.unsubscribe("c", 2);
+        hub.unsubscribe("c", 4);
+        hub.unsubscribe("c", 4);
+        let reader = reader_of(&hub, partition).expect("subscribers keep the reader");
+        let sessions = |list: &[Subscriber]| {
+            let mut sessions: Vec<u64> = list.iter().map(|s| s.session).collect();
+            sessions.sort_unstable();
+            sessions
+        };
+        let found = hub.dispatch(partition, reader, "c", StreamId { ms: 1, seq: 0 }, sessions);
+        assert_eq!(found, Some(vec![1, 3, 5]));
+        assert_eq!(hub.shard(partition).subscriptions, 3);
     }
 
     /// A partition's reader runs exactly while the partition has a subscriber: one start for many

@@ -25,7 +25,8 @@
 //! - [`hub`]: conversation → subscribers, sharded by partition; starts and stops readers through an injected
 //!   [`hub::StartReader`].
 //! - [`consumer`]: partition reader tasks.
-//! - [`recovery`]: replay of missed notifications for `subscribe` with `since`.
+//! - [`recovery`]: missed notifications for `subscribe` with `since`, read in bounded pages within the scan
+//!   bound; the newest few for `last`.
 //! - [`auth`]: tokens → principal (JWT with pinned algorithms, PEM or JWKS keys; or dev auth).
 //! - [`acl`]: the pure access decision table.
 //! - [`expiring`]: a bounded set whose members expire (the gate's caches and revocation memory).

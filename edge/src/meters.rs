@@ -16,6 +16,7 @@
 //! | `crier_edge_delivery_latency_seconds` | histogram | broker accept → frames queued for every recipient |
 //! | `crier_edge_redis_errors_total` | counter | |
 //! | `crier_edge_reader_gaps_total` | counter | a partition reader found entries trimmed before it read them |
+//! | `crier_edge_recoveries_total` | counter | `outcome` of a `subscribe` with `since`: `recovered` (caught up, live), `not_recovered` (position trimmed, of another epoch, or not a position), `beyond_scan_bound` (`--max-recovery-scan`), `unavailable` (log read failed), `interrupted` (lost its place on the way: 4008) |
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -47,6 +48,8 @@ pub struct EdgeMeters {
     not_utf8: Counter,
     /// Times a partition reader found entries trimmed before it read them (its sessions closed with 4008).
     pub reader_gaps: Counter,
+    /// Recoveries by outcome, in [`Recovery`] order.
+    recoveries: [Counter; 5],
     deliveries: Counter,
     slow_consumer_drops: Counter,
     delivery_latency: Histogram,
@@ -77,6 +80,8 @@ impl EdgeMeters {
             unreadable: drops("unreadable_entry"),
             not_utf8: drops("invalid_utf8"),
             reader_gaps: counter!("crier_edge_reader_gaps_total"),
+            recoveries: Recovery::ALL
+                .map(|outcome| counter!("crier_edge_recoveries_total", "outcome" => outcome.label())),
             deliveries: counter!("crier_edge_deliveries_total"),
             slow_consumer_drops: drops("slow_consumer"),
             delivery_latency: histogram!("crier_edge_delivery_latency_seconds"),
@@ -103,10 +108,45 @@ impl EdgeMeters {
         }
     }
 
+    /// A recovery ended with `outcome`.
+    pub fn recovery(&self, outcome: Recovery) {
+        self.recoveries[outcome as usize].increment(1);
+    }
+
     /// A session ended: with `code` sent by the edge, or `None` when the peer closed or vanished.
     pub fn closed(&self, code: Option<CloseCode>) {
         let counter = code.and_then(|code| self.closes.iter().find(|(c, _)| *c == code).map(|(_, c)| c));
         counter.unwrap_or(&self.peer_closes).increment(1);
+    }
+}
+
+/// How a `subscribe` with `since` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// Everything missed was delivered; the subscription is live.
+    Recovered,
+    /// `recovered:false`: the position was trimmed, is of another epoch or partition, or is no position.
+    NotRecovered,
+    /// `recovered:false`: more than `--max-recovery-scan` entries lie between the position and the end.
+    BeyondScanBound,
+    /// The log could not be read (`recovered:false`, or `unsubscribed` with a reason mid-way).
+    Unavailable,
+    /// Entries still to deliver were trimmed or lost on the way: closed with 4008.
+    Interrupted,
+}
+
+impl Recovery {
+    const ALL: [Self; 5] =
+        [Self::Recovered, Self::NotRecovered, Self::BeyondScanBound, Self::Unavailable, Self::Interrupted];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Recovered => "recovered",
+            Self::NotRecovered => "not_recovered",
+            Self::BeyondScanBound => "beyond_scan_bound",
+            Self::Unavailable => "unavailable",
+            Self::Interrupted => "interrupted",
+        }
     }
 }
 

@@ -132,8 +132,34 @@ impl Outbox {
         Mark(state.drained + state.frames.len() as u64)
     }
 
+    /// Queues `frames` in order, all or none: over the bound, the queue overflows as with [`Outbox::push`].
+    /// One lock for the batch.
+    pub fn push_all(&self, frames: Vec<Bytes>) -> Result<(), Overflowed> {
+        if frames.is_empty() {
+            return Ok(());
+        }
+        let mut state = self.lock();
+        if state.overflowed {
+            return Err(Overflowed);
+        }
+        let added = frames.iter().map(Bytes::len).sum();
+        if !state.admit(added, self.max_bytes) {
+            drop(state);
+            self.wake();
+            return Err(Overflowed);
+        }
+        let was_empty = state.frames.is_empty();
+        state.frames.extend(frames);
+        drop(state);
+        if was_empty {
+            self.wake();
+        }
+        Ok(())
+    }
+
     /// Inserts `frames` at `mark`, before everything pushed since. The session must not have drained past
-    /// `mark` (it owns the draining, so it knows); if it did, they go to the front.
+    /// `mark` (it owns the draining, so it knows); if it did, they go to the front. One splice under the
+    /// lock: the frames after the mark are moved once, whatever the count on either side.
     pub fn insert_at(&self, mark: Mark, frames: Vec<Bytes>) -> Result<(), Overflowed> {
         let mut state = self.lock();
         if state.overflowed {
@@ -147,12 +173,22 @@ impl Outbox {
         }
         let index =
             usize::try_from(mark.0.saturating_sub(state.drained)).unwrap_or(0).min(state.frames.len());
-        for (offset, frame) in frames.into_iter().enumerate() {
-            state.frames.insert(index + offset, frame);
-        }
+        let later = state.frames.split_off(index);
+        state.frames.extend(frames);
+        state.frames.extend(later);
         drop(state);
         self.wake();
         Ok(())
+    }
+
+    /// Bytes queued and not yet taken by the session's writer.
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
+    /// The most bytes the queue holds.
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
     }
 
     /// Drops the queue and marks it overflowed, as if the client had fallen behind: the session closes with
@@ -270,6 +306,28 @@ mod tests {
         let mut out = VecDeque::new();
         outbox.drain_into(&mut out).unwrap();
         assert_eq!(out, [&b"b"[..], b"r1", b"r2", b"live"].map(Bytes::from_static));
+    }
+
+    /// Many frames inserted at a mark in front of many live ones keep both runs in order, count against the
+    /// bound, and overflow the queue as a whole when they do not fit.
+    #[test]
+    fn insert_at_splices_a_batch_and_respects_the_bound() {
+        let frame = |i: usize| Bytes::from(format!("{i:04}"));
+        let outbox = Outbox::new(4 * 2_000);
+        outbox.push(frame(0)).unwrap();
+        let mark = outbox.mark();
+        outbox.push_all((1_000..1_500).map(frame).collect()).unwrap();
+        outbox.insert_at(mark, (1..1_000).map(frame).collect()).unwrap();
+        assert_eq!(outbox.bytes(), 4 * 1_500);
+        let mut out = VecDeque::new();
+        outbox.drain_into(&mut out).unwrap();
+        assert_eq!(out, (0..1_500).map(frame).collect::<Vec<_>>());
+
+        let mark = outbox.mark();
+        outbox.push(frame(1)).unwrap();
+        assert_eq!(outbox.insert_at(mark, (0..2_000).map(frame).collect()), Err(Overflowed));
+        assert!(outbox.is_overflowed());
+        assert_eq!(outbox.push_all(vec![frame(2)]), Err(Overflowed));
     }
 
     /// A push made before anyone waits still wakes the next wait.

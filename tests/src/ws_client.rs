@@ -87,6 +87,19 @@ impl WsClient {
         self.send_raw(Message::text(value.to_string())).await
     }
 
+    /// Sends each of `values` as a text frame, all in one write (so the edge reads them together).
+    pub async fn send_all_json(&mut self, values: &[Value]) -> anyhow::Result<()> {
+        let what = format!("sending {} frames to {}", values.len(), self.url);
+        within(&what, async {
+            for value in values {
+                self.stream.feed(Message::text(value.to_string())).await?;
+            }
+            self.stream.flush().await
+        })
+        .await?
+        .context(what)
+    }
+
     /// Sends `text` as one text frame, verbatim (for malformed JSON and the like).
     pub async fn send_text(&mut self, text: &str) -> anyhow::Result<()> {
         self.send_raw(Message::text(text)).await

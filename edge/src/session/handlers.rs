@@ -28,7 +28,7 @@ impl Session {
                     Some(since) => Replay::Since(since),
                     None => last.map_or(Replay::None, Replay::Last),
                 };
-                self.subscribe(&conversation_id, replay, token.as_deref()).await;
+                return self.subscribe(&conversation_id, replay, token.as_deref()).await;
             }
             ClientFrame::Unsubscribe { conversation_id } => self.unsubscribe(&conversation_id),
         }
@@ -104,16 +104,22 @@ impl Session {
     }
 
     pub(super) fn unsubscribe(&mut self, conversation: &str) {
-        if self.member.leave(conversation) {
+        self.end_subscription(conversation, None);
+    }
+
+    /// Ends the subscription to `conversation` (live or still recovering), if any, and says so with
+    /// `reason`.
+    pub(super) fn end_subscription(&mut self, conversation: &str, reason: Option<&str>) {
+        if self.member.leave(conversation) || self.forget_recovery(conversation) {
             tracing::info!(session = self.id(), conversation_id = conversation, "ws_client_unsubscribed");
         }
-        self.send(&ServerFrame::Unsubscribed { conversation_id: conversation, reason: None });
+        self.send(&ServerFrame::Unsubscribed { conversation_id: conversation, reason });
     }
 
     /// Ends the live subscriptions whose access was revoked.
     pub(super) fn handle_revocations(&mut self) {
         for conversation in self.outbox.take_revoked() {
-            if self.member.leave(&conversation) {
+            if self.member.leave(&conversation) || self.forget_recovery(&conversation) {
                 tracing::info!(session = self.id(), conversation_id = %conversation, "ws_client_unsubscribed");
                 let reason = Some("access revoked");
                 self.send(&ServerFrame::Unsubscribed { conversation_id: &conversation, reason });

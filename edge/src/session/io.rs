@@ -4,6 +4,10 @@
 //!
 //! Frames stay in the (bounded) outbox while a batch is being written; a client that stops reading overflows
 //! it and is closed with 4008 after the frame being written, if any.
+//!
+//! While a recovery waits for its next page and the queue has room for one, the loop does not wait: it
+//! serves whatever is ready, then reads one page (`recovering`), so pages follow the socket's draining and
+//! client messages, writes and timers are still served between them.
 
 use std::task::{Context, Poll};
 
@@ -48,8 +52,19 @@ impl Session {
             if sleep.deadline() != deadline {
                 sleep.as_mut().reset(deadline);
             }
-            let wake = std::future::poll_fn(|cx| self.poll_wake(sleep.as_mut(), cx)).await;
+            // A recovery waiting for a page only looks at what is ready, then reads its page.
+            let paging = self.wants_page();
+            let wake = std::future::poll_fn(|cx| match self.poll_wake(sleep.as_mut(), cx) {
+                Poll::Pending if paging => Poll::Ready(Wake::default()),
+                polled => polled,
+            })
+            .await;
             if let Some(ending) = self.on_wake(&wake) {
+                return ending;
+            }
+            if self.wants_page()
+                && let Some(ending) = Box::pin(self.next_page()).await
+            {
                 return ending;
             }
         }

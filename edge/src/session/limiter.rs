@@ -41,6 +41,12 @@ impl Limiter {
     pub(super) fn take(&self) -> bool {
         self.0.check().is_ok()
     }
+
+    /// Takes `n` tokens at once (work a client caused, such as recovery reads); `false` when the bucket
+    /// holds fewer, or `n` exceeds the burst.
+    pub(super) fn take_n(&self, n: NonZeroU32) -> bool {
+        matches!(self.0.check_n(n), Ok(Ok(())))
+    }
 }
 
 #[cfg(test)]

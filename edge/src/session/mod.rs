@@ -4,7 +4,11 @@
 //! - Every server frame, replies included, goes through the outbox, so frames leave in the order queued and
 //!   one writer owns the socket.
 //! - `subscribed` is queued before the hub registration and written only after the partition reader holds a
-//!   position taken after it: everything appended after the client sees `subscribed` is delivered.
+//!   position taken after it: everything appended after the client sees `subscribed` is delivered. A
+//!   recovering subscription (`since`) joins the hub only once its pages reached the stream's end, with an
+//!   exact seam (see [`recovering`]).
+//! - Recovery pages are read only while the queue holds less than half its bound: a backlog never overflows
+//!   it.
 //! - A session's failure ends that session only. Its membership (seat, user list, conversations) is a
 //!   [`Member`] of the edge's [`Directory`]: however the session ends, dropping it leaves everything.
 //! - Every client message, WebSocket ping and unfinished fragment costs a token of the connection's bucket
@@ -13,7 +17,8 @@
 //!   chosen at random so that clients reconnecting elsewhere do not arrive all at once; then it closes 1001.
 //!
 //! - [`handlers`]: what each client frame does (auth, refresh, unsubscribe), access checks, revocations.
-//! - [`subscription`]: `subscribe`, with recovery from `since`.
+//! - [`subscription`]: `subscribe`, with replay of the newest notifications (`last`).
+//! - [`recovering`]: recovery from `since` in pages as the socket drains, and its seam with live delivery.
 //! - [`timers`]: the session's clocks (auth timeout, token expiry, idle, drain moment, ping) on the tokio
 //!   clock.
 //! - [`liveness`]: WebSocket ping/pong dead-peer detection.
@@ -28,6 +33,7 @@ mod handlers;
 mod io;
 mod limiter;
 mod liveness;
+mod recovering;
 mod subscription;
 mod timers;
 
@@ -38,6 +44,7 @@ use crier_store::access::AccessStore;
 use crier_store::log::PartitionedLog;
 
 use self::limiter::Limiter;
+use self::recovering::Recovering;
 use self::timers::Timers;
 use crate::auth::{Authenticator, Principal};
 use crate::config::EdgeConfig;
@@ -138,6 +145,9 @@ struct Session {
     /// Auth timeout, token expiry, idle timeout, drain moment, ping.
     timers: Timers,
     limiter: Limiter,
+    /// Recoveries in progress (subscriptions of the session not yet in the hub); boxed, as most connections
+    /// never recover.
+    recovering: Option<Box<Recovering>>,
     /// Notifications arrive as `{"type":"notification",...,"position"}` frames.
     positions: bool,
 }
@@ -160,6 +170,7 @@ impl Session {
             principal: None,
             timers,
             limiter,
+            recovering: None,
             positions,
         }
     }

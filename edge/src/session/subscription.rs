@@ -1,6 +1,6 @@
 //! `subscribe`: shape, limit and access checks first (each refusal an error frame naming the
-//! conversation), then registration with the hub and, with `since`, replay of what the client missed, or,
-//! with `last`, of the conversation's newest retained notifications.
+//! conversation), then, with `since`, recovery of what the client missed (see [`super::recovering`]), or
+//! registration with the hub and, with `last`, replay of the conversation's newest retained notifications.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,9 +10,10 @@ use crier_proto::conversation_id::validate_conversation_id;
 use crier_proto::{Position, StreamId};
 use crier_store::log::Head;
 
-use super::Session;
+use super::{Ending, Session};
+use crate::meters::Recovery;
 use crate::protocol::ServerFrame;
-use crate::recovery::{self, RecoveryError};
+use crate::recovery;
 
 /// How long a subscribe waits for its partition reader to take a position.
 const SUBSCRIBE_READY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -30,12 +31,16 @@ pub(super) enum Replay {
 }
 
 impl Session {
-    /// Subscribes; with `since`, replays what the client missed first, with `last` the newest notifications.
-    /// The `subscribed` frame (and any replayed frames) go in at the outbox position taken before
-    /// registering, ahead of every live frame.
-    pub(super) async fn subscribe(&mut self, conversation: &str, replay: Replay, token: Option<&str>) {
+    /// Subscribes; with `since`, recovers what the client missed first (in pages, see [`super::recovering`]),
+    /// with `last` replays the newest notifications. `Some` when the session must end (its rate limit).
+    pub(super) async fn subscribe(
+        &mut self,
+        conversation: &str,
+        replay: Replay,
+        token: Option<&str>,
+    ) -> Option<Ending> {
         if !self.may_subscribe(conversation, token).await {
-            return;
+            return None;
         }
         let (since, last) = match &replay {
             Replay::None => (None, None),
@@ -44,19 +49,35 @@ impl Session {
             Replay::Last(_) => {
                 let conversation_id = Some(conversation);
                 self.send(&ServerFrame::Error { message: "Invalid last", conversation_id });
-                return;
+                return None;
             }
         };
         let asked = since.is_some();
-        if self.member.is_joined(conversation) {
+        if self.is_subscribed(conversation) {
             let recovered = asked.then_some(false);
             self.send(&ServerFrame::Subscribed { conversation_id: conversation, recovered, position: None });
-            return;
+            return None;
         }
         let partition = self.ctx.directory.partition_of(conversation);
-        let since = since.and_then(|s| s.parse::<Position>().ok()).filter(|p| p.partition == partition);
+        let position = since.and_then(|s| s.parse::<Position>().ok()).filter(|p| p.partition == partition);
+        if let Some(since) = position {
+            match self.recover(conversation, since).await {
+                Ok(ending) => return ending,
+                Err(outcome) => self.ctx.meters.recovery(outcome),
+            }
+        } else if asked {
+            self.ctx.meters.recovery(Recovery::NotRecovered);
+        }
+        self.subscribe_live(conversation, asked, last).await;
+        None
+    }
+
+    /// Subscribes from now on (`recovered:false` when a recovery was `asked` for), after the newest `last`
+    /// notifications when asked. The `subscribed` frame (and any replayed frames) go in at the outbox
+    /// position taken before registering, ahead of every live frame.
+    async fn subscribe_live(&mut self, conversation: &str, asked: bool, last: Option<usize>) {
         let mark = self.outbox.mark();
-        let Some((live, since)) = self.register(conversation, since).await else {
+        let Some(live) = self.register_once(conversation, StreamId::ZERO).await else {
             tracing::warn!(
                 session = self.id(),
                 conversation_id = conversation,
@@ -66,17 +87,18 @@ impl Session {
             self.send(&ServerFrame::Unsubscribed { conversation_id: conversation, reason });
             return;
         };
-        let missed = self.replayed(conversation, live, since, last).await;
-        let recovered = asked.then_some(missed.is_some());
-        // Replayed frames carry their own positions; without replay, the client has everything up to `live`.
-        let resume = match (&missed, since) {
-            (Some(_), Some(since)) => since,
-            _ => Position { partition, epoch: live.epoch, id: live.last },
+        let replayed = match last {
+            Some(n) => self.newest(conversation, live, n).await,
+            None => Vec::new(),
         };
+        let recovered = asked.then_some(false);
+        // The client has everything up to `live`: replayed frames carry their own positions.
+        let partition = self.ctx.directory.partition_of(conversation);
+        let resume = Position { partition, epoch: live.epoch, id: live.last };
         let position = self.positions.then(|| resume.to_string());
         let subscribed = ServerFrame::Subscribed { conversation_id: conversation, recovered, position };
         let mut frames = vec![subscribed.encode()];
-        frames.extend(missed.unwrap_or_default());
+        frames.extend(replayed);
         let _ = self.outbox.insert_at(mark, frames);
         tracing::info!(
             session = self.id(),
@@ -86,37 +108,23 @@ impl Session {
         );
     }
 
-    /// The frames to replay after `subscribed`: what was missed after `since` (`None`: not recoverable), or
-    /// the newest `last` up to `live.last`, which are exactly the entries live delivery skips (no gap, no
-    /// duplicate; a failed read shows nothing).
-    async fn replayed(
-        &self,
-        conversation: &str,
-        live: Head,
-        since: Option<Position>,
-        last: Option<usize>,
-    ) -> Option<Vec<Bytes>> {
+    /// The newest `n` notifications up to `live.last`, which are exactly the entries live delivery skips (no
+    /// gap, no duplicate; a failed read shows nothing).
+    async fn newest(&self, conversation: &str, live: Head, n: usize) -> Vec<Bytes> {
         let (log, positions) = (self.ctx.log.as_ref(), self.positions);
-        let replayed = match (since, last) {
-            (Some(since), _) => recovery::missed(log, conversation, since, live.last, positions).await,
-            (None, Some(n)) => {
-                let partition = self.ctx.directory.partition_of(conversation);
-                recovery::newest(log, conversation, partition, live, n, positions).await.map_err(Into::into)
-            }
-            (None, None) => return None,
-        };
-        match replayed {
-            Ok(frames) => Some(frames),
-            // The log failed: the client hears recovered:false; the operator hears why.
-            Err(RecoveryError::Log(err)) => {
+        let partition = self.ctx.directory.partition_of(conversation);
+        match recovery::newest(log, conversation, partition, live, n, positions).await {
+            Ok(frames) => frames,
+            Err(err) => {
                 tracing::warn!(session = self.id(), conversation_id = conversation, error = %err, "replay read failed");
-                None
-            }
-            Err(gap) => {
-                tracing::debug!(session = self.id(), conversation_id = conversation, %gap, "not recoverable");
-                None
+                Vec::new()
             }
         }
+    }
+
+    /// Whether the session follows `conversation`, live or still recovering.
+    pub(super) fn is_subscribed(&self, conversation: &str) -> bool {
+        self.member.is_joined(conversation) || self.is_recovering(conversation)
     }
 
     /// Shape, per-connection limit and access; each refusal is answered here.
@@ -127,8 +135,8 @@ impl Session {
             self.send(&ServerFrame::error("Invalid conversationId"));
             return false;
         }
-        let fresh = !self.member.is_joined(conversation);
-        if fresh && self.member.joined() >= self.ctx.config.limits.max_subscriptions {
+        let fresh = !self.is_subscribed(conversation);
+        if fresh && self.member.joined() + self.recoveries() >= self.ctx.config.limits.max_subscriptions {
             tracing::debug!(
                 session = self.id(),
                 conversation_id = conversation,
@@ -145,27 +153,9 @@ impl Session {
         true
     }
 
-    /// Joins the conversation (through the directory) and waits until live delivery has a starting point.
-    /// Returns that point and the recovery position still usable (a `since` of another epoch is dropped,
-    /// and the registration redone without it, so live delivery skips nothing). `None` when the log is
-    /// unavailable.
-    async fn register(
-        &mut self,
-        conversation: &str,
-        since: Option<Position>,
-    ) -> Option<(Head, Option<Position>)> {
-        let live = self.register_once(conversation, since.map_or(StreamId::ZERO, |p| p.id)).await?;
-        match since {
-            Some(p) if p.epoch != live.epoch => {
-                self.member.leave(conversation);
-                let live = self.register_once(conversation, StreamId::ZERO).await?;
-                Some((live, None))
-            }
-            since => Some((live, since)),
-        }
-    }
-
-    async fn register_once(&mut self, conversation: &str, after: StreamId) -> Option<Head> {
+    /// Joins the conversation (through the directory), live delivery taking entries after `after` only, and
+    /// waits until it has a starting point, which it returns; `None` when the log is unavailable.
+    pub(super) async fn register_once(&mut self, conversation: &str, after: StreamId) -> Option<Head> {
         let outbox = Arc::clone(&self.outbox);
         let mut registration = self.member.join(conversation, outbox, self.positions, after);
         if let Some(at) = registration.at {

@@ -14,8 +14,7 @@ use crier_proto::keys::{ENTRY_FIELD, PartitionKeys};
 use redis::{RedisError, Script, Value};
 use tokio::sync::{mpsc, oneshot};
 
-use super::redis::timed_out;
-use super::reply::{self, protocol};
+use super::reply::{self, protocol, timed_out};
 use super::topology::Conn;
 use super::{Appended, LogError, new_epoch};
 

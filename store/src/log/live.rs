@@ -19,7 +19,6 @@ use crier_proto::StreamId;
 use tokio::sync::mpsc;
 
 use super::feed::{Feed, Live};
-use super::redis::RedisLog;
 use super::{Entry, LogError, PartitionReader, PartitionedLog};
 
 /// Numbers readers, so a feed can tell a reader's leave from a later reader's join of the same channel.
@@ -35,7 +34,7 @@ struct Synced {
 
 /// Reads one partition from its live channel, catching up from the stream.
 pub(super) struct LiveReader {
-    log: RedisLog,
+    log: Arc<dyn PartitionedLog>,
     feed: Arc<Feed>,
     partition: u32,
     channel: String,
@@ -49,7 +48,7 @@ pub(super) struct LiveReader {
 }
 
 impl LiveReader {
-    pub fn new(log: RedisLog, feed: Arc<Feed>, partition: u32, channel: String) -> Self {
+    pub fn new(log: Arc<dyn PartitionedLog>, feed: Arc<Feed>, partition: u32, channel: String) -> Self {
         let id = READERS.fetch_add(1, Ordering::Relaxed);
         Self { log, feed, partition, channel, id, live: None, epoch: None, synced: None, live_once: false }
     }

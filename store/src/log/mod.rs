@@ -25,7 +25,7 @@ use crier_proto::StreamId;
 
 pub use self::memory::MemoryLog;
 pub use self::redis::{RedisLog, RedisLogConfig};
-pub use self::scan::{Gap, Scan, Scanned, Unsendable, decode_entry, scan};
+pub use self::scan::{Gap, Limit, Page, Scan, Scanned, Unsendable, decode_entry, page, scan};
 pub use self::topology::RedisTopology;
 
 /// One record of a partition stream.

@@ -18,12 +18,12 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use crier_proto::StreamId;
 use crier_proto::keys::{PARTITION_COUNT, PartitionKeys};
-use redis::{Cmd, RedisError, Script, Value};
+use redis::{Cmd, Script, Value};
 
 use super::commit::{Lane, Shared};
 use super::feed::Feed;
 use super::live::LiveReader;
-use super::reply::{self, protocol};
+use super::reply::{self, protocol, timed_out};
 use super::topology::{Conn, Connector, ReaderConn, RedisTopology};
 use super::{
     Appended, Dedupe, Entry, Head, LogError, Newest, PartitionReader, PartitionedLog, Range, Retention,
@@ -155,10 +155,6 @@ async fn check_partition_count(conn: &Conn, configured: u32) -> Result<(), LogEr
     }
 }
 
-pub(super) fn timed_out(what: &str) -> RedisError {
-    RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("{what} timed out")))
-}
-
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -238,7 +234,7 @@ impl PartitionedLog for RedisLog {
     async fn reader(&self, partition: u32) -> Result<Box<dyn PartitionReader>, LogError> {
         let keys = self.keys(partition)?;
         if let Some(feed) = self.feed(partition) {
-            return Ok(Box::new(LiveReader::new(self.clone(), feed, partition, keys.live.clone())));
+            return Ok(Box::new(LiveReader::new(Arc::new(self.clone()), feed, partition, keys.live.clone())));
         }
         let key = keys.stream.clone();
         let conn = self

@@ -1,4 +1,4 @@
-//! Decoding of Redis replies into log types, without copying entry payloads.
+//! Decoding of Redis replies into log types, without copying entry payloads, and the errors of failed calls.
 
 use bytes::Bytes;
 use crier_proto::StreamId;
@@ -6,6 +6,11 @@ use crier_proto::keys::ENTRY_FIELD;
 use redis::Value;
 
 use super::{Entry, LogError};
+
+/// The error of a Redis call that did not answer within its bound.
+pub fn timed_out(what: &str) -> redis::RedisError {
+    redis::RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("{what} timed out")))
+}
 
 /// A `LogError::Protocol` describing `value`.
 pub fn protocol(partition: u32, value: &impl std::fmt::Debug) -> LogError {
