@@ -181,6 +181,17 @@ impl Outbox {
         Ok(())
     }
 
+    /// Drops every frame pushed since `mark`, for a session about to close that must not let its client see
+    /// frames past a gap it could not fill: what the client receives of each conversation stays a prefix of
+    /// the stream, which its resubscription with `since` then continues.
+    pub fn truncate_at(&self, mark: Mark) {
+        let mut state = self.lock();
+        let index =
+            usize::try_from(mark.0.saturating_sub(state.drained)).unwrap_or(0).min(state.frames.len());
+        let dropped: usize = state.frames.drain(index..).map(|frame| frame.len()).sum();
+        state.bytes -= dropped;
+    }
+
     /// Bytes queued and not yet taken by the session's writer.
     pub fn bytes(&self) -> usize {
         self.lock().bytes
@@ -328,6 +339,24 @@ mod tests {
         assert_eq!(outbox.insert_at(mark, (0..2_000).map(frame).collect()), Err(Overflowed));
         assert!(outbox.is_overflowed());
         assert_eq!(outbox.push_all(vec![frame(2)]), Err(Overflowed));
+    }
+
+    /// Truncating at a mark keeps what came before it (also after part was drained) and its byte count.
+    #[test]
+    fn truncate_at_drops_only_what_came_after_the_mark() {
+        let frame = |i: usize| Bytes::from(format!("{i:04}"));
+        let outbox = Outbox::new(4 * 100);
+        outbox.push_all((0..10).map(frame).collect()).unwrap();
+        let mut out = VecDeque::new();
+        outbox.drain_into(&mut out).unwrap();
+        outbox.push_all((10..15).map(frame).collect()).unwrap();
+        let mark = outbox.mark();
+        outbox.push_all((15..40).map(frame).collect()).unwrap();
+        outbox.truncate_at(mark);
+        assert_eq!(outbox.bytes(), 4 * 5);
+        outbox.drain_into(&mut out).unwrap();
+        assert_eq!(out, (0..15).map(frame).collect::<Vec<_>>());
+        outbox.push_all((15..115).map(frame).collect()).unwrap();
     }
 
     /// A push made before anyone waits still wakes the next wait.

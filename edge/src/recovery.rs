@@ -19,7 +19,7 @@ const PAGE: usize = crier_store::log::scan::PAGE;
 /// Entries a `last` subscribe looks at, newest first, at most: the work is bounded however rare the
 /// conversation is in its partition (what is older is not shown).
 const NEWEST_SCAN: usize = 4 * PAGE;
-/// Largest page of a recovery, in payload bytes.
+/// Largest page of a recovery, in bytes of its frames.
 const MAX_PAGE_BYTES: usize = 64 * 1024;
 /// Entries a recovery's first page fetches per `range` call, before it knows how many a page takes.
 pub const FIRST_FETCH: usize = PAGE / 4;
@@ -53,7 +53,7 @@ impl From<Gap> for RecoveryError {
 /// What one recovery may read and hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budget {
-    /// Payload bytes of one page: 64 KiB or a quarter of the queue bound, whichever is smaller.
+    /// Bytes of one page's frames: 64 KiB or a quarter of the queue bound, whichever is smaller.
     pub page_bytes: usize,
     /// Partition entries between the position and the stream's end (`--max-recovery-scan`).
     pub max_scan: usize,
@@ -92,6 +92,8 @@ pub async fn next_page(
     fetched: &mut usize,
 ) -> Result<Frames, RecoveryError> {
     let wanted = Scan { conversation, partition: at.partition, after: at.id, epoch: Some(at.epoch), until };
+    // The page's bytes are what its frames take in the queue: a small payload's envelope outweighs it.
+    let limit = Limit { overhead: frame_overhead(conversation, positions), ..limit };
     let page = page(log, wanted, limit).await?;
     *fetched += page.fetched;
     if let Some(gap) = page.scanned.gap {
@@ -117,12 +119,12 @@ pub async fn probe(
     fetched: &mut usize,
 ) -> Result<Frames, RecoveryError> {
     let bytes = if keep { budget.page_bytes } else { 0 };
-    let limit = Limit { bytes, reads: budget.max_scan, fetch: FIRST_FETCH };
+    let limit = Limit { bytes, overhead: 0, reads: budget.max_scan, fetch: FIRST_FETCH };
     let first = next_page(log, conversation, since, None, limit, positions, fetched).await?;
     if first.end {
         return Ok(first);
     }
-    let rest = Limit { bytes: 0, reads: budget.max_scan - first.read, fetch: PAGE };
+    let rest = Limit { bytes: 0, overhead: 0, reads: budget.max_scan - first.read, fetch: PAGE };
     let at = Position { id: first.last_read, ..since };
     let counted = next_page(log, conversation, at, None, rest, positions, fetched).await?;
     if counted.end { Ok(first) } else { Err(RecoveryError::BeyondScanBound) }
@@ -159,6 +161,18 @@ pub async fn newest(
     }
     frames.reverse();
     Ok(frames)
+}
+
+/// Bytes a notification's frame adds to its payload, at most: the WebSocket header, and with positions the
+/// `notification` envelope around it.
+fn frame_overhead(conversation: &str, positions: bool) -> usize {
+    // A payload of 64 KiB or more takes the longest header, 8 bytes more than an empty one's.
+    const LONGEST_HEADER: usize = 10;
+    if !positions {
+        return LONGEST_HEADER;
+    }
+    let widest = Position { partition: u32::MAX, epoch: u64::MAX, id: StreamId::new(u64::MAX, u64::MAX) };
+    protocol::notification(conversation, &widest, b"").len() + LONGEST_HEADER - 2
 }
 
 /// The frame a session gets for one notification: the payload verbatim, or a `notification` frame with its
@@ -208,7 +222,7 @@ mod tests {
         let mut pages = vec![first.frames];
         at.id = first.last_read;
         while !end {
-            let limit = Limit { bytes: budget.page_bytes, reads: 1_000, fetch: 8 };
+            let limit = Limit { bytes: budget.page_bytes, overhead: 0, reads: 1_000, fetch: 8 };
             let page = next_page(&log, "c", at, None, limit, false, &mut fetched).await.unwrap();
             (at.id, end) = (page.last_read, page.end);
             pages.push(page.frames);

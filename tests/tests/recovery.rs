@@ -409,3 +409,40 @@ async fn recovery_that_loses_its_place_closes_4008_without_a_gap() -> Result<()>
     ensure!(seen == (1..=seen.len() as i64).collect::<Vec<_>>(), "not a contiguous prefix: {seen:?}");
     servers.shutdown().await
 }
+
+/// Appends `count` tiny notifications about `conversation` (`{"seq":n}`, seq `first..`) straight to the log.
+async fn append_tiny(log: &dyn PartitionedLog, conversation: &str, first: i64, count: i64) -> Result<()> {
+    let partition = partition(conversation, log.partitions());
+    for seq in first..first + count {
+        let entry = StreamEntry {
+            version: STREAM_ENTRY_VERSION,
+            conversation_id: conversation.into(),
+            payload: json!({ "seq": seq }).to_string().into_bytes().into(),
+            published_at_ms: 0,
+            trace_context: HashMap::new(),
+        };
+        log.append(partition, entry.encode_to_vec().into(), None).await?;
+    }
+    Ok(())
+}
+
+/// A page is bounded by what its frames take in the queue, not by their payloads alone: 5,000 missed
+/// notifications of ~10 bytes each, sent with positions (~100 bytes of envelope per frame), arrive in order
+/// through a 256 KiB queue bound. Counting payloads only, the first page held 64 KiB of payloads, some
+/// 700 KB of frames, and the session closed with 4008 on every reconnect.
+#[tokio::test]
+async fn a_page_of_small_notifications_with_positions_fits_the_queue() -> Result<()> {
+    const BACKLOG: i64 = 5_000;
+    let log: Arc<dyn PartitionedLog> = Arc::new(MemoryLog::new(64, 10_000));
+    let servers = small_queue_servers(Arc::clone(&log), |_| {}).await?;
+    let since = servers.publish_client().await?.publish_seq("c1", 0).await?;
+    append_tiny(log.as_ref(), "c1", 1, BACKLOG).await?;
+    let mut ws = servers.positions_client(0, "u1").await?;
+    ensure!(ws.subscribe_since("c1", &since).await?["recovered"] == true);
+    let mut seen = Vec::new();
+    while seen.len() < BACKLOG as usize {
+        seen.push(ws.expect_seq_notification("c1").await?.0);
+    }
+    ensure!(seen == (1..=BACKLOG).collect::<Vec<_>>(), "gap, duplicate or reorder");
+    servers.shutdown().await
+}

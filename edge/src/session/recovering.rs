@@ -24,7 +24,10 @@
 //! `--max-recovery-scan` partition entries behind (`recovered:false`), and every 512 partition entries read
 //! cost the connection's rate limiter one token, as a client message does. A recovery that loses its place
 //! on the way (trimmed or epoch lost: the client was told `recovered:true`) closes the session with 4008, so
-//! the client resubscribes from what it has and hears `recovered:false`: never a silent gap.
+//! the client resubscribes from what it has and hears `recovered:false`: never a silent gap. When that
+//! happens at the join (epoch changed, the last read failed, was trimmed or over the rate limit), live
+//! frames may already be queued after the mark: the session drops everything queued since the mark before
+//! it closes, so no client position moves past the hole.
 
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
@@ -36,6 +39,7 @@ use crier_store::log::Limit;
 use super::{Ending, Session};
 use crate::error::CloseReason;
 use crate::meters::Recovery;
+use crate::outbox::Mark;
 use crate::protocol::ServerFrame;
 use crate::recovery::{self, Budget, RecoveryError};
 
@@ -129,7 +133,8 @@ impl Session {
     /// One page of the recovery whose turn it is.
     pub(super) async fn next_page(&mut self) -> Option<Ending> {
         let mut place = self.recovering.as_mut()?.queue.pop_front()?;
-        let limit = Limit { bytes: self.budget().page_bytes, reads: PAGE_READS, fetch: place.fetch };
+        let limit =
+            Limit { bytes: self.budget().page_bytes, overhead: 0, reads: PAGE_READS, fetch: place.fetch };
         let (log, positions) = (self.ctx.log.as_ref(), self.positions);
         let mut fetched = 0;
         let page =
@@ -171,7 +176,7 @@ impl Session {
             return None;
         };
         if live.epoch != place.at.epoch {
-            return self.lost(&conversation, &RecoveryError::EpochChanged);
+            return self.abandon(mark, &conversation, &RecoveryError::EpochChanged);
         }
         let mut frames = Vec::new();
         if live.last > place.at.id {
@@ -189,17 +194,32 @@ impl Session {
             )
             .await;
             if let Some(ending) = self.charge(fetched) {
+                self.outbox.truncate_at(mark);
                 return Some(ending);
             }
             match rest {
                 Ok(rest) => frames = rest.frames,
-                Err(err) => return self.lost(&conversation, &err),
+                Err(err) => return self.abandon(mark, &conversation, &err),
             }
         }
         let _ = self.outbox.insert_at(mark, frames);
         self.ctx.meters.recovery(Recovery::Recovered);
         tracing::debug!(session = self.id(), conversation_id = %conversation, "recovered; live from here");
         None
+    }
+
+    /// A join that cannot deliver what lies between its last page and the join point. Live frames of the
+    /// conversation may already be queued after `mark`; delivered, they would move the client's position past
+    /// the hole and its resubscription would hear `recovered:true`. So the session drops everything queued
+    /// since `mark` and closes with 4008 (a log failure too): the client resubscribes from what it has.
+    fn abandon(&mut self, mark: Mark, conversation: &str, err: &RecoveryError) -> Option<Ending> {
+        self.outbox.truncate_at(mark);
+        if let RecoveryError::Log(err) = err {
+            tracing::warn!(session = self.id(), conversation_id = conversation, error = %err, "replay read failed");
+            self.ctx.meters.recovery(Recovery::Unavailable);
+            return Some(Ending::Close(CloseReason::RecoveryInterrupted));
+        }
+        self.lost(conversation, err)
     }
 
     /// Why `since` is not recovered, logged; the client hears `recovered:false`.

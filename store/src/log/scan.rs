@@ -53,6 +53,9 @@ pub struct Limit {
     /// Payload bytes the page may hold: it stops before an entry that would take it past this, but holds at
     /// least one entry. `0`: the page keeps nothing and only reads (a count of the distance to the end).
     pub bytes: usize,
+    /// Bytes each kept entry counts beyond its payload against `bytes` (what the caller wraps it in, such
+    /// as a WebSocket frame with its position), so that `bytes` bounds what the page becomes.
+    pub overhead: usize,
     /// Partition entries (of every conversation) the page may read past its start.
     pub reads: usize,
     /// Entries fetched by the first `range` call, doubling (up to [`PAGE`]) while whole batches are taken:
@@ -62,7 +65,7 @@ pub struct Limit {
 
 impl Limit {
     /// No bound but the scan's `until`.
-    pub const NONE: Self = Self { bytes: usize::MAX, reads: usize::MAX, fetch: PAGE };
+    pub const NONE: Self = Self { bytes: usize::MAX, overhead: 0, reads: usize::MAX, fetch: PAGE };
 }
 
 /// One page of a conversation's entries.
@@ -109,7 +112,7 @@ pub async fn page(log: &dyn PartitionedLog, scan: Scan<'_>, limit: Limit) -> Res
         }
         // The stream's newest id, read with the batch, tells the end even when the batch was full.
         let at_end = range.entries.len() < count || range.entries.last().is_some_and(|e| e.id >= range.last);
-        if !page.take(&scan, range, until, limit.bytes, &mut bytes) {
+        if !page.take(&scan, range, until, limit, &mut bytes) {
             return Ok(page);
         }
         if at_end {
@@ -122,16 +125,17 @@ pub async fn page(log: &dyn PartitionedLog, scan: Scan<'_>, limit: Limit) -> Res
 }
 
 impl Page {
-    /// Takes `range`'s entries up to `until`, keeping the conversation's while they fit `max_bytes` (with
+    /// Takes `range`'s entries up to `until`, keeping the conversation's while they fit `limit` (with
     /// `bytes` held so far); `false` when the page is complete (`end` set if `until` was passed).
     fn take(
         &mut self,
         scan: &Scan<'_>,
         range: Range,
         until: StreamId,
-        max_bytes: usize,
+        limit: Limit,
         bytes: &mut usize,
     ) -> bool {
+        let max_bytes = limit.bytes;
         for entry in range.entries {
             if entry.id > until {
                 self.end = true;
@@ -141,7 +145,7 @@ impl Page {
                 && decoded.conversation_id == scan.conversation
                 && max_bytes > 0
             {
-                let size = decoded.payload.len();
+                let size = decoded.payload.len().saturating_add(limit.overhead);
                 if !self.entries.is_empty() && *bytes + size > max_bytes {
                     return false;
                 }
@@ -164,7 +168,8 @@ pub async fn scan(
     mut visit: impl FnMut(Position, Bytes) -> bool,
 ) -> Result<Scanned, LogError> {
     loop {
-        let page = page(log, scan, Limit { bytes: usize::MAX, reads: PAGE, fetch: PAGE }).await?;
+        let page =
+            page(log, scan, Limit { bytes: usize::MAX, overhead: 0, reads: PAGE, fetch: PAGE }).await?;
         for (position, payload) in page.entries {
             if !visit(position, payload) {
                 return Ok(Scanned { gap: None, last_read: position.id });
@@ -247,16 +252,16 @@ mod tests {
             ids.push(append(&log, "c", b"1234").await);
         }
         let wanted = Scan { conversation: "c", partition: 0, after: start, epoch: None, until: None };
-        let got = page(&log, wanted, Limit { bytes: 10, reads: 100, fetch: 3 }).await.unwrap();
+        let got = page(&log, wanted, Limit { bytes: 10, overhead: 0, reads: 100, fetch: 3 }).await.unwrap();
         let kept: Vec<StreamId> = got.entries.iter().map(|(p, _)| p.id).collect();
         assert_eq!((kept, got.end), (ids[..2].to_vec(), false));
         let last_read = got.scanned.last_read;
         assert!(ids[1] < last_read && last_read < ids[2], "the next page starts with what did not fit");
-        let got = page(&log, wanted, Limit { bytes: 1, reads: 100, fetch: PAGE }).await.unwrap();
+        let got = page(&log, wanted, Limit { bytes: 1, overhead: 0, reads: 100, fetch: PAGE }).await.unwrap();
         assert_eq!(got.entries.len(), 1, "a page holds at least one entry");
-        let got = page(&log, wanted, Limit { bytes: 0, reads: 8, fetch: PAGE }).await.unwrap();
+        let got = page(&log, wanted, Limit { bytes: 0, overhead: 0, reads: 8, fetch: PAGE }).await.unwrap();
         assert!(got.entries.is_empty() && got.end && got.read == 8, "{got:?}");
-        let got = page(&log, wanted, Limit { bytes: 0, reads: 7, fetch: PAGE }).await.unwrap();
+        let got = page(&log, wanted, Limit { bytes: 0, overhead: 0, reads: 7, fetch: PAGE }).await.unwrap();
         assert!(!got.end && got.read == 7, "{got:?}");
     }
 
