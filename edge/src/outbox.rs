@@ -92,15 +92,7 @@ impl Outbox {
 
     /// Queues `frame` unless that would exceed the bound. Never waits.
     pub fn push(&self, frame: Bytes) -> Result<(), Overflowed> {
-        let mut state = self.lock();
-        if state.overflowed {
-            return Err(Overflowed);
-        }
-        if !state.admit(frame.len(), self.max_bytes) {
-            drop(state);
-            self.wake();
-            return Err(Overflowed);
-        }
+        let mut state = self.admit(frame.len())?;
         let was_empty = state.frames.is_empty();
         state.frames.push_back(frame);
         drop(state);
@@ -108,6 +100,21 @@ impl Outbox {
             self.wake();
         }
         Ok(())
+    }
+
+    /// The locked queue with `bytes` more counted in, or `Err` when it has overflowed (now, in which case
+    /// the session is woken to close, or before).
+    fn admit(&self, bytes: usize) -> Result<MutexGuard<'_, State>, Overflowed> {
+        let mut state = self.lock();
+        if state.overflowed {
+            return Err(Overflowed);
+        }
+        if !state.admit(bytes, self.max_bytes) {
+            drop(state);
+            self.wake();
+            return Err(Overflowed);
+        }
+        Ok(state)
     }
 
     /// Moves every queued frame to the back of `into`; `Err` once the queue has overflowed.
@@ -138,16 +145,7 @@ impl Outbox {
         if frames.is_empty() {
             return Ok(());
         }
-        let mut state = self.lock();
-        if state.overflowed {
-            return Err(Overflowed);
-        }
-        let added = frames.iter().map(Bytes::len).sum();
-        if !state.admit(added, self.max_bytes) {
-            drop(state);
-            self.wake();
-            return Err(Overflowed);
-        }
+        let mut state = self.admit(frames.iter().map(Bytes::len).sum())?;
         let was_empty = state.frames.is_empty();
         state.frames.extend(frames);
         drop(state);
@@ -161,16 +159,7 @@ impl Outbox {
     /// `mark` (it owns the draining, so it knows); if it did, they go to the front. One splice under the
     /// lock: the frames after the mark are moved once, whatever the count on either side.
     pub fn insert_at(&self, mark: Mark, frames: Vec<Bytes>) -> Result<(), Overflowed> {
-        let mut state = self.lock();
-        if state.overflowed {
-            return Err(Overflowed);
-        }
-        let added: usize = frames.iter().map(Bytes::len).sum();
-        if !state.admit(added, self.max_bytes) {
-            drop(state);
-            self.wake();
-            return Err(Overflowed);
-        }
+        let mut state = self.admit(frames.iter().map(Bytes::len).sum())?;
         let index =
             usize::try_from(mark.0.saturating_sub(state.drained)).unwrap_or(0).min(state.frames.len());
         let later = state.frames.split_off(index);
