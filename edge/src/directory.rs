@@ -261,16 +261,17 @@ impl Member {
         positions: bool,
         after: StreamId,
     ) -> Registration {
+        // The session asks only for conversations it has not joined (a repeated subscribe is answered
+        // without joining): the hub holds one entry per member and conversation, which `leave` removes.
+        debug_assert!(!self.is_joined(conversation), "joined {conversation} twice");
         let subscriber = Subscriber { session: self.id, outbox, positions, after };
         let registration = self.directory().hub.subscribe(conversation, subscriber);
-        if !self.is_joined(conversation) {
-            // Most connections follow one conversation: no room for four until a second arrives.
-            if self.conversations.capacity() == 0 {
-                self.conversations.reserve_exact(1);
-            }
-            self.conversations.push(Arc::clone(&registration.conversation));
-            self.directory().subscriptions.increment(1.0);
+        // Most connections follow one conversation: no room for four until a second arrives.
+        if self.conversations.capacity() == 0 {
+            self.conversations.reserve_exact(1);
         }
+        self.conversations.push(Arc::clone(&registration.conversation));
+        self.directory().subscriptions.increment(1.0);
         registration
     }
 
