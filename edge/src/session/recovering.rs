@@ -34,7 +34,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use crier_proto::Position;
-use crier_store::log::Limit;
+use crier_store::log::{Limit, LogError};
 
 use super::{Ending, Session};
 use crate::error::CloseReason;
@@ -215,18 +215,23 @@ impl Session {
     fn abandon(&mut self, mark: Mark, conversation: &str, err: &RecoveryError) -> Option<Ending> {
         self.outbox.truncate_at(mark);
         if let RecoveryError::Log(err) = err {
-            tracing::warn!(session = self.id(), conversation_id = conversation, error = %err, "replay read failed");
+            self.replay_read_failed(conversation, err);
             self.ctx.meters.recovery(Recovery::Unavailable);
             return Some(Ending::Close(CloseReason::RecoveryInterrupted));
         }
         self.lost(conversation, err)
     }
 
+    /// Logs a failed replay read (recovery or `last`) with its cause: operators and a test look for it.
+    pub(super) fn replay_read_failed(&self, conversation: &str, err: &LogError) {
+        tracing::warn!(session = self.id(), conversation_id = conversation, error = %err, "replay read failed");
+    }
+
     /// Why `since` is not recovered, logged; the client hears `recovered:false`.
     fn refused(&self, conversation: &str, err: &RecoveryError) -> Recovery {
         match err {
             RecoveryError::Log(err) => {
-                tracing::warn!(session = self.id(), conversation_id = conversation, error = %err, "replay read failed");
+                self.replay_read_failed(conversation, err);
                 Recovery::Unavailable
             }
             RecoveryError::BeyondScanBound => {
@@ -244,7 +249,7 @@ impl Session {
     /// with `unsubscribed`, reason `log unavailable`), or what it still had to send is gone (close 4008).
     fn lost(&mut self, conversation: &str, err: &RecoveryError) -> Option<Ending> {
         if let RecoveryError::Log(err) = err {
-            tracing::warn!(session = self.id(), conversation_id = conversation, error = %err, "replay read failed");
+            self.replay_read_failed(conversation, err);
             self.ctx.meters.recovery(Recovery::Unavailable);
             self.end_subscription(conversation, Some("log unavailable"));
             return None;

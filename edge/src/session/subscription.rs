@@ -116,7 +116,7 @@ impl Session {
         match recovery::newest(log, conversation, partition, live, n, positions).await {
             Ok(frames) => frames,
             Err(err) => {
-                tracing::warn!(session = self.id(), conversation_id = conversation, error = %err, "replay read failed");
+                self.replay_read_failed(conversation, &err);
                 Vec::new()
             }
         }
