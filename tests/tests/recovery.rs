@@ -317,20 +317,29 @@ async fn since_beyond_the_scan_bound_is_not_recovered() -> Result<()> {
     servers.shutdown().await
 }
 
-/// Appends `count` notifications about `conversation` straight to the log (faster than publishing).
-async fn append_many(log: &dyn PartitionedLog, conversation: &str, count: usize) -> Result<()> {
+/// Appends `payloads` about `conversation` straight to the log, in order (faster than publishing).
+async fn append_direct(
+    log: &dyn PartitionedLog,
+    conversation: &str,
+    payloads: impl IntoIterator<Item = Value>,
+) -> Result<()> {
     let partition = partition(conversation, log.partitions());
-    for seq in 0..count {
+    for payload in payloads {
         let entry = StreamEntry {
             version: STREAM_ENTRY_VERSION,
             conversation_id: conversation.into(),
-            payload: json!({"type": "job-status", "seq": seq}).to_string().into_bytes().into(),
+            payload: payload.to_string().into_bytes().into(),
             published_at_ms: 0,
             trace_context: HashMap::new(),
         };
         log.append(partition, entry.encode_to_vec().into(), None).await?;
     }
     Ok(())
+}
+
+/// A ~4 KB notification numbered `seq`.
+fn padded(seq: i64) -> Value {
+    json!({"type": "job-status", "seq": seq, "pad": "x".repeat(PAD)})
 }
 
 /// Recovery reads cost the connection's rate limit (one message per 512 partition entries read): with a
@@ -346,7 +355,8 @@ async fn recovery_reads_are_charged_to_the_rate_limit() -> Result<()> {
     .await?;
     let mut publisher = servers.publish_client().await?;
     let far = publisher.publish_seq("c1", 0).await?;
-    append_many(servers.log().as_ref(), &neighbour("c1", 64), 5_000).await?;
+    let seqs = (0..5_000).map(|seq| json!({"type": "job-status", "seq": seq}));
+    append_direct(servers.log().as_ref(), &neighbour("c1", 64), seqs).await?;
     let near = publisher.publish_seq("c1", 1).await?;
     publisher.publish_seq("c1", 2).await?;
 
@@ -362,23 +372,6 @@ async fn recovery_reads_are_charged_to_the_rate_limit() -> Result<()> {
     servers.shutdown().await
 }
 
-/// Appends `count` ~4 KB notifications about `conversation` (seq `first..`) straight to the log.
-async fn append_padded(log: &dyn PartitionedLog, conversation: &str, first: i64, count: i64) -> Result<()> {
-    let partition = partition(conversation, log.partitions());
-    for seq in first..first + count {
-        let payload = json!({"type": "job-status", "seq": seq, "pad": "x".repeat(PAD)});
-        let entry = StreamEntry {
-            version: STREAM_ENTRY_VERSION,
-            conversation_id: conversation.into(),
-            payload: payload.to_string().into_bytes().into(),
-            published_at_ms: 0,
-            trace_context: HashMap::new(),
-        };
-        log.append(partition, entry.encode_to_vec().into(), None).await?;
-    }
-    Ok(())
-}
-
 /// A client that stops reading in the middle of a 16 MB recovery while retention trims what it has not
 /// received yet gets a contiguous prefix and then 4008 (`recovery interrupted`), never a silent gap: it was
 /// told `recovered:true`, so the edge must not skip on.
@@ -388,11 +381,11 @@ async fn recovery_that_loses_its_place_closes_4008_without_a_gap() -> Result<()>
     let log: Arc<dyn PartitionedLog> = Arc::new(MemoryLog::new(64, BACKLOG as usize));
     let servers = small_queue_servers(Arc::clone(&log), |_| {}).await?;
     let since = servers.publish_client().await?.publish_seq("c1", 0).await?;
-    append_padded(log.as_ref(), "c1", 1, BACKLOG).await?;
+    append_direct(log.as_ref(), "c1", (1..=BACKLOG).map(padded)).await?;
     let mut ws = servers.positions_client(0, "u1").await?;
     ensure!(ws.subscribe_since("c1", &since).await?["recovered"] == true);
     // Far more than the socket buffers hold is still unsent: this trims all of it.
-    append_padded(log.as_ref(), &neighbour("c1", 64), 0, BACKLOG).await?;
+    append_direct(log.as_ref(), &neighbour("c1", 64), (0..BACKLOG).map(padded)).await?;
     let mut seen = Vec::new();
     let code = loop {
         match within("the recovery's frames", ws.next_message()).await?? {
@@ -410,22 +403,6 @@ async fn recovery_that_loses_its_place_closes_4008_without_a_gap() -> Result<()>
     servers.shutdown().await
 }
 
-/// Appends `count` tiny notifications about `conversation` (`{"seq":n}`, seq `first..`) straight to the log.
-async fn append_tiny(log: &dyn PartitionedLog, conversation: &str, first: i64, count: i64) -> Result<()> {
-    let partition = partition(conversation, log.partitions());
-    for seq in first..first + count {
-        let entry = StreamEntry {
-            version: STREAM_ENTRY_VERSION,
-            conversation_id: conversation.into(),
-            payload: json!({ "seq": seq }).to_string().into_bytes().into(),
-            published_at_ms: 0,
-            trace_context: HashMap::new(),
-        };
-        log.append(partition, entry.encode_to_vec().into(), None).await?;
-    }
-    Ok(())
-}
-
 /// A page is bounded by what its frames take in the queue, not by their payloads alone: 5,000 missed
 /// notifications of ~10 bytes each, sent with positions (~100 bytes of envelope per frame), arrive in order
 /// through a 256 KiB queue bound. Counting payloads only, the first page held 64 KiB of payloads, some
@@ -436,7 +413,7 @@ async fn a_page_of_small_notifications_with_positions_fits_the_queue() -> Result
     let log: Arc<dyn PartitionedLog> = Arc::new(MemoryLog::new(64, 10_000));
     let servers = small_queue_servers(Arc::clone(&log), |_| {}).await?;
     let since = servers.publish_client().await?.publish_seq("c1", 0).await?;
-    append_tiny(log.as_ref(), "c1", 1, BACKLOG).await?;
+    append_direct(log.as_ref(), "c1", (1..=BACKLOG).map(|seq| json!({ "seq": seq }))).await?;
     let mut ws = servers.positions_client(0, "u1").await?;
     ensure!(ws.subscribe_since("c1", &since).await?["recovered"] == true);
     let mut seen = Vec::new();
