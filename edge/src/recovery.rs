@@ -119,12 +119,12 @@ pub async fn probe(
     fetched: &mut usize,
 ) -> Result<Frames, RecoveryError> {
     let bytes = if keep { budget.page_bytes } else { 0 };
-    let limit = Limit { bytes, overhead: 0, reads: budget.max_scan, fetch: FIRST_FETCH };
+    let limit = Limit { bytes, reads: budget.max_scan, fetch: FIRST_FETCH, ..Limit::NONE };
     let first = next_page(log, conversation, since, None, limit, positions, fetched).await?;
     if first.end {
         return Ok(first);
     }
-    let rest = Limit { bytes: 0, overhead: 0, reads: budget.max_scan - first.read, fetch: PAGE };
+    let rest = Limit { bytes: 0, reads: budget.max_scan - first.read, ..Limit::NONE };
     let at = Position { id: first.last_read, ..since };
     let counted = next_page(log, conversation, at, None, rest, positions, fetched).await?;
     if counted.end { Ok(first) } else { Err(RecoveryError::BeyondScanBound) }

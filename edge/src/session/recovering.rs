@@ -134,7 +134,7 @@ impl Session {
     pub(super) async fn next_page(&mut self) -> Option<Ending> {
         let mut place = self.recovering.as_mut()?.queue.pop_front()?;
         let limit =
-            Limit { bytes: self.budget().page_bytes, overhead: 0, reads: PAGE_READS, fetch: place.fetch };
+            Limit { bytes: self.budget().page_bytes, reads: PAGE_READS, fetch: place.fetch, ..Limit::NONE };
         let (log, positions) = (self.ctx.log.as_ref(), self.positions);
         let mut fetched = 0;
         let page =

@@ -168,8 +168,7 @@ pub async fn scan(
     mut visit: impl FnMut(Position, Bytes) -> bool,
 ) -> Result<Scanned, LogError> {
     loop {
-        let page =
-            page(log, scan, Limit { bytes: usize::MAX, overhead: 0, reads: PAGE, fetch: PAGE }).await?;
+        let page = page(log, scan, Limit { reads: PAGE, ..Limit::NONE }).await?;
         for (position, payload) in page.entries {
             if !visit(position, payload) {
                 return Ok(Scanned { gap: None, last_read: position.id });
