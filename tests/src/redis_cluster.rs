@@ -86,13 +86,8 @@ impl RedisCluster {
             loop {
                 let mut all = true;
                 for master in self.masters.iter().filter(|m| m.is_running()) {
-                    let nodes = cluster_command(master, "NODES").await?;
-                    all &= nodes.lines().any(|l| {
-                        l.split(' ').nth(1).is_some_and(|a| a.starts_with(&port))
-                            && l.split(' ')
-                                .nth(2)
-                                .is_some_and(|f| !f.split(',').any(|f| f.starts_with("fail")))
-                    });
+                    let flags = flags_of(master, &port).await?;
+                    all &= flags.is_some_and(|f| !f.split(',').any(|f| f.starts_with("fail")));
                 }
                 if all {
                     return Ok(());
@@ -140,11 +135,8 @@ impl RedisCluster {
                 let mut all = true;
                 for (i, master) in self.masters.iter().enumerate().filter(|(i, _)| *i != dead) {
                     ensure!(master.is_running(), "master {i} is not running");
-                    let nodes = cluster_command(master, "NODES").await?;
-                    all &= nodes.lines().any(|l| {
-                        l.split(' ').nth(1).is_some_and(|a| a.starts_with(&port))
-                            && l.split(' ').nth(2).is_some_and(|f| f.split(',').any(|f| f == "fail"))
-                    });
+                    let flags = flags_of(master, &port).await?;
+                    all &= flags.is_some_and(|f| f.split(',').any(|f| f == "fail"));
                 }
                 if all {
                     return Ok(());
@@ -203,6 +195,14 @@ impl RedisCluster {
 /// `CLUSTER <sub>` on one node, as text.
 async fn cluster_command(node: &RedisServer, sub: &str) -> anyhow::Result<String> {
     query(&mut node.connection().await?, redis::cmd("CLUSTER").arg(sub)).await
+}
+
+/// The flags (`master`, `fail?`, ...) `observer`'s `CLUSTER NODES` shows for the node whose address starts
+/// with `address` (`127.0.0.1:<port>@`); `None` when it lists no such node.
+async fn flags_of(observer: &RedisServer, address: &str) -> anyhow::Result<Option<String>> {
+    let nodes = cluster_command(observer, "NODES").await?;
+    let line = nodes.lines().find(|l| l.split(' ').nth(1).is_some_and(|a| a.starts_with(address)));
+    Ok(line.and_then(|l| l.split(' ').nth(2)).map(str::to_owned))
 }
 
 /// Runs `cmd`, bounded by [`STEP`](crate::STEP).
