@@ -29,6 +29,8 @@ async fn sigterm_drains_edge_with_jittered_1001_and_exits_zero() -> Result<()> {
             ("CRIER_REDIS_URL", &redis.url()),
             ("CRIER_ADMIN_LISTEN", &format!("127.0.0.1:{admin_port}")),
             ("CRIER_DRAIN_WINDOW", &format!("{DRAIN_SECONDS}s")),
+            // One worker thread, as the Helm chart runs it: the current-thread runtime drains too.
+            ("CRIER_WORKER_THREADS", "1"),
         ],
     )?;
     let admin = AdminClient::new(format!("127.0.0.1:{admin_port}").parse()?);
@@ -104,7 +106,8 @@ async fn sigterm_stops_broker_with_exit_zero() -> Result<()> {
     let grpc_port = free_port()?;
     let broker = CrierProcess::spawn(
         &["broker", "--grpc-listen", &format!("127.0.0.1:{grpc_port}")],
-        &[("CRIER_REDIS_URL", &redis.url())],
+        // One worker thread, as the Helm chart runs it: the current-thread runtime stops cleanly too.
+        &[("CRIER_REDIS_URL", &redis.url()), ("CRIER_WORKER_THREADS", "1")],
     )?;
     let url = format!("http://127.0.0.1:{grpc_port}");
     let mut client = within("the broker to accept gRPC", async {

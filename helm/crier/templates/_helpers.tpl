@@ -222,6 +222,10 @@ extraArgs must not carry a secret flag. Each names the value to use instead.
   value: {{ $v.logFormat | quote }}
 - name: CRIER_ADMIN_LISTEN
   value: "0.0.0.0:9090"
+{{- with (index $v .component).workerThreads }}
+- name: CRIER_WORKER_THREADS
+  value: {{ . | int | toString | quote }}
+{{- end }}
 {{- if $v.otlpEndpoint }}
 - name: OTEL_EXPORTER_OTLP_ENDPOINT
   value: {{ $v.otlpEndpoint | quote }}
