@@ -301,3 +301,26 @@ async fn redis_append_after_the_stream_alone_was_deleted_starts_a_new_epoch() ->
     ensure!(head == Head { epoch: after.epoch, last: after.id }, "head {head:?} after append {after:?}");
     Ok(())
 }
+
+/// An epoch key that disappears on its own (deleted, evicted) while its stream survives gives the stream a
+/// new epoch at the next append, and its live sequence starts over with it: an edge reading the old epoch
+/// must not take the new numbers for the old ones.
+#[tokio::test]
+async fn redis_append_after_the_epoch_alone_was_deleted_starts_a_new_epoch_and_sequence() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let log = redis_log(RedisTopology::Nodes(vec![redis.url()]), 4, Retention::default()).await?;
+    let keys = PartitionKeys::new(2);
+    for i in 0..3 {
+        within("append", log.append(2, payload(i), None)).await??;
+    }
+    let before = within("head", log.head(2)).await??;
+    let mut conn = redis.connection().await?;
+    let () = redis::cmd("DEL").arg(&keys.epoch).query_async(&mut conn).await?;
+    let after = within("append", log.append(2, payload(3), None)).await??;
+    ensure!(after.epoch != before.epoch, "epoch {:x} kept after its key was deleted", before.epoch);
+    let seq: u64 = redis::cmd("GET").arg(&keys.seq).query_async(&mut conn).await?;
+    ensure!(seq == 1, "sequence {seq} in the new epoch after one append");
+    let range = within("range", log.range(2, StreamId::ZERO, 100)).await??;
+    ensure!(range.epoch == after.epoch && range.entries.len() == 4, "range after the new epoch: {range:?}");
+    Ok(())
+}

@@ -5,23 +5,47 @@
 -- the entry has one (all keys of one call share a slot on a Cluster).
 -- Each new entry is published on its channel as "<epoch> <seq> <id> <data>", atomically with the XADD.
 -- Returns two per entry: "<epoch> <id>", duplicate (0|1).
--- A stream's epoch is checked once per call (a group commit often holds many entries of one partition), and
--- the age trim (MINID) runs on every 16th entry of a stream: MAXLEN already trims on every append, and the
--- age bound is approximate ('~') either way.
+-- A stream's epoch is checked once per call (a group commit often holds many entries of one partition): its
+-- first append reads the epoch and appends with NOMKSTREAM, so a stream that is gone (never written, lost,
+-- or deleted alone) is seen without an EXISTS of its own and starts a new epoch (`ensure_epoch`). The age
+-- trim (MINID) runs on every 16th entry of a stream: MAXLEN already trims on every append, and the age bound
+-- is approximate ('~') either way.
 local epochs = {}
-local function append(stream, epoch_key, seq_key, dedupe, data, window, channel)
-  local epoch = epochs[stream]
-  if not epoch then
-    epoch = ensure_epoch(stream, epoch_key, seq_key, ARGV[1])
-    epochs[stream] = epoch
+local function xadd(stream, data, option)
+  if option then
+    return redis.call('XADD', stream, option, 'MAXLEN', '~', ARGV[3], '*', ARGV[2], data)
   end
+  return redis.call('XADD', stream, 'MAXLEN', '~', ARGV[3], '*', ARGV[2], data)
+end
+
+-- The first append to `stream` in this call: its epoch and the new entry's id.
+local function first_append(stream, epoch_key, seq_key, data)
+  local epoch = redis.call('GET', epoch_key)
+  if epoch then
+    local id = xadd(stream, data, 'NOMKSTREAM')
+    if id then
+      return epoch, id
+    end
+  end
+  epoch = ensure_epoch(stream, epoch_key, seq_key, ARGV[1])
+  return epoch, xadd(stream, data)
+end
+
+local function append(stream, epoch_key, seq_key, dedupe, data, window, channel)
   if dedupe then
     local first = redis.call('GET', dedupe)
     if first then
       return first, 1
     end
   end
-  local id = redis.call('XADD', stream, 'MAXLEN', '~', ARGV[3], '*', ARGV[2], data)
+  local epoch = epochs[stream]
+  local id
+  if epoch then
+    id = xadd(stream, data)
+  else
+    epoch, id = first_append(stream, epoch_key, seq_key, data)
+    epochs[stream] = epoch
+  end
   local seq = redis.call('INCR', seq_key)
   if seq % 16 == 1 then
     local min_ms = tonumber(string.match(id, '^(%d+)-')) - tonumber(ARGV[4])
