@@ -111,16 +111,23 @@ pub struct MessageReader {
     /// reader is part of every idle connection.
     // Bound: `max_bytes`; a longer fragmented message is refused with 1009.
     partial: Option<Box<(OpCode, Vec<u8>)>>,
-    max_bytes: usize,
+    /// u32, not usize: the reader is part of every idle connection, and this keeps it 8 bytes smaller.
+    max_bytes: u32,
     /// Set on every frame (pongs included); the dead-peer check reads and clears it.
     pub heard: bool,
 }
 
 impl MessageReader {
-    /// A reader refusing messages over `max_bytes`; `early` holds bytes read along with the handshake.
+    /// A reader refusing messages over `max_bytes` (at most 4 GiB); `early` holds bytes read along with the
+    /// handshake.
     #[must_use]
     pub fn new(max_bytes: usize, early: &[u8]) -> Self {
+        let max_bytes = u32::try_from(max_bytes).unwrap_or(u32::MAX);
         Self { buf: early.to_vec(), partial: None, max_bytes, heard: false }
+    }
+
+    fn max_bytes(&self) -> usize {
+        usize::try_from(self.max_bytes).unwrap_or(usize::MAX)
     }
 
     /// Reads up to a chunk of what the socket has (after it reported readable): `Ok(false)` when it had
@@ -145,8 +152,9 @@ impl MessageReader {
     pub fn next(&mut self, outbox: &Outbox) -> Result<Option<Inbound>, InboundError> {
         let mut used = 0;
         let mut incomplete = 0;
+        let max_bytes = self.max_bytes();
         let result = loop {
-            let room = self.max_bytes.saturating_sub(self.partial.as_ref().map_or(0, |p| p.1.len()));
+            let room = max_bytes.saturating_sub(self.partial.as_ref().map_or(0, |p| p.1.len()));
             let header = match parse_header(&self.buf[used..], room) {
                 Ok(Some(header)) => header,
                 Ok(None) => break Ok(None),
@@ -166,7 +174,7 @@ impl MessageReader {
                     Ok(Some(Inbound::Ping))
                 }
                 OpCode::Close => close_echo(payload),
-                _ => accumulate(&mut self.partial, self.max_bytes, header.opcode, header.fin, payload),
+                _ => accumulate(&mut self.partial, max_bytes, header.opcode, header.fin, payload),
             };
             match message {
                 Ok(None) => {}

@@ -5,15 +5,15 @@
 use std::time::Duration;
 
 use fastwebsockets::OpCode;
-use tokio::time::Instant;
 
+use super::moment::Moment;
 use crate::frame;
 use crate::outbox::Outbox;
 
 /// The ping/pong state of one session (the interval and timeout are the edge's, passed in).
 pub struct Liveness {
     /// When [`on_timer`](Self::on_timer) must run next.
-    next: Instant,
+    next: Moment,
     awaiting_pong: bool,
 }
 
@@ -24,12 +24,12 @@ pub struct Dead;
 impl Liveness {
     /// Starts the clock: the first ping goes out after `interval`.
     pub fn new(interval: Duration) -> Self {
-        Self { next: Instant::now() + interval, awaiting_pong: false }
+        Self { next: Moment::now().after(interval), awaiting_pong: false }
     }
 
     /// When the timer fires next.
     #[must_use]
-    pub fn deadline(&self) -> Instant {
+    pub(super) fn deadline(&self) -> Moment {
         self.next
     }
 
@@ -41,18 +41,18 @@ impl Liveness {
         heard: &mut bool,
         (interval, timeout): (Duration, Duration),
     ) -> Result<(), Dead> {
-        let now = Instant::now();
+        let now = Moment::now();
         if self.awaiting_pong {
             if !std::mem::take(heard) {
                 return Err(Dead);
             }
             self.awaiting_pong = false;
-            self.next = now + interval.saturating_sub(timeout);
+            self.next = now.after(interval.saturating_sub(timeout));
         } else {
             *heard = false;
             let _ = outbox.push(frame::encode(OpCode::Ping, b""));
             self.awaiting_pong = true;
-            self.next = now + timeout;
+            self.next = now.after(timeout);
         }
         Ok(())
     }

@@ -33,6 +33,7 @@ mod handlers;
 mod io;
 mod limiter;
 mod liveness;
+mod moment;
 mod recovering;
 mod subscription;
 mod timers;

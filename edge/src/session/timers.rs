@@ -9,22 +9,21 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::liveness::Liveness;
+use super::moment::Moment;
 use crate::auth::unix_now;
 use crate::error::CloseReason;
 use crate::outbox::Outbox;
 
-/// Stands for "never" when a token's `exp` lies beyond what an `Instant` can hold.
-const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
-
-/// The deadlines of one session (the edge's durations are passed in, not kept per session).
+/// The deadlines of one session (the edge's durations are passed in, not kept per session), each
+/// [`Moment::NEVER`] when it does not apply.
 pub(super) struct Timers {
     /// Until authenticated, when the auth frame must have arrived; after, when the connection token
-    /// expires (`None` for tokens without expiry, i.e. dev auth).
-    deadline: Option<Instant>,
-    /// When a draining session closes; `None` until the edge drains.
-    drain_at: Option<Instant>,
-    /// When the session closes for want of client messages; `None` when `--idle-timeout` is off.
-    idle_at: Option<Instant>,
+    /// expires (never for tokens without expiry, i.e. dev auth).
+    deadline: Moment,
+    /// When a draining session closes; never until the edge drains.
+    drain_at: Moment,
+    /// When the session closes for want of client messages; never when `--idle-timeout` is off.
+    idle_at: Moment,
     liveness: Liveness,
 }
 
@@ -36,11 +35,11 @@ impl Timers {
         ping_interval: Duration,
         idle_timeout: Option<Duration>,
     ) -> Self {
-        let now = Instant::now();
+        let now = Moment::now();
         Self {
-            deadline: Some(now + auth_timeout),
-            drain_at: None,
-            idle_at: idle_timeout.map(|timeout| now + timeout),
+            deadline: now.after(auth_timeout),
+            drain_at: Moment::NEVER,
+            idle_at: idle_timeout.map_or(Moment::NEVER, |timeout| now.after(timeout)),
             liveness: Liveness::new(ping_interval),
         }
     }
@@ -48,23 +47,23 @@ impl Timers {
     /// The earliest moment a timer needs attention.
     pub(super) fn next(&self) -> Instant {
         let ping = self.liveness.deadline();
-        [self.deadline, self.drain_at, self.idle_at].into_iter().flatten().fold(ping, Instant::min)
+        [self.deadline, self.drain_at, self.idle_at].into_iter().fold(ping, Moment::min).instant()
     }
 
     /// The session authenticated (or refreshed) with a token expiring at `exp` (Unix seconds); `None`: never.
     pub(super) fn expires(&mut self, exp: Option<u64>) {
-        self.deadline = exp.map(expiry_instant);
+        self.deadline = exp.map_or(Moment::NEVER, expiry);
     }
 
     /// A client message arrived: the idle clock starts again.
     pub(super) fn heard_message(&mut self, idle_timeout: Option<Duration>) {
-        self.idle_at = idle_timeout.map(|timeout| Instant::now() + timeout);
+        self.idle_at = idle_timeout.map_or(Moment::NEVER, |timeout| Moment::now().after(timeout));
     }
 
     /// The edge drains: the session closes at a random moment within `window` from now (once).
     pub(super) fn drain_within(&mut self, window: Duration, session: u64) {
-        if self.drain_at.is_none() {
-            self.drain_at = Some(drain_deadline(window, session));
+        if self.drain_at == Moment::NEVER {
+            self.drain_at = drain_deadline(window, session);
         }
     }
 
@@ -78,34 +77,34 @@ impl Timers {
         heard: &mut bool,
         ping: (Duration, Duration),
     ) -> Option<CloseReason> {
-        let now = Instant::now();
-        if self.drain_at.is_some_and(|at| at <= now) {
+        let now = Moment::now();
+        if self.drain_at.reached(now) {
             return Some(CloseReason::ShuttingDown);
         }
-        if self.idle_at.is_some_and(|at| at <= now) {
+        if self.idle_at.reached(now) {
             return Some(CloseReason::IdleTimeout);
         }
-        if self.deadline.is_some_and(|at| at <= now) {
+        if self.deadline.reached(now) {
             return Some(if authenticated { CloseReason::TokenExpired } else { CloseReason::AuthTimeout });
         }
-        let dead = self.liveness.deadline() <= now && self.liveness.on_timer(outbox, heard, ping).is_err();
+        let dead =
+            self.liveness.deadline().reached(now) && self.liveness.on_timer(outbox, heard, ping).is_err();
         dead.then_some(CloseReason::PingTimeout)
     }
 }
 
 /// A random moment within `window` from now: when a draining session closes.
-fn drain_deadline(window: Duration, session: u64) -> Instant {
+fn drain_deadline(window: Duration, session: u64) -> Moment {
     // RandomState is seeded per instance, so this is a fresh random number without a dependency.
     let random = RandomState::new().hash_one(session);
     let nanos = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
     let offset = if nanos == 0 { 0 } else { random % nanos };
-    Instant::now() + Duration::from_nanos(offset)
+    Moment::now().after(Duration::from_nanos(offset))
 }
 
-/// The instant a token with `exp` (Unix seconds) stops being valid; saturates instead of overflowing.
-fn expiry_instant(exp: u64) -> Instant {
-    let now = Instant::now();
-    now.checked_add(Duration::from_secs(exp.saturating_sub(unix_now()))).unwrap_or(now + FAR_FUTURE)
+/// The moment a token with `exp` (Unix seconds) stops being valid; saturates instead of overflowing.
+fn expiry(exp: u64) -> Moment {
+    Moment::now().after(Duration::from_secs(exp.saturating_sub(unix_now())))
 }
 
 #[cfg(test)]
