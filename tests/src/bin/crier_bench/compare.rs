@@ -2,7 +2,8 @@
 //! (`crier broker` + `crier edge`), side by side in one run with the same load generator: C conversations ×
 //! 2 subscribers, 204-byte payloads, at a fixed rate and then unlimited. Reports each system's latency,
 //! deliveries/s and CPU-s per million deliveries of every process, and crier's ratios to the replaced design
-//! (absolute figures drift between runs and machines; ratios of one run do not).
+//! (absolute figures drift between runs and machines; ratios of one run do not). With `--with-dev`, `crier
+//! dev` too: the Publish API and delivery in one process without Redis, the floor under crier's figures.
 
 use clap::Args;
 use serde_json::json;
@@ -19,6 +20,10 @@ pub struct CompareArgs {
     /// Arguments passed to `crier broker` (e.g. `--broker-arg=--worker-threads=1`).
     #[arg(long, allow_hyphen_values = true)]
     pub broker_arg: Vec<String>,
+    /// Also measure `crier dev` (Publish, an in-memory log and delivery in one process, no Redis): what the
+    /// gRPC Publish API and the edge cost without the log's hop, the floor of any design behind that API.
+    #[arg(long)]
+    pub with_dev: bool,
 }
 
 /// The two loads of a comparison: the fixed rate, then as fast as deliveries follow.
@@ -40,7 +45,15 @@ pub async fn run(target: &TargetArgs, args: &CompareArgs) -> anyhow::Result<Repo
     let crier_parts = measure_both("crier", &crier, target, args, &mut report).await?;
     drop(crier);
     for (((load, _), old), new) in loads(args).iter().zip(&replaced_parts).zip(&crier_parts) {
-        ratios(&mut report, load, old, new);
+        ratios(&mut report, "crier", load, old, new);
+    }
+    if args.with_dev {
+        let dev = Deployment::dev(target).await?;
+        let dev_parts = measure_both("crier dev", &dev, target, args, &mut report).await?;
+        drop(dev);
+        for (((load, _), old), new) in loads(args).iter().zip(&replaced_parts).zip(&dev_parts) {
+            ratios(&mut report, "crier dev", load, old, new);
+        }
     }
     Ok(report)
 }
@@ -74,22 +87,22 @@ async fn measure_both(
     Ok(parts)
 }
 
-/// crier ÷ replaced for the figures the comparison is about; CPU ≤ 1 and capacity ≥ 1 are the targets.
-fn ratios(report: &mut Report, load: &str, replaced: &Report, crier: &Report) {
+/// `system` ÷ replaced for the figures the comparison is about; CPU ≤ 1 and capacity ≥ 1 are the targets.
+fn ratios(report: &mut Report, system: &str, load: &str, replaced: &Report, crier: &Report) {
     let ratio = |name: &str| Some(value(crier, name)? / value(replaced, name)?);
     if let Some(cpu) = ratio(SERVERS_CPU_PER_MILLION) {
         report.figure(
-            format!("crier/replaced {load}: CPU per delivery"),
+            format!("{system}/replaced {load}: CPU per delivery"),
             cpu,
             "×",
             Some(Target::AtMost(1.0)),
         );
     }
     if let Some(rate) = ratio("deliveries per second") {
-        report.figure(format!("crier/replaced {load}: deliveries/s"), rate, "×", None);
+        report.figure(format!("{system}/replaced {load}: deliveries/s"), rate, "×", None);
     }
     if let Some(p99) = ratio("latency p99") {
-        report.figure(format!("crier/replaced {load}: p99 latency"), p99, "×", Some(Target::AtMost(1.0)));
+        report.figure(format!("{system}/replaced {load}: p99 latency"), p99, "×", Some(Target::AtMost(1.0)));
     }
 }
 
