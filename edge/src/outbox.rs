@@ -92,9 +92,15 @@ impl Outbox {
 
     /// Queues `frame` unless that would exceed the bound. Never waits.
     pub fn push(&self, frame: Bytes) -> Result<(), Overflowed> {
-        let mut state = self.admit(frame.len())?;
+        self.enqueue(frame.len(), |frames| frames.push_back(frame))
+    }
+
+    /// Adds `bytes` of frames at the back (`add`) unless that would exceed the bound; wakes the session
+    /// when the queue was empty.
+    fn enqueue(&self, bytes: usize, add: impl FnOnce(&mut VecDeque<Bytes>)) -> Result<(), Overflowed> {
+        let mut state = self.admit(bytes)?;
         let was_empty = state.frames.is_empty();
-        state.frames.push_back(frame);
+        add(&mut state.frames);
         drop(state);
         if was_empty {
             self.wake();
@@ -145,14 +151,7 @@ impl Outbox {
         if frames.is_empty() {
             return Ok(());
         }
-        let mut state = self.admit(frames.iter().map(Bytes::len).sum())?;
-        let was_empty = state.frames.is_empty();
-        state.frames.extend(frames);
-        drop(state);
-        if was_empty {
-            self.wake();
-        }
-        Ok(())
+        self.enqueue(frames.iter().map(Bytes::len).sum(), |queue| queue.extend(frames))
     }
 
     /// Inserts `frames` at `mark`, before everything pushed since. The session must not have drained past

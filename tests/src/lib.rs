@@ -57,7 +57,7 @@ pub use deadline::{STEP, within, within_for};
 pub use delay_proxy::DelayProxy;
 pub use jwks_server::{JwksServer, rsa_jwk};
 pub use pki::{Leaf, TestCa};
-pub use publish_client::PublishClient;
+pub use publish_client::{PublishClient, stream_entry};
 pub use raw_ws::RawWs;
 pub use redis_cluster::RedisCluster;
 pub use redis_monitor::{MonitoredCommand, RedisMonitor};

@@ -1,8 +1,9 @@
 //! [`PublishClient`]: the backend's side of `crier.v1.PublishService`, through the generated tonic client.
 
 use anyhow::Context;
-use crier_proto::v1::PublishRequest;
 use crier_proto::v1::publish_service_client::PublishServiceClient;
+use crier_proto::v1::{PublishRequest, STREAM_ENTRY_VERSION, StreamEntry};
+use prost::Message as _;
 use serde_json::Value;
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
@@ -110,4 +111,17 @@ impl PublishClient {
     pub fn inner(&mut self) -> &mut PublishServiceClient<InterceptedService<Channel, Bearer>> {
         &mut self.inner
     }
+}
+
+/// A stream entry about `conversation` as the broker writes it (without publish time or trace context),
+/// encoded: for tests that append to the log behind the broker's back.
+#[must_use]
+pub fn stream_entry(conversation: &str, payload: impl Into<bytes::Bytes>) -> Vec<u8> {
+    let entry = StreamEntry {
+        version: STREAM_ENTRY_VERSION,
+        conversation_id: conversation.into(),
+        payload: payload.into(),
+        ..StreamEntry::default()
+    };
+    entry.encode_to_vec()
 }

@@ -2,14 +2,10 @@
 //! pub/sub connection, a stream that vanished) ends in exact catch-up from the stream or an explicit 4008,
 //! never a silent gap or a duplicate.
 
-use std::collections::HashMap;
-
 use anyhow::{Result, bail, ensure};
 use crier_proto::keys::{ENTRY_FIELD, PartitionKeys};
 use crier_proto::partition;
-use crier_proto::v1::{STREAM_ENTRY_VERSION, StreamEntry};
-use crier_tests::{RedisServer, Servers, WsClient, within};
-use prost::Message as _;
+use crier_tests::{RedisServer, Servers, WsClient, stream_entry, within};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -36,15 +32,9 @@ async fn next_seqs(ws: &mut WsClient, n: usize) -> Result<Vec<i64>> {
 /// when pub/sub drops a message.
 async fn append_unpublished(redis: &RedisServer, conversation: &str, payload: &Value) -> Result<()> {
     let keys = PartitionKeys::new(partition(conversation, PARTITIONS));
-    let entry = StreamEntry {
-        version: STREAM_ENTRY_VERSION,
-        conversation_id: conversation.into(),
-        payload: payload.to_string().into_bytes().into(),
-        published_at_ms: 0,
-        trace_context: HashMap::new(),
-    };
+    let entry = stream_entry(conversation, payload.to_string().into_bytes());
     let mut pipe = redis::pipe();
-    pipe.atomic().cmd("XADD").arg(&keys.stream).arg("*").arg(ENTRY_FIELD).arg(entry.encode_to_vec());
+    pipe.atomic().cmd("XADD").arg(&keys.stream).arg("*").arg(ENTRY_FIELD).arg(entry);
     pipe.cmd("INCR").arg(&keys.seq);
     let mut conn = redis.connection().await?;
     within("XADD + INCR", pipe.query_async::<()>(&mut conn)).await??;

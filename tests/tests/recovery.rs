@@ -1,17 +1,14 @@
 //! Positions and recovery: `?positions=1` frames, `subscribe` with `since`, and the seam between replayed and
 //! live notifications (DESIGN.md §2, §5).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::{Result, ensure};
 use crier_edge::EdgeConfig;
 use crier_proto::partition;
-use crier_proto::v1::{STREAM_ENTRY_VERSION, StreamEntry};
 use crier_store::log::{MemoryLog, PartitionedLog};
 use crier_tests::tungstenite::Message as WsMessage;
-use crier_tests::{PublishClient, RedisServer, Servers, ServersConfig, within};
-use prost::Message;
+use crier_tests::{PublishClient, RedisServer, Servers, ServersConfig, stream_entry, within};
 use serde_json::{Value, json};
 
 /// With `?positions=1`, each notification arrives wrapped with its conversation and the position the broker
@@ -325,14 +322,8 @@ async fn append_direct(
 ) -> Result<()> {
     let partition = partition(conversation, log.partitions());
     for payload in payloads {
-        let entry = StreamEntry {
-            version: STREAM_ENTRY_VERSION,
-            conversation_id: conversation.into(),
-            payload: payload.to_string().into_bytes().into(),
-            published_at_ms: 0,
-            trace_context: HashMap::new(),
-        };
-        log.append(partition, entry.encode_to_vec().into(), None).await?;
+        let entry = stream_entry(conversation, payload.to_string().into_bytes());
+        log.append(partition, entry.into(), None).await?;
     }
     Ok(())
 }

@@ -7,10 +7,8 @@ use std::sync::Arc;
 use anyhow::{Result, ensure};
 use bytes::Bytes;
 use crier_proto::partition;
-use crier_proto::v1::{STREAM_ENTRY_VERSION, StreamEntry};
 use crier_store::log::{MemoryLog, PartitionedLog};
-use crier_tests::{RedisServer, Servers, ServersConfig, WsClient};
-use prost::Message;
+use crier_tests::{RedisServer, Servers, ServersConfig, WsClient, stream_entry};
 use serde_json::json;
 
 /// A JSON object whose string holds the byte 0xff.
@@ -51,13 +49,8 @@ async fn edge_skips_and_counts_entries_that_are_not_utf8() -> Result<()> {
     let mut ws = positions_client(&servers).await?;
     let subscribed = ws.subscribe("c1").await?;
     let since = subscribed["position"].as_str().unwrap_or_default().to_owned();
-    let entry = StreamEntry {
-        version: STREAM_ENTRY_VERSION,
-        conversation_id: "c1".into(),
-        payload: Bytes::from_static(INVALID),
-        ..StreamEntry::default()
-    };
-    servers.log().append(partition("c1", 8), entry.encode_to_vec().into(), None).await?;
+    let entry = stream_entry("c1", Bytes::from_static(INVALID));
+    servers.log().append(partition("c1", 8), entry.into(), None).await?;
     servers.publish_client().await?.publish_raw("c1", r#"{"type":"after"}"#).await?;
     let live = ws.recv_json().await?;
     ensure!(live["type"] == "notification" && live["data"] == json!({"type": "after"}), "{live}");
